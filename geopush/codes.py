@@ -1,0 +1,111 @@
+"""Every status and reason code named in SPEC, as enums used end to end.
+
+The string values are the contract (API answers, metrics labels, database rows): never rename.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PingRejection(StrEnum):
+    """Why a ping was not accepted (SPEC section 2), in the order the checks run."""
+
+    INVALID = "invalid"
+    FUTURE = "future"
+    TOO_OLD = "too_old"
+    MOCKED = "mocked"
+    LOW_ACCURACY = "low_accuracy"
+    OUT_OF_ORDER = "out_of_order"
+    IMPLAUSIBLE_SPEED = "implausible_speed"
+
+
+class EventType(StrEnum):
+    """Visit events (SPEC section 3)."""
+
+    ENTER = "enter"
+    DWELL = "dwell"
+    EXIT = "exit"
+
+
+class Trigger(StrEnum):
+    """The event type an offer answers to."""
+
+    ENTER = "enter"
+    DWELL = "dwell"
+    EXIT = "exit"
+
+
+class OfferStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class Outcome(StrEnum):
+    """What a decision did with one candidate offer."""
+
+    QUEUED = "queued"
+    SUPPRESSED = "suppressed"
+    CONTROL = "control"
+
+
+class SuppressionReason(StrEnum):
+    """Why a candidate offer was not sent (SPEC section 4), in the order the checks run."""
+
+    OUTSIDE_SCHEDULE = "outside_schedule"
+    STORE_CLOSED = "store_closed"
+    SEGMENT_MISMATCH = "segment_mismatch"
+    AUDIENCE_MISMATCH = "audience_mismatch"
+    NO_PUSH_CONSENT = "no_push_consent"
+    CATEGORY_OPT_OUT = "category_opt_out"
+    STALE_EVENT = "stale_event"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    COOLDOWN = "cooldown"
+    QUIET_HOURS = "quiet_hours"
+    DAILY_CAP = "daily_cap"
+    NO_TOKEN = "no_token"
+    LOWER_PRIORITY = "lower_priority"
+    CONTROL_GROUP = "control_group"
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class DeliveryReason(StrEnum):
+    """Why a delivery failed or was cancelled (SPEC section 6)."""
+
+    UNREGISTERED = "unregistered"
+    INVALID_ARGUMENT = "invalid_argument"
+    SENDER_ID_MISMATCH = "sender_id_mismatch"
+    THIRD_PARTY_AUTH_ERROR = "third_party_auth_error"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    EXPIRED = "expired"
+    LEFT_GEOFENCE = "left_geofence"
+
+
+class Segment(StrEnum):
+    """FRAT segments (SPEC section 5); `unknown` is a device with no customer."""
+
+    NEW = "new"
+    GOOD = "good"
+    BEST = "best"
+    AT_RISK = "at_risk"
+    INACTIVE = "inactive"
+    UNKNOWN = "unknown"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MARKETER = "marketer"
+    OPS = "ops"
+    APP = "app"
+
+
+class Platform(StrEnum):
+    ANDROID = "android"
+    IOS = "ios"
+    WEB = "web"
