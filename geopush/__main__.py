@@ -1,0 +1,5 @@
+"""`python -m geopush ...` is the `geopush` command."""
+
+from geopush.cli import main
+
+main()

@@ -1,0 +1,93 @@
+"""Bearer credentials: API keys with a role, and device tokens given at registration.
+
+Both are random strings shown once and stored only as SHA-256 hashes (they are 256-bit
+random, so a plain hash is enough: there is nothing to brute-force).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from uuid import UUID
+
+from aiohttp import web
+
+from geopush.api.errors import ApiError
+from geopush.codes import Role
+from geopush.runtime import RUNTIME
+
+# Which roles may call what, beyond admin who may call everything.
+MARKETER = (Role.MARKETER,)
+STATS = (Role.MARKETER, Role.OPS)
+OPS = (Role.OPS,)
+APP = (Role.APP,)
+
+_CACHE_TTL_S = 5.0
+
+
+def new_secret(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    role: Role
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "missing bearer credentials",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+async def require_role(request: web.Request, *roles: Role) -> Principal:
+    """The caller's key; 401 without a valid one, 403 when its role may not do this."""
+    token = _bearer(request)
+    rt = request.app[RUNTIME]
+    digest = hash_secret(token)
+    principal: Principal | None = None
+    if rt.bootstrap_admin_hash is not None and secrets.compare_digest(
+        digest, rt.bootstrap_admin_hash
+    ):
+        principal = Principal("bootstrap", Role.ADMIN)
+    else:
+        cached = rt.key_cache.get(digest)
+        if cached and cached[1] > time.monotonic():
+            principal = cached[0]
+        else:
+            row = await rt.pool.fetchrow(
+                "SELECT id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                digest,
+            )
+            if row is not None:
+                principal = Principal(str(row["id"]), Role(row["role"]))
+                rt.key_cache[digest] = (principal, time.monotonic() + _CACHE_TTL_S)
+    if principal is None:
+        raise ApiError(401, "unauthorized", "unknown or revoked key",
+                       headers={"WWW-Authenticate": "Bearer"})
+    if principal.role is not Role.ADMIN and principal.role not in roles:
+        raise ApiError(403, "forbidden", f"role {principal.role} may not do this")
+    return principal
+
+
+async def require_device(request: web.Request) -> UUID:
+    """The device id behind a device token; 401 when the token is unknown or erased."""
+    token = _bearer(request)
+    rt = request.app[RUNTIME]
+    device_id = await rt.pool.fetchval(
+        "SELECT device_id FROM devices WHERE token_hash = $1", hash_secret(token)
+    )
+    if device_id is None:
+        raise ApiError(401, "unauthorized", "unknown device token",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return device_id

@@ -1,0 +1,113 @@
+"""Reading and checking request bodies: every problem becomes a 400 naming the field."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from geopush.api.errors import ApiError, bad_request
+
+_MISSING = object()
+
+
+async def read_json(request: web.Request) -> Any:
+    """The decoded JSON body; 413 past `client_max_size`, 400 when it is not JSON."""
+    raw = await request.read()
+    if not raw:
+        raise bad_request("request body is empty; expected JSON")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}") from None
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object")
+    return body
+
+
+def field_error(field: str, message: str) -> ApiError:
+    return bad_request(f"{field}: {message}", [{"field": field, "message": message}])
+
+
+def get_str(
+    body: dict[str, Any], key: str, *, required: bool = False, default: Any = None,
+    max_len: int = 1000, nullable: bool = True,
+) -> Any:
+    value = body.get(key, _MISSING)
+    if value is _MISSING or (value is None and nullable and not required):
+        if required:
+            raise field_error(key, "is required")
+        return default
+    if not isinstance(value, str):
+        raise field_error(key, "must be a string")
+    if required and not value.strip():
+        raise field_error(key, "must not be empty")
+    if len(value) > max_len:
+        raise field_error(key, f"must be at most {max_len} characters")
+    return value
+
+
+def get_bool(body: dict[str, Any], key: str, *, required: bool = False, default: Any = None) -> Any:
+    value = body.get(key, _MISSING)
+    if value is _MISSING:
+        if required:
+            raise field_error(key, "is required")
+        return default
+    if not isinstance(value, bool):
+        raise field_error(key, "must be true or false")
+    return value
+
+
+def get_number(
+    body: dict[str, Any], key: str, *, required: bool = False, default: Any = None,
+    lo: float | None = None, hi: float | None = None, integer: bool = False,
+) -> Any:
+    value = body.get(key, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise field_error(key, "is required")
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise field_error(key, "must be a number")
+    if not math.isfinite(value):
+        raise field_error(key, "must be finite")
+    if integer and value != int(value):
+        raise field_error(key, "must be a whole number")
+    if lo is not None and value < lo:
+        raise field_error(key, f"must be at least {lo:g}")
+    if hi is not None and value > hi:
+        raise field_error(key, f"must be at most {hi:g}")
+    return int(value) if integer else float(value)
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    """An RFC 3339 time with an offset (a bare date is refused: it has no zone)."""
+    if not isinstance(value, str):
+        raise field_error(field, "must be an RFC 3339 time string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise field_error(field, f"not an RFC 3339 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise field_error(field, "needs a time zone offset (e.g. Z or +02:00)")
+    return parsed
+
+
+def query_int(request: web.Request, key: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise field_error(key, "must be a whole number") from None
+    if not lo <= value <= hi:
+        raise field_error(key, f"must be between {lo} and {hi}")
+    return value

@@ -1,0 +1,58 @@
+"""Liveness, readiness and Prometheus metrics: open to anyone, no personal data."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from geopush import metrics
+from geopush.api.errors import error_response
+from geopush.runtime import RUNTIME
+from geopush.store.migrations import pending
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(2):
+            async with rt.pool.acquire() as conn:
+                waiting = await pending(conn)
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if not waiting else f"pending: {', '.join(waiting)}"
+    except (OSError, TimeoutError, Exception):
+        checks["database"] = "unavailable"
+        checks["migrations"] = "unknown"
+    checks["geofence_index"] = "ok" if rt.fences.loaded else "loading"
+    if all(v == "ok" for v in checks.values()):
+        return web.json_response({"status": "ready", "checks": checks,
+                                  "geofences": len(rt.fences.info)})
+    return error_response(503, "not_ready", "not ready", [checks], headers={"Retry-After": "2"})
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    try:
+        async with asyncio.timeout(1):
+            depth = await rt.pool.fetchval(
+                "SELECT count(*) FROM deliveries WHERE status = 'queued'"
+            )
+        metrics.OUTBOX_DEPTH.set(depth)
+    except (OSError, TimeoutError, Exception):
+        pass  # the gauge keeps its last value; metrics must answer without the database
+    body = generate_latest(metrics.REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/metrics", metrics_text),
+    ]

@@ -1,0 +1,183 @@
+"""Offers: what to push, to whom, where and when (SPEC section 4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+
+from geopush.api.auth import MARKETER, STATS, require_role
+from geopush.api.body import read_object
+from geopush.api.errors import ApiError, not_found
+from geopush.api.pagination import page, page_params
+from geopush.campaigns.offers import (
+    Offer,
+    OfferError,
+    offer_to_json,
+    parse_offer_fields,
+    validate_offer,
+)
+from geopush.runtime import RUNTIME
+from geopush.store.offers import offer_from_row
+
+_COLUMNS = "offer_id, trigger, status, definition, created_at, updated_at"
+
+
+def offer_json(row: asyncpg.Record) -> dict[str, Any]:
+    out = offer_to_json(offer_from_row(row))
+    out["updated_at"] = row["updated_at"].isoformat()
+    return out
+
+
+def _offer_error(exc: OfferError) -> ApiError:
+    field = getattr(exc, "field", "body")
+    message = getattr(exc, "message", str(exc))
+    return ApiError(400, "invalid", f"{field}: {message}", [{"field": field, "message": message}])
+
+
+def _uuids(values: tuple[str, ...], field: str) -> list[UUID]:
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(UUID(v))
+        except ValueError:
+            raise ApiError(400, "invalid", f"{field}[{i}]: not an id",
+                           [{"field": f"{field}[{i}]", "message": "not an id"}]) from None
+    return out
+
+
+async def _check_targets(conn: asyncpg.Connection, offer: Offer) -> tuple[list[UUID], list[UUID]]:
+    """Targets must name existing geofences and stores: a typo would silently never fire."""
+    geofences = _uuids(offer.geofence_ids, "geofence_ids")
+    stores = _uuids(offer.store_ids, "store_ids")
+    known_g = {r[0] for r in await conn.fetch(
+        "SELECT geofence_id FROM geofences WHERE geofence_id = ANY($1::uuid[])", geofences)}
+    known_s = {r[0] for r in await conn.fetch(
+        "SELECT store_id FROM stores WHERE store_id = ANY($1::uuid[])", stores)}
+    missing = [{"field": "geofence_ids", "id": str(g)} for g in geofences if g not in known_g]
+    missing += [{"field": "store_ids", "id": str(s)} for s in stores if s not in known_s]
+    if missing:
+        raise ApiError(422, "unknown_target", "offer targets unknown geofences or stores",
+                       missing)
+    return geofences, stores
+
+
+def _definition(offer: Offer) -> dict[str, Any]:
+    d = offer_to_json(offer)
+    for key in ("id", "created_at", "status"):
+        d.pop(key, None)
+    return d
+
+
+async def post_offer(request: web.Request) -> web.Response:
+    await require_role(request, *MARKETER)
+    body = await read_object(request)
+    try:
+        fields = parse_offer_fields(body, partial=False)
+        offer_id = str(uuid.uuid4())
+        rt = request.app[RUNTIME]
+        offer = Offer(id=offer_id, created_at=rt.now(), **fields)
+    except OfferError as exc:
+        raise _offer_error(exc) from None
+    async with rt.pool.acquire() as conn, conn.transaction():
+        geofences, stores = await _check_targets(conn, offer)
+        row = await conn.fetchrow(
+            "INSERT INTO offers (offer_id, trigger, geofence_ids, store_ids, status, definition)"
+            f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
+            UUID(offer_id), str(offer.trigger), geofences, stores, str(offer.status),
+            _definition(offer),
+        )
+    return web.json_response(offer_json(row), status=201)
+
+
+def _offer_id(request: web.Request) -> UUID:
+    try:
+        return UUID(request.match_info["offer_id"])
+    except ValueError:
+        raise not_found("offer") from None
+
+
+async def list_offers(request: web.Request) -> web.Response:
+    await require_role(request, *STATS)
+    limit, cursor = page_params(request)
+    conditions, args = ["deleted_at IS NULL"], [limit + 1]
+    if cursor:
+        args += list(cursor)
+        conditions.append(f"(created_at, offer_id) > (${len(args) - 1}, ${len(args)})")
+    for key in ("status", "trigger"):
+        if request.query.get(key):
+            args.append(request.query[key])
+            conditions.append(f"{key} = ${len(args)}")
+    rows = await request.app[RUNTIME].pool.fetch(
+        f"SELECT {_COLUMNS} FROM offers WHERE {' AND '.join(conditions)}"
+        " ORDER BY created_at, offer_id LIMIT $1", *args,
+    )
+    return web.json_response(page([offer_json(r) for r in rows], rows, limit, "offer_id"))
+
+
+async def get_offer(request: web.Request) -> web.Response:
+    await require_role(request, *STATS)
+    row = await request.app[RUNTIME].pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM offers WHERE offer_id = $1 AND deleted_at IS NULL",
+        _offer_id(request),
+    )
+    if row is None:
+        raise not_found("offer")
+    return web.json_response(offer_json(row))
+
+
+async def patch_offer(request: web.Request) -> web.Response:
+    await require_role(request, *MARKETER)
+    offer_id = _offer_id(request)
+    body = await read_object(request)
+    rt = request.app[RUNTIME]
+    try:
+        changes = parse_offer_fields(body, partial=True)
+    except OfferError as exc:
+        raise _offer_error(exc) from None
+    async with rt.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM offers WHERE offer_id = $1 AND deleted_at IS NULL"
+            " FOR UPDATE", offer_id,
+        )
+        if row is None:
+            raise not_found("offer")
+        try:
+            offer = dataclasses.replace(offer_from_row(row), **changes)
+            validate_offer(offer)
+        except OfferError as exc:
+            raise _offer_error(exc) from None
+        geofences, stores = await _check_targets(conn, offer)
+        row = await conn.fetchrow(
+            "UPDATE offers SET trigger = $2, geofence_ids = $3, store_ids = $4, status = $5,"
+            f" definition = $6, updated_at = now() WHERE offer_id = $1 RETURNING {_COLUMNS}",
+            offer_id, str(offer.trigger), geofences, stores, str(offer.status),
+            _definition(offer),
+        )
+    return web.json_response(offer_json(row))
+
+
+async def delete_offer(request: web.Request) -> web.Response:
+    """Soft delete: the offer stops at once, its decisions and results stay readable."""
+    await require_role(request, *MARKETER)
+    deleted = await request.app[RUNTIME].pool.fetchval(
+        "UPDATE offers SET deleted_at = now(), status = 'paused' WHERE offer_id = $1"
+        " AND deleted_at IS NULL RETURNING true", _offer_id(request),
+    )
+    if not deleted:
+        raise not_found("offer")
+    return web.Response(status=204)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/v1/offers", post_offer),
+        web.get("/v1/offers", list_offers),
+        web.get("/v1/offers/{offer_id}", get_offer),
+        web.patch("/v1/offers/{offer_id}", patch_offer),
+        web.delete("/v1/offers/{offer_id}", delete_offer),
+    ]

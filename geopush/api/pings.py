@@ -1,0 +1,72 @@
+"""`POST /v1/pings`: a device's batch of location fixes, answered after COMMIT."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from aiohttp import web
+
+from geopush import metrics
+from geopush.api.auth import require_device
+from geopush.api.body import field_error, read_object
+from geopush.api.errors import ApiError
+from geopush.ingest.pipeline import process_batch
+from geopush.runtime import RUNTIME, Runtime
+
+MAX_PINGS = 500
+
+
+def _check_rate(rt: Runtime, device_id: Any) -> None:
+    """Token bucket per device and process: `device_rate_per_s`, bursts of 3 s worth."""
+    rate = rt.config.limits.device_rate_per_s
+    burst = max(3.0 * rate, 1.0)
+    now = time.monotonic()
+    bucket = rt.rate.get(device_id)
+    if bucket is None:
+        bucket = rt.rate[device_id] = [burst, now]
+        if len(rt.rate) > 100_000:  # forget idle devices, keep memory bounded
+            rt.rate.clear()
+            rt.rate[device_id] = bucket
+    tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
+    if tokens < 1.0:
+        wait = math.ceil((1.0 - tokens) / rate)
+        raise ApiError(429, "rate_limited", "too many ping batches for this device",
+                       headers={"Retry-After": str(max(wait, 1))})
+    bucket[0], bucket[1] = tokens - 1.0, now
+
+
+async def post_pings(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    device_id = await require_device(request)
+    _check_rate(rt, device_id)
+    body = await read_object(request)
+    pings = body.get("pings")
+    if not isinstance(pings, list):
+        raise field_error("pings", "must be a list of pings")
+    if len(pings) > MAX_PINGS:
+        raise ApiError(413, "too_many_pings", f"at most {MAX_PINGS} pings per batch")
+    batch_id = body.get("batch_id")
+    if batch_id is not None and (not isinstance(batch_id, str) or not 0 < len(batch_id) <= 200):
+        raise field_error("batch_id", "must be a string of 1 to 200 characters")
+
+    started = time.perf_counter()
+    async with rt.pool.acquire() as conn, conn.transaction():
+        result = await process_batch(
+            conn, rt.fences, rt.config, device_id, pings, batch_id, rt.now()
+        )
+    metrics.INGEST.observe(time.perf_counter() - started)
+    if not result.replayed:
+        response = result.response
+        metrics.PINGS.labels("accepted", "").inc(response["accepted"])
+        for item in response["rejected"]:
+            metrics.PINGS.labels("rejected", item["reason"]).inc()
+        for event in result.events:
+            metrics.EVENTS.labels(str(event.type)).inc()
+        result.decisions.observe()
+    return web.json_response(result.response, status=202)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post("/v1/pings", post_pings)]

@@ -1,0 +1,71 @@
+"""`create_app(config)`: routes, middlewares and the resources one process runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from geopush.api import devices, geofences, health, keys, offers, pings, stores
+from geopush.api.auth import hash_secret
+from geopush.api.errors import error_middleware
+from geopush.config import Config
+from geopush.runtime import RUNTIME, Runtime
+from geopush.store.database import create_pool, resolve_database_url
+from geopush.store.geofence_index import LiveGeofenceIndex
+from geopush.store.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+
+def _route_modules() -> list:
+    from geopush.api import crm, deliveries, ops
+
+    return [health, keys, devices, pings, stores, geofences, offers, crm, deliveries, ops]
+
+
+def create_app(config: Config, *, database_url: str | None = None) -> web.Application:
+    """The aiohttp application; database, index and background work start with it."""
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes
+    )
+    for module in _route_modules():
+        app.add_routes(module.routes())
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        url = database_url or await asyncio.get_running_loop().run_in_executor(
+            None, resolve_database_url, config
+        )
+        pool = await create_pool(url, config.database.pool_size)
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        fences = LiveGeofenceIndex()
+        await fences.reload(pool)
+        bootstrap = config.auth.bootstrap_admin_key
+        rt = Runtime(config=config, pool=pool, fences=fences,
+                     bootstrap_admin_hash=hash_secret(bootstrap) if bootstrap else None)
+        app[RUNTIME] = rt
+        tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
+        background = None
+        if config.server.run_sender:
+            from geopush.background import Background
+
+            background = Background(config, url)
+            background.start()
+        try:
+            yield
+        finally:
+            if background is not None:
+                await asyncio.get_running_loop().run_in_executor(None, background.stop)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await pool.close()
+
+    app.cleanup_ctx.append(resources)
+    return app

@@ -1,0 +1,123 @@
+"""Work that runs beside the API in a thread of its own: sender, dwell sweeper, retention,
+daily segments.
+
+Its own thread and event loop keep the FCM SDK's blocking token fetch and the periodic
+sweeps away from the ingest loop; its own small pool keeps them from taking ingest's
+connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from geopush.config import Config
+from geopush.store.database import create_pool
+
+log = logging.getLogger(__name__)
+
+_RETENTION_EVERY_S = 3600.0
+
+
+class Background:
+    def __init__(self, config: Config, dsn: str) -> None:
+        self.config = config
+        self.dsn = dsn
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="geopush-background",
+                                        daemon=True)
+        self._started = threading.Event()
+        self.sender = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Stop claiming, let in-flight batches finish and be recorded, then return."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            if self.sender is not None:
+                self._loop.call_soon_threadsafe(self.sender.stop)
+        self._thread.join(timeout=self.config.server.shutdown_timeout_s + 5)
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        pool = await create_pool(self.dsn, max(2, self.config.fcm.max_concurrency + 2))
+        tasks = []
+        try:
+            if self.config.fcm.credentials_file:
+                from geopush.delivery.sender import Sender
+
+                self.sender = Sender(self.config.fcm, pool, f"geopush-{os.getpid()}-{id(self)}")
+                tasks.append(asyncio.create_task(self.sender.run(self.dsn)))
+            else:
+                log.warning("[fcm] credentials_file is not set: deliveries stay queued")
+            tasks.append(asyncio.create_task(self._every(
+                self.config.geo.sweep_interval_s, self._sweep, pool)))
+            tasks.append(asyncio.create_task(self._every(
+                _RETENTION_EVERY_S, self._retention, pool)))
+            tasks.append(asyncio.create_task(self._daily_segments(pool)))
+            self._started.set()
+            await self._stop.wait()
+            if self.sender is not None:
+                self.sender.stop()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(tasks[0]),
+                                           self.config.server.shutdown_timeout_s)
+        finally:
+            self._started.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await pool.close()
+
+    async def _every(self, seconds: float, job: Callable[[asyncpg.Pool], Awaitable[None]],
+                     pool: asyncpg.Pool) -> None:
+        while True:
+            try:
+                await job(pool)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background job %s failed", job.__name__)
+            await asyncio.sleep(seconds)
+
+    async def _sweep(self, pool: asyncpg.Pool) -> None:
+        from geopush.ingest.sweeper import sweep_dwells
+
+        await sweep_dwells(pool, self.config, datetime.now(UTC))
+
+    async def _retention(self, pool: asyncpg.Pool) -> None:
+        from geopush.store.retention import apply_retention
+
+        await apply_retention(pool, self.config)
+
+    async def _daily_segments(self, pool: asyncpg.Pool) -> None:
+        hour = self.config.segments.daily_recompute_hour_utc
+        while True:
+            now = datetime.now(UTC)
+            due = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+            if due <= now:
+                due += timedelta(days=1)
+            await asyncio.sleep((due - now).total_seconds())
+            try:
+                from geopush.crm.segments import recompute_segments
+
+                await recompute_segments(pool, self.config, datetime.now(UTC))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("daily segment recompute failed")

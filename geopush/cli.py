@@ -1,0 +1,191 @@
+"""The `geopush` command: serve, demo, migrate, keys, import, segments, fcm-emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from geopush.codes import Role
+from geopush.config import Config, ConfigError, load_config
+
+
+def _config(path: str | None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    try:
+        return load_config(path, overrides=overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _with_pool(config: Config, job: Any) -> Any:
+    from geopush.store.database import create_pool, resolve_database_url
+    from geopush.store.migrations import migrate
+
+    url = await asyncio.get_running_loop().run_in_executor(None, resolve_database_url, config)
+    pool = await create_pool(url, 4)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        return await job(pool)
+    finally:
+        await pool.close()
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True)
+def main(log_level: str) -> None:
+    """geopush: location pings in, store visits out, offers pushed through FCM."""
+    from geopush.logs import setup_logging
+
+    setup_logging(log_level)
+
+
+def _serve_worker(config: Config, url: str, host: str, port: int, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from geopush.app import create_app
+    from geopush.logs import setup_logging
+
+    setup_logging()
+    web.run_app(create_app(config, database_url=url), host=host, port=port,
+                reuse_port=reuse_port, print=None, access_log=None,
+                shutdown_timeout=config.server.shutdown_timeout_s)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), default=None)
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+@click.option("--workers", type=int, default=None)
+def serve(config_path: str | None, host: str | None, port: int | None,
+          workers: int | None) -> None:
+    """Run the HTTP service (and, unless disabled, the sender and sweepers)."""
+    server: dict[str, Any] = {}
+    for key, value in (("host", host), ("port", port), ("workers", workers)):
+        if value is not None:
+            server[key] = value
+    config = _config(config_path, {"server": server} if server else None)
+    from geopush.store.database import resolve_database_url
+
+    url = resolve_database_url(config)
+    n = config.server.workers
+    click.echo(f"geopush listening on http://{config.server.host}:{config.server.port}"
+               f" ({n} worker{'s' if n > 1 else ''})", err=True)
+    if n == 1:
+        _serve_worker(config, url, config.server.host, config.server.port, False)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_serve_worker,
+                         args=(config, url, config.server.host, config.server.port, True))
+             for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), default=None)
+def migrate(config_path: str | None) -> None:
+    """Apply pending schema migrations."""
+    from geopush.store.migrations import migrate as run
+
+    config = _config(config_path)
+
+    async def job(pool: Any) -> list[str]:
+        async with pool.acquire() as conn:
+            return await run(conn)
+
+    asyncio.run(_with_pool(config, job))
+    click.echo("schema up to date")
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--name", default="")
+@click.option("--config", "config_path", type=click.Path(), default=None)
+def keys_create(role: str, name: str, config_path: str | None) -> None:
+    """Make an API key; it is printed once and stored only hashed."""
+    from geopush.api.keys import create_key
+
+    config = _config(config_path)
+    created = asyncio.run(_with_pool(config, lambda pool: create_key(pool, Role(role), name)))
+    click.echo(created["key"])
+    click.echo(f"id={created['id']} role={created['role']}", err=True)
+
+
+@main.command("import")
+@click.argument("kind", type=click.Choice(["stores", "geofences", "customers", "transactions"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(), default=None)
+def import_(kind: str, file: str, config_path: str | None) -> None:
+    """Import a file (CSV for stores, customers, transactions; GeoJSON for geofences)."""
+    from geopush.crm.imports import run_import
+
+    config = _config(config_path)
+    result = asyncio.run(_with_pool(config, lambda pool: run_import(pool, config, kind,
+                                                                     Path(file))))
+    import json
+
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@main.group()
+def segments() -> None:
+    """FRAT segments."""
+
+
+@segments.command("recompute")
+@click.option("--config", "config_path", type=click.Path(), default=None)
+def segments_recompute(config_path: str | None) -> None:
+    """Recompute every customer's FRAT scores and segment now."""
+    import json
+    from datetime import UTC, datetime
+
+    from geopush.crm.segments import recompute_segments
+
+    config = _config(config_path)
+    result = asyncio.run(_with_pool(
+        config, lambda pool: recompute_segments(pool, config, datetime.now(UTC))))
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@main.command("fcm-emulator")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8085, show_default=True)
+def fcm_emulator(host: str, port: int) -> None:
+    """Run the local FCM stand-in (OAuth token endpoint, messages:send, GET /messages)."""
+    from geopush.emulator.server import run
+
+    run(host=host, port=port)
+
+
+@main.command()
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--duration", type=float, default=90.0, show_default=True,
+              help="seconds to keep running after the scenario; 0 = until Ctrl-C")
+@click.option("--data-dir", default=".geopush", show_default=True)
+def demo(port: int, duration: float, data_dir: str) -> None:
+    """Everything on this machine: PostgreSQL, the FCM emulator, stores, walking phones."""
+    from geopush.demo import run_demo
+
+    sys.exit(run_demo(port=port, duration=duration, data_dir=data_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Typed settings: `config/geopush.toml` (or `GEOPUSH_CONFIG`) plus `GEOPUSH_<SECTION>_<KEY>`.
+
+Environment values win over the file. Every value is validated at start by pydantic, and a
+bad one stops the start with a message naming the key and its environment form, so an
+operator never finds a typo hours later in a failed push.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG_PATH = Path("config/geopush.toml")
+ENV_PREFIX = "GEOPUSH_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    # Run the FCM sender and the background sweepers in this process (a thread of its own).
+    run_sender: bool = True
+    shutdown_timeout_s: float = Field(10.0, ge=0)
+
+
+class DatabaseConfig(_Section):
+    url: str = ""
+    pool_size: int = Field(10, ge=1, le=1000)
+
+
+class DataConfig(_Section):
+    dir: str = ".geopush"
+
+
+class GeoConfig(_Section):
+    future_skew_s: float = Field(60, ge=0)
+    max_ping_age_s: float = Field(86400, gt=0)
+    max_accuracy_m: float = Field(150, gt=0)
+    max_speed_mps: float = Field(70, gt=0)
+    default_dwell_s: int = Field(300, ge=0)
+    visit_timeout_s: float = Field(3600, gt=0)
+    exit_buffer_m: float = Field(20, ge=0)
+    # How often the sweeper looks for visits due a dwell of phones that stopped sending.
+    sweep_interval_s: float = Field(5.0, gt=0)
+
+
+def _parse_hhmm(value: str) -> time:
+    try:
+        hours, minutes = value.split(":")
+        return time(int(hours), int(minutes))
+    except (ValueError, AttributeError):
+        raise ValueError(f"expected HH:MM, got {value!r}") from None
+
+
+class CampaignsConfig(_Section):
+    quiet_hours_start: str = "21:00"
+    quiet_hours_end: str = "09:00"
+    daily_cap: int = Field(3, ge=0)
+    conversion_window_days: int = Field(7, ge=1, le=365)
+
+    @field_validator("quiet_hours_start", "quiet_hours_end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        _parse_hhmm(value)
+        return value
+
+    @property
+    def quiet_start(self) -> time:
+        return _parse_hhmm(self.quiet_hours_start)
+
+    @property
+    def quiet_end(self) -> time:
+        return _parse_hhmm(self.quiet_hours_end)
+
+
+class SegmentsConfig(_Section):
+    lookback_days: int = Field(365, ge=1)
+    new_days: int = Field(30, ge=0)
+    at_risk_days: int = Field(60, ge=1)
+    inactive_days: int = Field(180, ge=1)
+    # Hour of the day (UTC) of the daily recompute.
+    daily_recompute_hour_utc: int = Field(3, ge=0, le=23)
+
+
+class FcmConfig(_Section):
+    credentials_file: str = ""
+    project_id: str = ""
+    endpoint: str = "https://fcm.googleapis.com"
+    max_concurrency: int = Field(1, ge=1, le=64)
+    batch_size: int = Field(500, ge=1, le=500)
+    max_attempts: int = Field(5, ge=1, le=50)
+    poll_interval_s: float = Field(0.2, gt=0)
+    # A claimed row not finished within this time is claimed again (a crashed sender).
+    lease_s: float = Field(60, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class PrivacyConfig(_Section):
+    ping_retention_days: int = Field(30, ge=1)
+
+
+class AuthConfig(_Section):
+    bootstrap_admin_key: str = ""
+
+    @field_validator("bootstrap_admin_key")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
+class LimitsConfig(_Section):
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_import_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    device_rate_per_s: float = Field(10.0, gt=0)
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    data: DataConfig = DataConfig()
+    geo: GeoConfig = GeoConfig()
+    campaigns: CampaignsConfig = CampaignsConfig()
+    segments: SegmentsConfig = SegmentsConfig()
+    fcm: FcmConfig = FcmConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings for logs and the dashboard, secrets hidden."""
+        data = self.model_dump()
+        if data["auth"]["bootstrap_admin_key"]:
+            data["auth"]["bootstrap_admin_key"] = "***"
+        if "@" in data["database"]["url"]:
+            data["database"]["url"] = "***"
+        return data
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Config.model_fields.items()
+}
+
+
+def env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for section, model in SECTIONS.items():
+        for key in model.model_fields:
+            name = env_name(section, key)
+            if name in environ:
+                found.setdefault(section, {})[key] = environ[name]
+    return found
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        if len(loc) >= 2:
+            key = f"[{loc[0]}] {'.'.join(loc[1:])} ({env_name(loc[0], loc[1])})"
+        else:
+            key = f"[{loc[0]}]" if loc else "config"
+        lines.append(f"{key}: {item['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Read the TOML file, apply `GEOPUSH_*` and then explicit overrides (CLI flags), validate.
+
+    A missing default file is fine (built-in defaults); a file named explicitly must exist.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = path is not None or "GEOPUSH_CONFIG" in environ
+    file_path = Path(
+        path if path is not None else environ.get("GEOPUSH_CONFIG", DEFAULT_CONFIG_PATH)
+    )
+    raw: dict[str, Any] = {}
+    if file_path.is_file():
+        try:
+            raw = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file_path}: not valid TOML: {exc}") from None
+    elif explicit:
+        raise ConfigError(f"config file not found: {file_path}")
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{file_path}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{file_path}: [{section}] must be a table")
+    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in raw.items()}
+    for layer in (_from_env(environ), overrides or {}):
+        for section, values in layer.items():
+            merged.setdefault(section, {}).update(values)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def is_timezone(name: str) -> bool:
+    """True for an IANA zone name known to this machine's tz database."""
+    if not isinstance(name, str) or not name or name.startswith("/") or ".." in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        return False
+    return True

@@ -1,0 +1,138 @@
+"""The outbox in PostgreSQL: claim due deliveries with a lease, record what became of them.
+
+A claim sets `lease_until` and counts the attempt in the same statement as the
+`FOR UPDATE SKIP LOCKED` select, so any number of senders share the outbox without ever
+claiming the same row twice. A sender that dies mid-batch leaves leased rows behind; they
+are claimed again once the lease has passed, which is the only way a message can go out
+twice — at most the batches that were in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+_EXPIRE = """
+UPDATE deliveries SET status = 'failed', reason = 'expired', finished_at = now(),
+       lease_until = NULL
+WHERE delivery_id IN (
+    SELECT delivery_id FROM deliveries
+    WHERE status = 'queued' AND expires_at <= now()
+      AND (lease_until IS NULL OR lease_until < now())
+    LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING delivery_id
+"""
+_CLAIM = """
+WITH due AS (
+    SELECT delivery_id FROM deliveries
+    WHERE status = 'queued' AND next_attempt_at <= now() AND expires_at > now()
+      AND (lease_until IS NULL OR lease_until < now())
+    ORDER BY next_attempt_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d
+SET lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
+FROM due
+WHERE d.delivery_id = due.delivery_id
+RETURNING d.delivery_id, d.device_id, d.offer_id, d.store_id, d.geofence_id, d.title,
+          d.body, d.deeplink, d.expires_at, d.event_ts, d.attempts
+"""
+_TOKENS = """
+SELECT device_id, fcm_token, fcm_token_active FROM devices WHERE device_id = ANY($1::uuid[])
+"""
+_FINISH = """
+UPDATE deliveries d
+SET status = u.status,
+    reason = u.reason,
+    fcm_message_name = COALESCE(u.name, d.fcm_message_name),
+    sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE d.sent_at END,
+    finished_at = CASE WHEN u.status = 'queued' THEN NULL ELSE now() END,
+    next_attempt_at = COALESCE(u.next_at, d.next_attempt_at),
+    last_error = u.error,
+    lease_until = NULL
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+     AS u(id, status, reason, name, next_at, error)
+WHERE d.delivery_id = u.id
+"""
+_DEACTIVATE = """
+UPDATE devices d SET fcm_token_active = false, updated_at = now()
+FROM unnest($1::uuid[], $2::text[]) AS u(device_id, token)
+WHERE d.device_id = u.device_id AND d.fcm_token = u.token
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this sender holds the lease on, with the device's current token."""
+
+    delivery_id: UUID
+    device_id: UUID | None
+    offer_id: UUID
+    store_id: UUID | None
+    geofence_id: UUID | None
+    title: str | None
+    body: str | None
+    deeplink: str | None
+    expires_at: datetime
+    event_ts: datetime
+    attempts: int
+    token: str | None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """What became of one claimed delivery; status `queued` means try again at `next_at`."""
+
+    delivery_id: UUID
+    status: str
+    reason: str | None = None
+    message_name: str | None = None
+    next_at: datetime | None = None
+    error: str | None = None
+
+
+async def expire(conn: asyncpg.Connection, limit: int) -> int:
+    """Fail deliveries whose ttl passed before they could be sent; never send them."""
+    return len(await conn.fetch(_EXPIRE, limit))
+
+
+async def claim(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[Claimed]:
+    rows = await conn.fetch(_CLAIM, limit, lease_s)
+    if not rows:
+        return []
+    devices = [r["device_id"] for r in rows if r["device_id"] is not None]
+    tokens: dict[Any, str | None] = {
+        t["device_id"]: (t["fcm_token"] if t["fcm_token_active"] else None)
+        for t in await conn.fetch(_TOKENS, devices)
+    }
+    return [
+        Claimed(
+            r["delivery_id"], r["device_id"], r["offer_id"], r["store_id"], r["geofence_id"],
+            r["title"], r["body"], r["deeplink"], r["expires_at"], r["event_ts"], r["attempts"],
+            tokens.get(r["device_id"]),
+        )
+        for r in rows
+    ]
+
+
+async def finish(
+    conn: asyncpg.Connection,
+    results: Sequence[Finish],
+    deactivate: Sequence[tuple[UUID, str]] = (),
+) -> None:
+    """Record a batch's outcomes (one statement) and turn off the tokens FCM refused."""
+    if results:
+        await conn.execute(
+            _FINISH,
+            [r.delivery_id for r in results], [r.status for r in results],
+            [r.reason for r in results], [r.message_name for r in results],
+            [r.next_at for r in results], [r.error for r in results],
+        )
+    if deactivate:
+        await conn.execute(_DEACTIVATE, [d for d, _ in deactivate], [t for _, t in deactivate])

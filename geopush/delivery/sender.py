@@ -1,0 +1,182 @@
+"""The sender: claim due deliveries, send them through the FCM SDK, record each outcome.
+
+It runs in a thread of its own with its own event loop and pool: the SDK fetches its OAuth
+token with a blocking call inside `send_each_async`, which must never stall ingest. A
+QUOTA_EXCEEDED answer pauses the whole sender (not just that message) until Retry-After.
+Shutdown stops claiming, lets the batches in flight finish and records their outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from firebase_admin import messaging
+
+from geopush import metrics
+from geopush.codes import DeliveryReason, DeliveryStatus
+from geopush.config import FcmConfig
+from geopush.delivery import fcm
+from geopush.delivery.outbox import Claimed, Finish, claim, expire, finish
+from geopush.delivery.retry import next_delay
+from geopush.ingest.decisions import OUTBOX_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class Sender:
+    """One sender loop; several may run in as many processes against one outbox."""
+
+    def __init__(self, config: FcmConfig, pool: asyncpg.Pool, app_name: str) -> None:
+        self.config = config
+        self.pool = pool
+        self.app = fcm.make_firebase_app(
+            config.credentials_file, config.project_id or None, config.endpoint, app_name
+        )
+        self.rng = random.Random()
+        self.paused_until = 0.0  # monotonic time; QUOTA_EXCEEDED pauses every batch
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def run(self, dsn: str) -> None:
+        """Claim and send until stopped; LISTEN wakes it as soon as a delivery is queued."""
+        listener: asyncpg.Connection | None = None
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            listener = await asyncpg.connect(dsn)
+            await listener.add_listener(OUTBOX_CHANNEL, self.wake)
+        in_flight: set[asyncio.Task[int]] = set()
+        try:
+            while not self._stopping.is_set():
+                pause = self.paused_until - time.monotonic()
+                if pause > 0:
+                    await self._sleep(min(pause, 1.0))
+                    continue
+                free = self.config.max_concurrency - len(in_flight)
+                claimed: list[Claimed] = []
+                if free > 0:
+                    try:
+                        claimed = await self._claim()
+                    except (OSError, asyncpg.PostgresError) as exc:
+                        log.warning("outbox claim failed: %s", type(exc).__name__)
+                        await self._sleep(1.0)
+                        continue
+                if claimed:
+                    task = asyncio.create_task(self.send_batch(claimed))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                    continue
+                if in_flight and free <= 0:
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                await self._sleep(self.config.poll_interval_s)
+        finally:
+            if in_flight:  # graceful: the batches in flight finish and are recorded
+                await asyncio.gather(*in_flight, return_exceptions=True)
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+            with contextlib.suppress(Exception):
+                await fcm.close_firebase_app(self.app)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+
+    async def _claim(self) -> list[Claimed]:
+        async with self.pool.acquire() as conn:
+            expired = await expire(conn, 1000)
+            if expired:
+                metrics.DELIVERIES.labels("failed", "expired").inc(expired)
+            return await claim(conn, self.config.batch_size, self.config.lease_s)
+
+    async def drain(self) -> int:
+        """Send everything due now, then return how many were handled (CLI and tests)."""
+        total = 0
+        while claimed := await self._claim():
+            total += await self.send_batch(claimed)
+        return total
+
+    async def send_batch(self, claimed: list[Claimed]) -> int:
+        """Send one claimed batch and record every outcome in one statement."""
+        now = datetime.now(UTC)
+        results: list[Finish] = []
+        deactivate: list[tuple[UUID, str]] = []
+        sendable: list[Claimed] = []
+        for c in claimed:
+            if c.token is None:
+                results.append(Finish(c.delivery_id, DeliveryStatus.FAILED, "no_token"))
+            else:
+                sendable.append(c)
+        messages = []
+        ready: list[Claimed] = []
+        for c in sendable:
+            try:
+                messages.append(fcm.build_message(
+                    token=c.token or "", title=c.title or "", body=c.body or "",
+                    delivery_id=c.delivery_id, offer_id=c.offer_id, store_id=c.store_id,
+                    geofence_id=c.geofence_id, deeplink=c.deeplink,
+                    ttl_s=(c.expires_at - now).total_seconds(), now=now,
+                ))
+                ready.append(c)
+            except ValueError:  # no time left to live: never send it
+                results.append(Finish(c.delivery_id, DeliveryStatus.FAILED,
+                                      DeliveryReason.EXPIRED))
+        sendable = ready
+        if messages:
+            started = time.perf_counter()
+            try:
+                batch = await messaging.send_each_async(messages, app=self.app)
+                outcomes = [fcm.classify(r) for r in batch.responses]
+            except Exception as exc:  # the SDK refused the whole batch: retry them all
+                log.warning("FCM batch failed: %s", type(exc).__name__)
+                outcomes = [fcm.classify_exception(exc)] * len(messages)
+            metrics.FCM_REQUEST.observe(time.perf_counter() - started)
+            for c, outcome in zip(sendable, outcomes, strict=True):
+                results.append(self._outcome(c, outcome, deactivate))
+        async with self.pool.acquire() as conn, conn.transaction():
+            await finish(conn, results, deactivate)
+        done_at = datetime.now(UTC)
+        for r in results:
+            if r.status != DeliveryStatus.QUEUED:
+                metrics.DELIVERIES.labels(r.status, r.reason or "").inc()
+        event_ts = {c.delivery_id: c.event_ts for c in claimed}
+        for r in results:
+            if r.status == DeliveryStatus.SENT:
+                age = (done_at - event_ts[r.delivery_id]).total_seconds()
+                metrics.EVENT_TO_SEND.observe(max(0.0, age))
+        return len(results)
+
+    def _outcome(self, c: Claimed, outcome: fcm.SendOutcome,
+                 deactivate: list[tuple[UUID, str]]) -> Finish:
+        if outcome.action is fcm.SendAction.SENT:
+            return Finish(c.delivery_id, DeliveryStatus.SENT, message_name=outcome.message_name)
+        if outcome.action is fcm.SendAction.FAIL:
+            if outcome.deactivate_token and c.device_id is not None and c.token:
+                deactivate.append((c.device_id, c.token))
+            return Finish(c.delivery_id, DeliveryStatus.FAILED, str(outcome.reason),
+                          error=outcome.error)
+        quota = outcome.action is fcm.SendAction.QUOTA
+        if quota:  # the whole sender waits, not just this message
+            wait = outcome.retry_after if outcome.retry_after is not None else 60.0
+            self.paused_until = max(self.paused_until, time.monotonic() + wait)
+        if c.attempts >= self.config.max_attempts:
+            return Finish(c.delivery_id, DeliveryStatus.FAILED,
+                          DeliveryReason.RETRIES_EXHAUSTED, error=outcome.error)
+        delay = next_delay(c.attempts, outcome.retry_after, self.rng, quota=quota)
+        return Finish(c.delivery_id, DeliveryStatus.QUEUED, None,
+                      next_at=datetime.now(UTC) + timedelta(seconds=delay), error=outcome.error)

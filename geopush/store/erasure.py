@@ -1,0 +1,58 @@
+"""Erasure (SPEC section 10): personal data goes, aggregates stay without identifiers.
+
+Pings, open visits, consent history, idempotency answers and the device itself are deleted;
+events, decisions and deliveries keep their counts for the offer results but lose the device
+and customer ids, message texts (they may hold a first name) and FCM message names.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+_ANONYMIZE_DEVICE = (
+    "UPDATE deliveries SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,"
+    " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
+    " device_id = NULL, customer_id = NULL, title = NULL, body = NULL,"
+    " fcm_message_name = NULL, last_error = NULL WHERE device_id = $1",
+    "UPDATE decisions SET device_id = NULL, customer_id = NULL WHERE device_id = $1",
+    "UPDATE events SET device_id = NULL WHERE device_id = $1",
+    "DELETE FROM pings WHERE device_id = $1",
+    "DELETE FROM visits WHERE device_id = $1",
+    "DELETE FROM ping_batches WHERE device_id = $1",
+    "DELETE FROM consent_log WHERE device_id = $1",
+    "DELETE FROM devices WHERE device_id = $1",
+)
+
+
+async def erase_device(conn: asyncpg.Connection, device_id: UUID) -> None:
+    """Erase one device; the caller holds a transaction."""
+    await conn.execute("SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
+    for statement in _ANONYMIZE_DEVICE:
+        await conn.execute(statement, device_id)
+
+
+async def erase_customer(conn: asyncpg.Connection, customer_id: str) -> bool:
+    """Erase a CRM customer: their profile, transactions' link to them, their devices' link.
+
+    Transactions keep amount, category, store and time for the stores' totals, under no
+    customer. Returns False when the customer is unknown.
+    """
+    found = await conn.fetchval(
+        "DELETE FROM customers WHERE customer_id = $1 RETURNING true", customer_id
+    )
+    await conn.execute(
+        "UPDATE transactions SET customer_id = '' WHERE customer_id = $1", customer_id
+    )
+    await conn.execute(
+        "UPDATE decisions SET customer_id = NULL WHERE customer_id = $1", customer_id
+    )
+    await conn.execute(
+        "UPDATE deliveries SET customer_id = NULL, title = NULL, body = NULL"
+        " WHERE customer_id = $1", customer_id,
+    )
+    await conn.execute(
+        "UPDATE devices SET customer_id = NULL WHERE customer_id = $1", customer_id
+    )
+    return bool(found)
