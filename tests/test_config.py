@@ -1,0 +1,80 @@
+"""Config: TOML plus GEOPUSH_* overrides, validated at start with the key named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from geopush.config import ConfigError, load_config
+
+
+def test_defaults_match_spec() -> None:
+    c = load_config(path=None, environ={})
+    assert c.server.port == 8080
+    assert (c.geo.future_skew_s, c.geo.max_ping_age_s, c.geo.max_accuracy_m) == (60, 86400, 150)
+    assert (c.geo.max_speed_mps, c.geo.default_dwell_s, c.geo.visit_timeout_s) == (70, 300, 3600)
+    assert c.geo.exit_buffer_m == 20
+    assert (c.campaigns.quiet_hours_start, c.campaigns.quiet_hours_end) == ("21:00", "09:00")
+    assert (c.campaigns.daily_cap, c.campaigns.conversion_window_days) == (3, 7)
+    assert (c.segments.lookback_days, c.segments.new_days) == (365, 30)
+    assert (c.segments.at_risk_days, c.segments.inactive_days) == (60, 180)
+    assert c.fcm.endpoint == "https://fcm.googleapis.com"
+    assert (c.fcm.batch_size, c.fcm.max_attempts) == (500, 5)
+    assert c.privacy.ping_retention_days == 30
+    assert c.limits.max_body_bytes == 1024 * 1024
+    assert c.limits.max_import_bytes == 100 * 1024 * 1024
+    assert c.data.dir == ".geopush" and c.database.url == ""
+
+
+def test_environment_wins_over_file(tmp_path: Path) -> None:
+    f = tmp_path / "g.toml"
+    f.write_text('[fcm]\nendpoint = "http://file:1"\n[geo]\nexit_buffer_m = 5\n')
+    c = load_config(f, environ={"GEOPUSH_FCM_ENDPOINT": "http://127.0.0.1:9/",
+                                "GEOPUSH_SERVER_PORT": "9999"})
+    assert c.fcm.endpoint == "http://127.0.0.1:9"
+    assert c.server.port == 9999
+    assert c.geo.exit_buffer_m == 5
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    f = tmp_path / "other.toml"
+    f.write_text("[campaigns]\ndaily_cap = 7\n")
+    assert load_config(environ={"GEOPUSH_CONFIG": str(f)}).campaigns.daily_cap == 7
+
+
+@pytest.mark.parametrize(
+    ("environ", "text", "named"),
+    [
+        ({"GEOPUSH_SERVER_PORT": "eighty"}, "", "GEOPUSH_SERVER_PORT"),
+        ({"GEOPUSH_GEO_MAX_ACCURACY_M": "-1"}, "", "[geo] max_accuracy_m"),
+        ({"GEOPUSH_CAMPAIGNS_QUIET_HOURS_START": "25h"}, "", "quiet_hours_start"),
+        ({"GEOPUSH_FCM_ENDPOINT": "ftp://x"}, "", "GEOPUSH_FCM_ENDPOINT"),
+        ({}, "[geo]\nmax_accuracy = 3\n", "max_accuracy"),
+        ({}, "[nonsense]\nx = 1\n", "[nonsense]"),
+        ({}, "[geo\n", "not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, environ: dict, text: str, named: str) -> None:
+    f = tmp_path / "g.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(f, environ=environ)
+    assert named in str(info.value)
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_serve_refuses_a_bad_value_naming_the_key(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "fast"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "geopush", "serve"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "GEOPUSH_LIMITS_DEVICE_RATE_PER_S" in proc.stderr
