@@ -168,11 +168,16 @@ def segments_recompute(config_path: str | None) -> None:
 @main.command("fcm-emulator")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8085, show_default=True)
-def fcm_emulator(host: str, port: int) -> None:
+@click.option("--write-credentials", type=click.Path(dir_okay=False), default=None,
+              help="write a service-account JSON whose token_uri is this emulator")
+@click.option("--project-id", default="geopush-emulator", show_default=True)
+def fcm_emulator(host: str, port: int, write_credentials: str | None, project_id: str) -> None:
     """Run the local FCM stand-in (OAuth token endpoint, messages:send, GET /messages)."""
     from geopush.emulator.server import run
 
-    run(host=host, port=port)
+    run(host=host, port=port,
+        credentials_path=Path(write_credentials) if write_credentials else None,
+        project_id=project_id)
 
 
 @main.command()

@@ -133,9 +133,12 @@ class Sender:
                     ttl_s=(c.expires_at - now).total_seconds(), now=now,
                 ))
                 ready.append(c)
-            except ValueError:  # no time left to live: never send it
+            except fcm.DeliveryExpired:  # no time left to live: never send it
                 results.append(Finish(c.delivery_id, DeliveryStatus.FAILED,
                                       DeliveryReason.EXPIRED))
+            except ValueError as exc:  # FCM would refuse it: fail it alone, not the batch
+                results.append(Finish(c.delivery_id, DeliveryStatus.FAILED,
+                                      DeliveryReason.INVALID_ARGUMENT, error=str(exc)))
         sendable = ready
         if messages:
             started = time.perf_counter()
@@ -177,6 +180,7 @@ class Sender:
         if c.attempts >= self.config.max_attempts:
             return Finish(c.delivery_id, DeliveryStatus.FAILED,
                           DeliveryReason.RETRIES_EXHAUSTED, error=outcome.error)
-        delay = next_delay(c.attempts, outcome.retry_after, self.rng, quota=quota)
+        delay = next_delay(c.attempts, outcome.retry_after, self.rng,
+                           self.config.retry_base_s, self.config.retry_cap_s, quota=quota)
         return Finish(c.delivery_id, DeliveryStatus.QUEUED, None,
                       next_at=datetime.now(UTC) + timedelta(seconds=delay), error=outcome.error)

@@ -1,0 +1,137 @@
+"""Several `geopush serve` processes on one PostgreSQL: shared index, serialized devices."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.api_client import Api, offset_m, walk
+from tests.conftest import ADMIN_KEY, unique_token
+
+LAT, LON = 39.95, 116.35
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_ready(url: str, proc: subprocess.Popen, within_s: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    async with aiohttp.ClientSession() as s:
+        while asyncio.get_running_loop().time() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"geopush serve exited: {proc.stderr.read()}")  # type: ignore[union-attr]
+            try:
+                async with s.get(f"{url}/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("geopush serve did not become ready")
+
+
+@pytest.fixture
+async def serve_process(database_url: str, tmp_path: Path
+                        ) -> AsyncIterator[Callable[[], asyncio.Future]]:
+    """Start real `geopush serve` processes (from a directory with no config) on loopback."""
+    procs: list[subprocess.Popen] = []
+
+    async def start() -> str:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "GEOPUSH_DATABASE_URL": database_url,
+            "GEOPUSH_SERVER_PORT": str(port),
+            "GEOPUSH_SERVER_RUN_SENDER": "false",
+            "GEOPUSH_AUTH_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+            "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "1000",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "geopush", "serve"], cwd=tmp_path, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        await _wait_ready(url, proc)
+        return url
+
+    yield start  # type: ignore[misc]
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def test_geofence_change_reaches_other_process_within_2s(serve_process) -> None:
+    url_a, url_b = await asyncio.gather(serve_process(), serve_process())
+    async with Api(url_a, ADMIN_KEY) as a, Api(url_b, ADMIN_KEY) as b:
+        fence = await a.circle(LAT, LON, 100)
+        t0 = asyncio.get_running_loop().time()
+        async with aiohttp.ClientSession() as s:
+            while True:
+                async with s.get(f"{url_b}/metrics") as r:
+                    text = await r.text()
+                if "geopush_geofences_loaded 1.0" in text:
+                    break
+                assert asyncio.get_running_loop().time() - t0 < 2.0, "index not reloaded in 2 s"
+                await asyncio.sleep(0.05)
+        # And B really uses it: a device pinging B enters the fence A created.
+        b._keys = dict(a._keys)
+        dev = await b.device(unique_token())
+        reply = (await b.pings(dev, [(LAT, LON, datetime.now(UTC) - timedelta(seconds=5))]))
+        assert reply.ok(202)["events"] == [
+            {"type": "enter", "geofence_id": fence["id"], "ts": reply.body["events"][0]["ts"]}
+        ]
+        # Disabling it on B closes the visit silently and A forgets it too.
+        (await b.as_role("marketer", "PATCH", f"/v1/geofences/{fence['id']}",
+                         json={"enabled": False})).ok(200)
+        t0 = asyncio.get_running_loop().time()
+        async with aiohttp.ClientSession() as s:
+            while True:
+                async with s.get(f"{url_a}/metrics") as r:
+                    if "geopush_geofences_loaded 0.0" in await r.text():
+                        break
+                assert asyncio.get_running_loop().time() - t0 < 2.0
+                await asyncio.sleep(0.05)
+
+
+async def test_one_device_alternating_between_processes_never_double_enters(
+    serve_process,
+) -> None:
+    url_a, url_b = await asyncio.gather(serve_process(), serve_process())
+    async with Api(url_a, ADMIN_KEY) as a, Api(url_b, ADMIN_KEY) as b:
+        await a.circle(LAT, LON, 120)
+        b._keys = dict(a._keys)
+        await asyncio.sleep(1.5)  # B has the fence
+        dev = await a.device(unique_token())
+        start = datetime.now(UTC) - timedelta(hours=2)
+        # 20 trips in and out, each batch sent to both processes at the same moment:
+        # the same pings twice (a retried upload), so only one copy may count.
+        events: list[dict] = []
+        for trip in range(20):
+            t = start + timedelta(minutes=5 * trip)
+            inside = walk(LAT, LON, -300, 0, 4, t, every_s=5)
+            out_lat, out_lon = offset_m(LAT, LON, 400, 0)
+            batch = [*inside, (out_lat, out_lon, t + timedelta(seconds=60))]
+            ra, rb = await asyncio.gather(a.pings(dev, batch), b.pings(dev, batch))
+            for r in (ra, rb):
+                events += r.ok(202)["events"]
+        enters = [e for e in events if e["type"] == "enter"]
+        exits = [e for e in events if e["type"] == "exit"]
+        assert len(enters) == 20 and len(exits) == 20
+        assert len({e["ts"] for e in enters}) == 20
