@@ -80,7 +80,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(exc.status, "error")
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(exc.status, code, exc.reason or code, headers=headers)
-    except (OSError, asyncpg.PostgresConnectionStatusError, asyncpg.CannotConnectNowError,
+    except (OSError, asyncpg.exceptions.PostgresConnectionError,
+            asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError,
             asyncpg.InterfaceError) as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(503, "unavailable", "database unavailable, try again",

@@ -228,10 +228,12 @@ async def import_features(
         rows.append((uuid.uuid4(), g["name"], stores.get(ext) if ext else None, g["geometry"],
                      g["dwell_s"], True, g["area_m2"]))
     if rows:
-        await conn.copy_records_to_table(
-            "geofences", records=rows,
-            columns=["geofence_id", "name", "store_id", "geometry", "dwell_s", "enabled",
-                     "area_m2"],
+        cols = list(zip(*rows, strict=True))
+        await conn.execute(
+            "INSERT INTO geofences (geofence_id, name, store_id, geometry, dwell_s, enabled,"
+            " area_m2) SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[],"
+            " $5::int[], $6::bool[], $7::float8[])",
+            *[list(c) for c in cols],
         )
         await notify_changed(conn)
     errors.sort(key=lambda e: e["index"])
