@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 DEFAULT_CONFIG_PATH = Path("config/geopush.toml")
 ENV_PREFIX = "GEOPUSH_"
@@ -107,6 +114,10 @@ class FcmConfig(_Section):
     poll_interval_s: float = Field(0.2, gt=0)
     # A claimed row not finished within this time is claimed again (a crashed sender).
     lease_s: float = Field(60, gt=0)
+    # Backoff of transient failures (SPEC section 6: base 1 s, cap 300 s); tests and
+    # demos shorten them so a retry scenario takes milliseconds, not minutes.
+    retry_base_s: float = Field(1.0, gt=0)
+    retry_cap_s: float = Field(300.0, gt=0)
 
     @field_validator("endpoint")
     @classmethod
@@ -114,6 +125,15 @@ class FcmConfig(_Section):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("retry_cap_s")
+    @classmethod
+    def _cap_not_below_base(cls, value: float, info: ValidationInfo) -> float:
+        # retry_base_s is declared first, so it is already validated here (absent if bad).
+        base = info.data.get("retry_base_s")
+        if base is not None and value < base:
+            raise ValueError(f"must be at least retry_base_s ({base:g})")
+        return value
 
 
 class PrivacyConfig(_Section):
