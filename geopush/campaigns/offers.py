@@ -1,0 +1,607 @@
+"""Offers and stores as plain values, and the validation of what marketers send (SPEC 4, 7).
+
+Everything here is pure: the API hands a parsed JSON body to `parse_offer_fields` (or
+`parse_opening_hours`) and gets typed values back, or an `OfferError` naming the field, which
+it turns into a 400/422. The same values, fetched from the database, feed `decide`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, time
+from typing import Any
+from urllib.parse import urlsplit
+
+from geopush.codes import OfferStatus, Segment, Trigger
+
+#: Defaults of SPEC section 4.
+DEFAULT_COOLDOWN_S = 86_400
+DEFAULT_TTL_S = 900
+MAX_CONTROL_PCT = 50
+#: FCM refuses an Android ttl above 28 days; an offer valid longer than that is a mistake.
+MAX_TTL_S = 28 * 86_400
+MAX_COOLDOWN_S = 366 * 86_400
+#: PostgreSQL `integer`, where priority and max_sends are stored.
+_INT4_MAX = 2**31 - 1
+#: The whole FCM payload is limited to 4 KB: keep each text well below it.
+MAX_TITLE_CHARS = 200
+MAX_BODY_CHARS = 1_000
+MAX_TRANSLATIONS = 100
+_MAX_ID_CHARS = 200
+_MAX_CATEGORY_CHARS = 100
+_MAX_DEEPLINK_CHARS = 2_048
+_MAX_NAME_CHARS = 200
+
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+#: BCP 47-ish: a 2–8 letter language, then subtags; `_` is accepted like `-` (Android style).
+_LOCALE = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class OfferError(ValueError):
+    """A field of an offer (or of a store's opening hours) is invalid.
+
+    `field` is a dotted path into the request body (`message.translations.fr.title`,
+    `opening_hours.mon[0]`) so the API can put it in the error's `details`.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DailyWindow:
+    """Hours of the day an offer may go out, in the store's time zone.
+
+    Half-open `[start, end)`; `end <= start` wraps past midnight (`22:00–02:00`), and an end
+    of `00:00` (written `24:00`) means midnight. `start == end` is an empty window: parsing
+    refuses it, so only a hand-built value can be empty.
+    """
+
+    start: time
+    end: time
+
+    def contains(self, local: time) -> bool:
+        return in_time_window(local, self.start, self.end)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Cross-selling by product type: who bought any of these, and none of those."""
+
+    bought_any: tuple[str, ...] = ()
+    not_bought: tuple[str, ...] = ()
+
+    def matches(self, purchase_categories: frozenset[str]) -> bool:
+        if self.bought_any and purchase_categories.isdisjoint(self.bought_any):
+            return False
+        return purchase_categories.isdisjoint(self.not_bought)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An offer as stored; field names and defaults are SPEC section 4's.
+
+    `message` is a validated template (see `validate_message`); `name` is an addition for the
+    marketers' lists and dashboard, never sent to devices.
+    """
+
+    id: str
+    trigger: Trigger
+    message: dict[str, Any] = field(hash=False)
+    created_at: datetime
+    geofence_ids: tuple[str, ...] = ()
+    store_ids: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()
+    category: str | None = None
+    audience: Audience | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    daily_window: DailyWindow | None = None
+    cooldown_s: int = DEFAULT_COOLDOWN_S
+    max_sends: int | None = None
+    priority: int = 0
+    control_pct: int = 0
+    ttl_s: int = DEFAULT_TTL_S
+    deeplink: str | None = None
+    status: OfferStatus = OfferStatus.ACTIVE
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What the decision needs of a store; `opening_hours` is the validated JSON form."""
+
+    id: str
+    name: str
+    timezone: str
+    opening_hours: dict[str, Any] | None = field(default=None, hash=False)
+
+
+def in_time_window(local: time, start: time, end: time) -> bool:
+    """Whether a wall-clock time is in `[start, end)`, wrapping midnight when end < start.
+
+    Shared by daily windows and quiet hours so both wrap the same way; `start == end` is
+    empty, which is how a deployment turns quiet hours off.
+    """
+    local = local.replace(tzinfo=None)
+    if start < end:
+        return start <= local < end
+    if start > end:
+        return local >= start or local < end
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening hours
+
+
+def parse_opening_hours(obj: object, field_name: str = "opening_hours") -> dict[str, Any] | None:
+    """Validate a store's `opening_hours` and return its normalized JSON form.
+
+    `{"mon": [["08:00", "21:00"]], ...}`: a day left out or given `[]` is closed that day; an
+    interval whose end ≤ start runs past midnight into the next day (`["22:00", "02:00"]`,
+    and `["00:00", "00:00"]` is 24 hours); `"24:00"` is allowed as an end. `null` means
+    unknown hours (never closed); `{}` is refused, since "closed every day" is surely a mistake.
+    """
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise OfferError(field_name, "must be an object with days mon..sun, or null")
+    if not obj:
+        raise OfferError(field_name, "has no days; use null when the hours are unknown")
+    result: dict[str, Any] = {}
+    for day, intervals in obj.items():
+        path = f"{field_name}.{day}"
+        if day not in WEEKDAYS:
+            raise OfferError(path, f"unknown day; use {', '.join(WEEKDAYS)}")
+        if not isinstance(intervals, list):
+            raise OfferError(path, 'must be a list of ["HH:MM", "HH:MM"] intervals')
+        normalized: list[list[str]] = []
+        for i, interval in enumerate(intervals):
+            ipath = f"{path}[{i}]"
+            if not (isinstance(interval, list | tuple) and len(interval) == 2):
+                raise OfferError(ipath, 'must be ["HH:MM", "HH:MM"]')
+            start, end = interval
+            _parse_hhmm(start, f"{ipath}[0]", allow_24=False)
+            _parse_hhmm(end, f"{ipath}[1]", allow_24=True)
+            normalized.append([start, end])
+        result[day] = normalized
+    return {day: result[day] for day in WEEKDAYS if day in result}
+
+
+def opening_intervals(hours: Mapping[str, Any]) -> list[list[tuple[int, int]]]:
+    """Per weekday (Monday = 0), `(start_min, end_min)` with end > start; > 1440 wraps."""
+    week: list[list[tuple[int, int]]] = [[] for _ in WEEKDAYS]
+    for index, day in enumerate(WEEKDAYS):
+        for start_s, end_s in hours.get(day) or ():
+            start = _minutes(start_s)
+            end = _minutes(end_s)
+            if end <= start:
+                end += 1440
+            week[index].append((start, end))
+    return week
+
+
+def is_open(hours: Mapping[str, Any], local: datetime) -> bool:
+    """Whether a store with these (validated) hours is open at this store-local wall time.
+
+    Wall-clock semantics: on a DST day a store open 08:00–21:00 opens at 08:00 local time,
+    whatever the UTC offset. An interval from the previous day that runs past midnight counts.
+    """
+    week = opening_intervals(hours)
+    minute = local.hour * 60 + local.minute + (local.second + local.microsecond / 1e6) / 60
+    today = local.weekday()
+    if any(start <= minute < end for start, end in week[today]):
+        return True
+    yesterday = (today - 1) % 7
+    return any(minute + 1440 < end for _start, end in week[yesterday])
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _parse_hhmm(value: object, path: str, *, allow_24: bool) -> time:
+    """`HH:MM` (two digits each) to a time; `24:00` becomes 00:00 where allowed as an end."""
+    if allow_24 and value == "24:00":
+        return time(0, 0)
+    if not isinstance(value, str) or not _HHMM.fullmatch(value):
+        expected = "00:00..24:00" if allow_24 else "00:00..23:59"
+        raise OfferError(path, f'must be a time "HH:MM" ({expected})')
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Message templates
+
+
+def validate_message(obj: object, field_name: str = "message") -> dict[str, Any]:
+    """Validate a localized template and return a clean copy.
+
+    `{"default_locale": "en", "translations": {"en": {"title", "body"}, "fr": {...}}}`: the
+    default locale must have a translation (it is the last resort of `render`), every
+    translation needs a non-empty title and body, and two keys may not name the same locale
+    (`fr-CA` and `fr_ca`), since `render` could not choose between them.
+    """
+    if not isinstance(obj, dict):
+        raise OfferError(field_name, "must be an object with default_locale and translations")
+    _reject_unknown(obj, {"default_locale", "translations"}, field_name)
+    default = obj.get("default_locale")
+    if not isinstance(default, str) or not _LOCALE.fullmatch(default):
+        raise OfferError(f"{field_name}.default_locale", 'must be a locale such as "en"')
+    translations = obj.get("translations")
+    tpath = f"{field_name}.translations"
+    if not isinstance(translations, dict) or not translations:
+        raise OfferError(tpath, "must be a non-empty object of locale → {title, body}")
+    if len(translations) > MAX_TRANSLATIONS:
+        raise OfferError(tpath, f"at most {MAX_TRANSLATIONS} translations")
+    seen: dict[str, str] = {}
+    clean: dict[str, dict[str, str]] = {}
+    for locale, text in translations.items():
+        path = f"{tpath}.{locale}"
+        if not _LOCALE.fullmatch(locale):
+            raise OfferError(path, 'key must be a locale such as "fr" or "fr-CA"')
+        key = normalize_locale(locale)
+        if key in seen:
+            raise OfferError(path, f"names the same locale as {seen[key]!r}")
+        seen[key] = locale
+        if not isinstance(text, dict):
+            raise OfferError(path, "must be an object with title and body")
+        _reject_unknown(text, {"title", "body"}, path)
+        title = _text(text.get("title"), f"{path}.title", MAX_TITLE_CHARS)
+        body = _text(text.get("body"), f"{path}.body", MAX_BODY_CHARS)
+        clean[locale] = {"title": title, "body": body}
+    if normalize_locale(default) not in seen:
+        raise OfferError(tpath, f"has no translation for the default locale {default!r}")
+    return {"default_locale": default, "translations": clean}
+
+
+def normalize_locale(tag: str) -> str:
+    """Case-insensitive, `_` same as `-`: the form locales are compared in."""
+    return tag.strip().replace("_", "-").lower()
+
+
+def _text(value: object, path: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise OfferError(path, "must be a non-empty string")
+    if len(value) > limit:
+        raise OfferError(path, f"at most {limit} characters")
+    if _CONTROL_CHARS.search(value):
+        raise OfferError(path, "must not contain control characters")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Offer fields
+
+#: Fields a client may send back from a GET; they are not writable and are ignored.
+READ_ONLY_FIELDS = frozenset({"id", "created_at", "updated_at"})
+_NULLABLE = frozenset(
+    {
+        "category",
+        "audience",
+        "starts_at",
+        "ends_at",
+        "daily_window",
+        "max_sends",
+        "deeplink",
+        "name",
+    }
+)
+_REQUIRED = ("trigger", "message")
+
+
+def parse_offer_fields(obj: object, partial: bool) -> dict[str, Any]:
+    """Validate a POST (`partial=False`) or PATCH (`partial=True`) body of `/v1/offers`.
+
+    Returns `Offer` field names → typed values (`Trigger`, tuples, `DailyWindow`, aware UTC
+    datetimes, ...). A full body gets every default filled in and its cross-field rules
+    checked; a partial body returns only the fields it has, and the caller checks the merged
+    offer with `validate_offer` (ends_at after starts_at and at least one target need both
+    halves). Unknown fields are refused so a typo (`control_percent`) is not silently lost;
+    `id`, `created_at` and `updated_at` are ignored so a client can send back what it got.
+    """
+    if not isinstance(obj, dict):
+        raise OfferError("body", "must be a JSON object")
+    known = {f.name for f in fields(Offer)} - {"id", "created_at"}
+    _reject_unknown(obj, known | READ_ONLY_FIELDS, None)
+    result: dict[str, Any] = {}
+    for name, value in obj.items():
+        if name in READ_ONLY_FIELDS:
+            continue
+        if value is None and name not in _NULLABLE:
+            raise OfferError(name, "must not be null")
+        result[name] = _FIELD_PARSERS[name](value, name)
+    if partial:
+        if "starts_at" in result and "ends_at" in result:
+            _check_schedule(result["starts_at"], result["ends_at"])
+        return result
+    for name in _REQUIRED:
+        if name not in result:
+            raise OfferError(name, "is required")
+    full = {**_defaults(), **result}
+    _check_targets(full["geofence_ids"], full["store_ids"])
+    _check_schedule(full["starts_at"], full["ends_at"])
+    return full
+
+
+def validate_offer(offer: Offer) -> None:
+    """The cross-field rules, for an offer built by merging a PATCH into the stored one."""
+    _check_targets(offer.geofence_ids, offer.store_ids)
+    _check_schedule(offer.starts_at, offer.ends_at)
+
+
+def offer_to_json(offer: Offer) -> dict[str, Any]:
+    """The API (and storage) form of an offer; `offer_from_json` reads it back."""
+    window = offer.daily_window
+    return {
+        "id": offer.id,
+        "name": offer.name,
+        "trigger": str(offer.trigger),
+        "geofence_ids": list(offer.geofence_ids),
+        "store_ids": list(offer.store_ids),
+        "segments": [str(s) for s in offer.segments],
+        "category": offer.category,
+        "audience": None
+        if offer.audience is None
+        else {
+            "bought_any": list(offer.audience.bought_any),
+            "not_bought": list(offer.audience.not_bought),
+        },
+        "message": offer.message,
+        "starts_at": _iso(offer.starts_at),
+        "ends_at": _iso(offer.ends_at),
+        "daily_window": None
+        if window is None
+        else {"start": window.start.strftime("%H:%M"), "end": _end_hhmm(window.end)},
+        "cooldown_s": offer.cooldown_s,
+        "max_sends": offer.max_sends,
+        "priority": offer.priority,
+        "control_pct": offer.control_pct,
+        "ttl_s": offer.ttl_s,
+        "deeplink": offer.deeplink,
+        "status": str(offer.status),
+        "created_at": _iso(offer.created_at),
+    }
+
+
+def offer_from_json(obj: Mapping[str, Any]) -> Offer:
+    """An `Offer` from `offer_to_json`'s form (e.g. a jsonb column), validated again."""
+    body = {k: v for k, v in obj.items() if k not in READ_ONLY_FIELDS}
+    values = parse_offer_fields(body, partial=False)
+    created_at = _parse_datetime(obj.get("created_at"), "created_at")
+    if created_at is None:
+        raise OfferError("created_at", "is required")
+    offer_id = obj.get("id")
+    if not isinstance(offer_id, str) or not offer_id:
+        raise OfferError("id", "must be a non-empty string")
+    return Offer(id=offer_id, created_at=created_at, **values)
+
+
+def _defaults() -> dict[str, Any]:
+    return {
+        f.name: f.default for f in fields(Offer) if f.name not in ("id", "created_at", *_REQUIRED)
+    }
+
+
+def _check_targets(geofence_ids: tuple[str, ...], store_ids: tuple[str, ...]) -> None:
+    if not geofence_ids and not store_ids:
+        raise OfferError("geofence_ids", "an offer needs at least one geofence_ids or store_ids")
+
+
+def _check_schedule(starts_at: datetime | None, ends_at: datetime | None) -> None:
+    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+        raise OfferError("ends_at", "must be later than starts_at")
+
+
+def _reject_unknown(obj: Mapping[str, Any], allowed: Iterable[str], prefix: str | None) -> None:
+    allowed = set(allowed)
+    for key in obj:
+        if key not in allowed:
+            path = key if prefix is None else f"{prefix}.{key}"
+            raise OfferError(path, "unknown field")
+
+
+def _parse_trigger(value: object, path: str) -> Trigger:
+    try:
+        return Trigger(value)
+    except ValueError:
+        raise OfferError(path, f"must be one of {', '.join(t.value for t in Trigger)}") from None
+
+
+def _parse_status(value: object, path: str) -> OfferStatus:
+    try:
+        return OfferStatus(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in OfferStatus)
+        raise OfferError(path, f"must be one of {choices}") from None
+
+
+def _parse_ids(value: object, path: str) -> tuple[str, ...]:
+    return _string_list(value, path, _MAX_ID_CHARS)
+
+
+def _parse_categories(value: object, path: str) -> tuple[str, ...]:
+    return _string_list(value, path, _MAX_CATEGORY_CHARS)
+
+
+def _string_list(value: object, path: str, limit: int) -> tuple[str, ...]:
+    """A list of non-empty strings, duplicates dropped in order (they mean nothing twice)."""
+    if not isinstance(value, list):
+        raise OfferError(path, "must be a list of strings")
+    result: dict[str, None] = {}
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise OfferError(f"{path}[{i}]", "must be a non-empty string")
+        if len(item) > limit:
+            raise OfferError(f"{path}[{i}]", f"at most {limit} characters")
+        result[item] = None
+    return tuple(result)
+
+
+def _parse_segments(value: object, path: str) -> tuple[str, ...]:
+    names = _string_list(value, path, _MAX_ID_CHARS)
+    segments: list[str] = []
+    for i, name in enumerate(names):
+        try:
+            segments.append(Segment(name))
+        except ValueError:
+            choices = ", ".join(s.value for s in Segment)
+            raise OfferError(f"{path}[{i}]", f"must be one of {choices}") from None
+    return tuple(segments)
+
+
+def _parse_category(value: object, path: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise OfferError(path, "must be a non-empty string or null")
+    if len(value) > _MAX_CATEGORY_CHARS:
+        raise OfferError(path, f"at most {_MAX_CATEGORY_CHARS} characters")
+    return value
+
+
+def _parse_audience(value: object, path: str) -> Audience | None:
+    """An audience with neither list set targets everyone: it is stored as no audience."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise OfferError(path, "must be an object with bought_any and/or not_bought, or null")
+    _reject_unknown(value, {"bought_any", "not_bought"}, path)
+    bought_any = _parse_categories(value.get("bought_any", []), f"{path}.bought_any")
+    not_bought = _parse_categories(value.get("not_bought", []), f"{path}.not_bought")
+    both = set(bought_any) & set(not_bought)
+    if both:
+        raise OfferError(path, f"{sorted(both)[0]!r} is in both bought_any and not_bought")
+    if not bought_any and not not_bought:
+        return None
+    return Audience(bought_any=bought_any, not_bought=not_bought)
+
+
+def _parse_message(value: object, path: str) -> dict[str, Any]:
+    return validate_message(value, path)
+
+
+def _parse_datetime(value: object, path: str) -> datetime | None:
+    """RFC 3339 with an offset (`Z` or `±HH:MM`), returned in UTC; a naive time is refused
+    because nobody could tell which zone the marketer meant."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or "T" not in value.upper():
+        raise OfferError(path, "must be an RFC 3339 date-time such as 2025-05-01T09:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise OfferError(path, "must be an RFC 3339 date-time") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise OfferError(path, "needs a time zone offset (Z or ±HH:MM)")
+    return parsed.astimezone(UTC)
+
+
+def _parse_daily_window(value: object, path: str) -> DailyWindow | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise OfferError(path, 'must be {"start": "HH:MM", "end": "HH:MM"} or null')
+    _reject_unknown(value, {"start", "end"}, path)
+    start = _parse_hhmm(value.get("start"), f"{path}.start", allow_24=False)
+    end = _parse_hhmm(value.get("end"), f"{path}.end", allow_24=True)
+    if start == end:
+        raise OfferError(path, "start and end are the same; use null for the whole day")
+    return DailyWindow(start=start, end=end)
+
+
+def _int(value: object, path: str, low: int, high: int) -> int:
+    """An integer in [low, high]; 10.0 is accepted as 10 (some JSON encoders write it so)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise OfferError(path, "must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise OfferError(path, "must be an integer")
+        value = int(value)
+    if not low <= value <= high:
+        raise OfferError(path, f"must be between {low} and {high}")
+    return value
+
+
+def _parse_cooldown(value: object, path: str) -> int:
+    return _int(value, path, 0, MAX_COOLDOWN_S)
+
+
+def _parse_max_sends(value: object, path: str) -> int | None:
+    return None if value is None else _int(value, path, 1, _INT4_MAX)
+
+
+def _parse_priority(value: object, path: str) -> int:
+    return _int(value, path, -_INT4_MAX, _INT4_MAX)
+
+
+def _parse_control_pct(value: object, path: str) -> int:
+    return _int(value, path, 0, MAX_CONTROL_PCT)
+
+
+def _parse_ttl(value: object, path: str) -> int:
+    return _int(value, path, 1, MAX_TTL_S)
+
+
+def _parse_deeplink(value: object, path: str) -> str | None:
+    """Any URI with a scheme: app links (`shop://offer/1`) as well as https links."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > _MAX_DEEPLINK_CHARS:
+        raise OfferError(path, f"must be a URI of at most {_MAX_DEEPLINK_CHARS} characters")
+    if any(c.isspace() for c in value) or _CONTROL_CHARS.search(value):
+        raise OfferError(path, "must not contain spaces or control characters")
+    if not urlsplit(value).scheme:
+        raise OfferError(path, "must be an absolute URI such as https://... or app://...")
+    return value
+
+
+def _parse_name(value: object, path: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > _MAX_NAME_CHARS:
+        raise OfferError(path, f"must be a string of at most {_MAX_NAME_CHARS} characters")
+    return value
+
+
+_FIELD_PARSERS: dict[str, Any] = {
+    "trigger": _parse_trigger,
+    "geofence_ids": _parse_ids,
+    "store_ids": _parse_ids,
+    "segments": _parse_segments,
+    "category": _parse_category,
+    "audience": _parse_audience,
+    "message": _parse_message,
+    "starts_at": _parse_datetime,
+    "ends_at": _parse_datetime,
+    "daily_window": _parse_daily_window,
+    "cooldown_s": _parse_cooldown,
+    "max_sends": _parse_max_sends,
+    "priority": _parse_priority,
+    "control_pct": _parse_control_pct,
+    "ttl_s": _parse_ttl,
+    "deeplink": _parse_deeplink,
+    "status": _parse_status,
+    "name": _parse_name,
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _end_hhmm(value: time) -> str:
+    """Midnight as an end reads better as 24:00 ("until midnight")."""
+    return "24:00" if value == time(0, 0) else value.strftime("%H:%M")
