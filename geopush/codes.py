@@ -85,6 +85,10 @@ class DeliveryReason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     EXPIRED = "expired"
     LEFT_GEOFENCE = "left_geofence"
+    # Beyond SPEC's table: the device had no active token when its turn came, or the
+    # device was erased while the delivery was queued.
+    NO_TOKEN = "no_token"
+    ERASED = "erased"
 
 
 class Segment(StrEnum):

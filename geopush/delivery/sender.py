@@ -119,7 +119,8 @@ class Sender:
         sendable: list[Claimed] = []
         for c in claimed:
             if c.token is None:
-                results.append(Finish(c.delivery_id, DeliveryStatus.FAILED, "no_token"))
+                results.append(Finish(c.delivery_id, DeliveryStatus.FAILED,
+                                      DeliveryReason.NO_TOKEN))
             else:
                 sendable.append(c)
         messages = []
