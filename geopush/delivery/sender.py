@@ -30,6 +30,13 @@ from geopush.ingest.decisions import OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
 
+# Messages handed to one send_each_async call. The SDK sends them all at once through an
+# httpx pool of 100 connections, and httpx's pool scans its queue on every event: with 500
+# requests queued behind 100 connections, CPU goes to that scan (measured: 1,000 in flight
+# ran several times slower than 100 at a time). A claimed batch of up to 500 goes out as
+# calls of 100, one after the other.
+SDK_CHUNK = 100
+
 
 class Sender:
     """One sender loop; several may run in as many processes against one outbox."""
@@ -141,17 +148,11 @@ class Sender:
                 results.append(Finish(c.delivery_id, DeliveryStatus.FAILED,
                                       DeliveryReason.INVALID_ARGUMENT, error=str(exc)))
         sendable = ready
-        if messages:
-            started = time.perf_counter()
-            try:
-                batch = await messaging.send_each_async(messages, app=self.app)
-                outcomes = [fcm.classify(r) for r in batch.responses]
-            except Exception as exc:  # the SDK refused the whole batch: retry them all
-                log.warning("FCM batch failed: %s", type(exc).__name__)
-                outcomes = [fcm.classify_exception(exc)] * len(messages)
-            metrics.FCM_REQUEST.observe(time.perf_counter() - started)
-            for c, outcome in zip(sendable, outcomes, strict=True):
-                results.append(self._outcome(c, outcome, deactivate))
+        outcomes: list[fcm.SendOutcome] = []
+        for start in range(0, len(messages), SDK_CHUNK):
+            outcomes += await self._send_chunk(messages[start:start + SDK_CHUNK])
+        for c, outcome in zip(sendable, outcomes, strict=True):
+            results.append(self._outcome(c, outcome, deactivate))
         async with self.pool.acquire() as conn, conn.transaction():
             await finish(conn, results, deactivate)
         done_at = datetime.now(UTC)
@@ -164,6 +165,17 @@ class Sender:
                 age = (done_at - event_ts[r.delivery_id]).total_seconds()
                 metrics.EVENT_TO_SEND.observe(max(0.0, age))
         return len(results)
+
+    async def _send_chunk(self, messages: list[messaging.Message]) -> list[fcm.SendOutcome]:
+        started = time.perf_counter()
+        try:
+            batch = await messaging.send_each_async(messages, app=self.app)
+            outcomes = [fcm.classify(r) for r in batch.responses]
+        except Exception as exc:  # the SDK refused the whole call: retry them all
+            log.warning("FCM batch failed: %s", type(exc).__name__)
+            outcomes = [fcm.classify_exception(exc)] * len(messages)
+        metrics.FCM_REQUEST.observe(time.perf_counter() - started)
+        return outcomes
 
     def _outcome(self, c: Claimed, outcome: fcm.SendOutcome,
                  deactivate: list[tuple[UUID, str]]) -> Finish:
