@@ -1,0 +1,219 @@
+"""Ping validation and filters (SPEC section 2): which pings of a batch are accepted, and why not.
+
+Pure: the caller passes the JSON-decoded pings exactly as the app sent them, the device's last
+accepted fix and the server clock; nothing here reads a clock or a database.
+
+Two stages, as SPEC orders them. First the checks that look at one ping alone (`invalid`,
+`future`, `too_old`, `mocked`, `low_accuracy`); then the survivors are sorted by ts (stable on
+request index) and compared one by one with the last *accepted* fix, which moves forward as
+pings are accepted (`out_of_order`, `implausible_speed`). A rejected ping changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+from geopush.codes import PingRejection
+from geopush.geo.earth import distance_m
+
+
+@dataclass(frozen=True)
+class Ping:
+    """A well-formed ping; `index` is its position in the request, `ts` is UTC."""
+
+    index: int
+    lat: float
+    lon: float
+    accuracy_m: float
+    ts: datetime
+    speed_mps: float | None
+    mocked: bool
+
+
+@dataclass(frozen=True)
+class LastFix:
+    """The device's last accepted ping: what the sequential checks compare with."""
+
+    ts: datetime
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True)
+class PingRules:
+    """The `[geo]` settings of SPEC section 2."""
+
+    future_skew_s: float = 60
+    max_ping_age_s: float = 86_400
+    max_accuracy_m: float = 150
+    max_speed_mps: float = 70
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """Accepted pings in ts order, rejections by request index, the last accepted fix after."""
+
+    accepted: list[Ping]
+    rejected: list[tuple[int, PingRejection]]
+    last: LastFix | None
+
+
+def filter_pings(
+    raw: Sequence[object], last: LastFix | None, now: datetime, rules: PingRules
+) -> FilterResult:
+    """Apply SPEC section 2 to one batch. `now` and `last.ts` must be timezone-aware."""
+    _require_aware(now, "now")
+    if last is not None:
+        _require_aware(last.ts, "last.ts")
+    window = _Window(
+        latest=now + timedelta(seconds=rules.future_skew_s),
+        earliest=now - timedelta(seconds=rules.max_ping_age_s),
+        max_accuracy_m=rules.max_accuracy_m,
+    )
+    rejected: list[tuple[int, PingRejection]] = []
+    candidates: list[Ping] = []
+    for index, item in enumerate(raw):
+        ping = parse_ping(index, item)
+        reason = PingRejection.INVALID if ping is None else _stateless_reason(ping, window)
+        if reason is not None:
+            rejected.append((index, reason))
+        elif ping is not None:
+            candidates.append(ping)
+
+    accepted: list[Ping] = []
+    candidates.sort(key=lambda p: (p.ts, p.index))
+    for ping in candidates:
+        reason = _sequential_reason(ping, last, rules)
+        if reason is not None:
+            rejected.append((ping.index, reason))
+            continue
+        accepted.append(ping)
+        last = LastFix(ts=ping.ts, lat=ping.lat, lon=ping.lon)
+    rejected.sort()
+    return FilterResult(accepted=accepted, rejected=rejected, last=last)
+
+
+def parse_ping(index: int, item: object) -> Ping | None:
+    """The ping if it is well formed (the `invalid` rule of SPEC section 2), else None.
+
+    Numbers must be JSON numbers: strings and booleans are refused, as are NaN and infinities
+    (which Python's json module accepts). `speed_mps` is optional and informative only: null
+    or a negative value (iOS reports -1 for "unknown") becomes None. `mocked` is optional
+    (null means false) but must be a boolean when present.
+    """
+    if not isinstance(item, Mapping):
+        return None
+    lat, lon, accuracy = (_finite(item.get(key)) for key in ("lat", "lon", "accuracy_m"))
+    if lat is None or lon is None or accuracy is None:
+        return None
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or accuracy < 0.0:
+        return None
+    ts_text = item.get("ts")
+    ts = parse_rfc3339(ts_text) if isinstance(ts_text, str) else None
+    if ts is None:
+        return None
+    speed_raw = item.get("speed_mps")
+    speed = _finite(speed_raw)
+    if speed_raw is not None and speed is None:
+        return None
+    mocked = item.get("mocked")
+    if mocked is not None and not isinstance(mocked, bool):
+        return None
+    return Ping(
+        index=index,
+        lat=lat,
+        lon=lon,
+        accuracy_m=accuracy,
+        ts=ts,
+        speed_mps=speed if speed is not None and speed >= 0.0 else None,
+        mocked=bool(mocked),
+    )
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+
+
+def parse_rfc3339(text: str) -> datetime | None:
+    """An RFC 3339 date-time as an aware UTC datetime, or None.
+
+    Stricter than `datetime.fromisoformat`, which takes ISO 8601 forms RFC 3339 does not
+    (dates alone, basic format, no offset): a time without an offset is ambiguous, so it is
+    refused. Fractions beyond microseconds are truncated; a leap second (:60) is read as the
+    next second, as POSIX clocks do; `-00:00` ("offset unknown") is read as UTC.
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    micro = int((match[7] or "0")[:6].ljust(6, "0"))
+    offset = timedelta(0)
+    if match[9] is not None:
+        off_h, off_m = int(match[10]), int(match[11])
+        if off_h > 23 or off_m > 59:
+            return None
+        offset = timedelta(hours=off_h, minutes=off_m) * (-1 if match[9] == "-" else 1)
+    leap = second == 60
+    try:
+        ts = datetime(
+            year, month, day, hour, minute, 59 if leap else second, micro, timezone(offset)
+        )
+        ts = ts.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return ts + timedelta(seconds=1) if leap else ts
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The per-batch bounds of the stateless checks, computed once per batch."""
+
+    latest: datetime
+    earliest: datetime
+    max_accuracy_m: float
+
+
+def _stateless_reason(ping: Ping, window: _Window) -> PingRejection | None:
+    if ping.ts > window.latest:
+        return PingRejection.FUTURE
+    if ping.ts < window.earliest:
+        return PingRejection.TOO_OLD
+    if ping.mocked:
+        return PingRejection.MOCKED
+    if ping.accuracy_m > window.max_accuracy_m:
+        return PingRejection.LOW_ACCURACY
+    return None
+
+
+def _sequential_reason(ping: Ping, last: LastFix | None, rules: PingRules) -> PingRejection | None:
+    if last is None:
+        return None
+    if ping.ts <= last.ts:
+        return PingRejection.OUT_OF_ORDER
+    elapsed = (ping.ts - last.ts).total_seconds()
+    if distance_m(last.lon, last.lat, ping.lon, ping.lat) / elapsed > rules.max_speed_mps:
+        return PingRejection.IMPLAUSIBLE_SPEED
+    return None
+
+
+def _finite(value: object) -> float | None:
+    """A JSON number as a finite float, else None (bool is an int in Python, not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime")
