@@ -41,3 +41,55 @@ async def test_two_stores_at_one_spot_one_offer_send_once(api: Api, emulator, db
                           offer["id"])
     assert sorted((r["outcome"], r["reason"] or "") for r in rows) == [
         ("queued", ""), ("suppressed", "cooldown")]
+
+
+async def _walk_in(api: Api, dev, lat: float = LAT, lon: float = LON) -> dict:
+    start = datetime.now(UTC) - timedelta(minutes=2)
+    return (await api.pings(dev, walk(lat, lon, -400, 0, 5, start))).ok(202)
+
+
+async def test_customer_with_two_phones_gets_one_push(api: Api, emulator, db) -> None:
+    await api.circle(LAT, LON, 150)
+    fence_id = (await api.as_role("marketer", "GET", "/v1/geofences")).ok(200)["items"][0]["id"]
+    offer = await api.offer(geofence_ids=[fence_id], cooldown_s=86400)
+    phone, tablet = (await api.device(unique_token(), customer_id="C-42"),
+                     await api.device(unique_token(), customer_id="C-42"))
+    await asyncio.gather(_walk_in(api, phone), _walk_in(api, tablet))
+    rows = await db.fetch("SELECT outcome, reason FROM decisions WHERE offer_id = $1",
+                          offer["id"])
+    assert sorted((r["outcome"], r["reason"] or "") for r in rows) == [
+        ("queued", ""), ("suppressed", "cooldown")]
+    await asyncio.sleep(1.0)
+    got = [len(await emulator_messages(emulator.base_url, d.fcm_token)) for d in (phone, tablet)]
+    assert sorted(got) == [0, 1]
+
+
+async def test_daily_cap_counts_the_customers_every_phone(start_server, emulator, db) -> None:
+    server = await start_server(campaigns={"daily_cap": 1})
+    from tests.conftest import ADMIN_KEY
+
+    async with Api(server.url, ADMIN_KEY) as api:
+        far_lat = LAT + 0.05
+        a = await api.circle(LAT, LON, 150)
+        b = await api.circle(far_lat, LON, 150)
+        await api.offer(geofence_ids=[a["id"]])
+        second = await api.offer(geofence_ids=[b["id"]])
+        phone = await api.device(unique_token(), customer_id="C-7")
+        tablet = await api.device(unique_token(), customer_id="C-7")
+        await _walk_in(api, phone)
+        await _walk_in(api, tablet, far_lat)
+        reason = await db.fetchval("SELECT reason FROM decisions WHERE offer_id = $1",
+                                   second["id"])
+        assert reason == "daily_cap"
+
+
+async def test_max_sends_budget_across_devices(api: Api, db) -> None:
+    fence = await api.circle(LAT, LON, 150)
+    offer = await api.offer(geofence_ids=[fence["id"]], max_sends=2)
+    devices = [await api.device(unique_token()) for _ in range(4)]
+    await asyncio.gather(*[_walk_in(api, d) for d in devices])
+    rows = await db.fetch("SELECT outcome, reason FROM decisions WHERE offer_id = $1",
+                          offer["id"])
+    assert sorted((r["outcome"], r["reason"] or "") for r in rows) == [
+        ("queued", ""), ("queued", ""),
+        ("suppressed", "budget_exhausted"), ("suppressed", "budget_exhausted")]

@@ -1,10 +1,10 @@
 """From visit events to decisions and queued deliveries, inside the ingest transaction.
 
 Facts are gathered with one query each for the whole batch (offers, stores, customer,
-counters, last contacts, today's sends), `campaigns.decide` applies SPEC section 4 to each
+sends so far, last contacts, today's sends), `campaigns.decide` applies SPEC section 4 to each
 event, and decisions and deliveries are written with one statement each. Two locks keep the
 caps exact when a customer's two phones ping at once: an advisory lock per customer, and
-the counter rows of the candidate offers (locked in id order, so never a deadlock).
+the lock rows of the candidate offers (taken in id order, so never a deadlock).
 """
 
 from __future__ import annotations
@@ -41,18 +41,28 @@ WHERE deleted_at IS NULL AND status = 'active' AND trigger = ANY($1::text[])
 _STORES = """
 SELECT store_id, name, timezone, opening_hours FROM stores WHERE store_id = ANY($1::uuid[])
 """
+# Purchase categories for `audience`: those bought within the FRAT lookback, the same set
+# as the customer's FRAT "types".
 _CUSTOMER = """
 SELECT c.segment, c.first_name,
        ARRAY(SELECT DISTINCT t.category FROM transactions t
-             WHERE t.customer_id = c.customer_id AND t.category IS NOT NULL) AS categories
+             WHERE t.customer_id = c.customer_id AND t.category IS NOT NULL
+               AND t.ts >= $2::timestamptz - make_interval(days => $3)) AS categories
 FROM customers c WHERE c.customer_id = $1
 """
-_LOCK_COUNTERS = """
-INSERT INTO offer_counters (offer_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING
+_ENSURE_OFFER_LOCKS = """
+INSERT INTO offer_locks (offer_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING
 """
-_COUNTERS = """
-SELECT offer_id, sends FROM offer_counters WHERE offer_id = ANY($1::uuid[])
+# The lock rows: decisions on one offer are serialized so max_sends is exact.
+_LOCK_OFFERS = """
+SELECT offer_id FROM offer_locks WHERE offer_id = ANY($1::uuid[])
 ORDER BY offer_id FOR UPDATE
+"""
+# max_sends counts the offer's deliveries queued or sent (not cancelled or failed ones).
+_SENDS = """
+SELECT offer_id, count(*) AS sends FROM deliveries
+WHERE offer_id = ANY($1::uuid[]) AND status IN ('queued', 'sent')
+GROUP BY offer_id
 """
 _LAST_CONTACT_CUSTOMER = """
 SELECT offer_id, max(decided_at) AS at FROM decisions
@@ -90,10 +100,6 @@ FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[], $8::uuid[], $9::uuid
             $15::text[])
      AS u(id, decision_id, event_id, offer_id, store_id, geofence_id, trigger, event_ts,
           expires_at, title, body, deeplink)
-"""
-_BUMP_COUNTERS = """
-UPDATE offer_counters c SET sends = c.sends + u.n
-FROM unnest($1::uuid[], $2::int[]) AS u(offer_id, n) WHERE c.offer_id = u.offer_id
 """
 _CANCEL_LEFT = """
 UPDATE deliveries d SET status = 'cancelled', reason = 'left_geofence', finished_at = now()
@@ -179,13 +185,15 @@ async def _decide_with_offers(
         # Serialize decisions per customer across their devices and across processes.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
                            "customer:" + customer_id)
-    await conn.execute(_LOCK_COUNTERS, offer_ids)
-    counters = {str(r["offer_id"]): r["sends"] for r in await conn.fetch(_COUNTERS, offer_ids)}
+    await conn.execute(_ENSURE_OFFER_LOCKS, offer_ids)
+    await conn.execute(_LOCK_OFFERS, offer_ids)
+    counters = {str(o): 0 for o in offer_ids}
+    counters |= {str(r["offer_id"]): r["sends"] for r in await conn.fetch(_SENDS, offer_ids)}
     stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES, store_ids)}
 
     segment, first_name, bought = Segment.UNKNOWN, None, frozenset()
     if customer_id is not None:
-        row = await conn.fetchrow(_CUSTOMER, customer_id)
+        row = await conn.fetchrow(_CUSTOMER, customer_id, now, config.segments.lookback_days)
         if row is not None:
             segment = Segment(row["segment"])
             first_name = row["first_name"]
@@ -254,6 +262,5 @@ async def _decide_with_offers(
         cols = list(zip(*deliveries, strict=True))
         await conn.execute(_INSERT_DELIVERIES, device_id, customer_id, now,
                            *[list(c) for c in cols])
-        await conn.execute(_BUMP_COUNTERS, list(bumps), list(bumps.values()))
         await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
     return summary

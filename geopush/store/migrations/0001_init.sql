@@ -146,11 +146,9 @@ CREATE TABLE offers (
 CREATE INDEX offers_geofences ON offers USING gin (geofence_ids);
 CREATE INDEX offers_stores ON offers USING gin (store_ids);
 
--- Sends and hold-outs per offer: the max_sends budget, kept as a counter so the check is
--- one row read per candidate offer, not a count over deliveries.
-CREATE TABLE offer_counters (
-    offer_id    uuid PRIMARY KEY,
-    sends       integer NOT NULL DEFAULT 0
+-- One row per offer, locked while deciding on it, so max_sends holds across processes.
+CREATE TABLE offer_locks (
+    offer_id    uuid PRIMARY KEY
 );
 
 CREATE TABLE decisions (
