@@ -42,7 +42,7 @@ async def _counts(db: asyncpg.Connection) -> Counter[str]:
     return Counter({r["status"]: r["n"] for r in rows})
 
 
-async def _wait(predicate, within_s: float, step: float = 0.1) -> None:  # noqa: ANN001
+async def _wait(predicate, within_s: float, step: float = 0.1) -> None:
     deadline = asyncio.get_running_loop().time() + within_s
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
