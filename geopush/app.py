@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def _route_modules() -> list:
-    from geopush.api import crm, deliveries, ops
+    from geopush.api import crm, deliveries, offer_stats, ops
 
-    return [health, keys, devices, pings, stores, geofences, offers, crm, deliveries, ops]
+    return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
+            deliveries, ops]
 
 
 def create_app(config: Config, *, database_url: str | None = None) -> web.Application:

@@ -22,14 +22,14 @@ from tests.outbox_fill import queue_deliveries
 BATCH = 100
 
 
-def _serve(database_url: str, service_account: Path, emulator: EmulatorThread, cwd: Path,
+def _serve(database_url: str, service_account: Path, endpoint: str, cwd: Path,
            **env: str) -> subprocess.Popen:
     environ = {
         **os.environ,
         "GEOPUSH_DATABASE_URL": database_url,
         "GEOPUSH_SERVER_PORT": "0",
         "GEOPUSH_FCM_CREDENTIALS_FILE": str(service_account),
-        "GEOPUSH_FCM_ENDPOINT": emulator.base_url,
+        "GEOPUSH_FCM_ENDPOINT": endpoint,
         "GEOPUSH_FCM_POLL_INTERVAL_S": "0.05",
         **env,
     }
@@ -59,7 +59,7 @@ async def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch(
     ids = await queue_deliveries(db, n, prefix)
     env = {"GEOPUSH_FCM_BATCH_SIZE": str(BATCH), "GEOPUSH_FCM_MAX_CONCURRENCY": "1",
            "GEOPUSH_FCM_LEASE_S": "5"}
-    proc = _serve(database_url, service_account, emulator, tmp_path, **env)
+    proc = _serve(database_url, service_account, emulator.base_url, tmp_path, **env)
     try:
         async def some_sent() -> bool:
             return (await _counts(db))["sent"] >= 2 * BATCH
@@ -72,7 +72,7 @@ async def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch(
     finally:
         if proc.poll() is None:
             proc.kill()
-    proc = _serve(database_url, service_account, emulator, tmp_path, **env)
+    proc = _serve(database_url, service_account, emulator.base_url, tmp_path, **env)
     try:
         async def all_done() -> bool:
             return (await _counts(db))["sent"] == n
@@ -131,23 +131,25 @@ async def test_two_senders_10000_deliveries_no_duplicate(
     prefix = f"pair{os.getpid()}-"
     ids = await queue_deliveries(db, n, prefix)
     emulator = EmulatorProcess(tmp_path)
-    await emulator.messages()  # up and answering, credentials written
-    env = {"GEOPUSH_FCM_BATCH_SIZE": "500", "GEOPUSH_FCM_MAX_CONCURRENCY": "2"}
-    procs = [_serve(database_url, emulator.credentials, emulator, tmp_path, **env)  # type: ignore[arg-type]
-             for _ in range(2)]
     try:
-        async def all_sent() -> bool:
-            return (await _counts(db))["sent"] == n
+        await emulator.messages()  # up and answering, credentials written
+        env = {"GEOPUSH_FCM_BATCH_SIZE": "500", "GEOPUSH_FCM_MAX_CONCURRENCY": "2"}
+        procs = [_serve(database_url, emulator.credentials, emulator.base_url, tmp_path, **env)
+                 for _ in range(2)]
+        try:
+            async def all_sent() -> bool:
+                return (await _counts(db))["sent"] == n
 
-        await _wait(all_sent, 280, 0.5)
+            await _wait(all_sent, 280, 0.5)
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=30)
+        messages = await emulator.messages()
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
-    messages = await emulator.messages()
-    emulator.proc.terminate()
-    emulator.proc.wait(timeout=10)
+        emulator.proc.terminate()
+        emulator.proc.wait(timeout=10)
     received = Counter(
         m["message"]["data"]["delivery_id"] for m in messages
         if m["message"].get("token", "").startswith(prefix)

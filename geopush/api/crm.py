@@ -1,9 +1,145 @@
-"""Routes of the crm API (filled in as the feature lands)."""
+"""CRM: customer and transaction imports, customer profiles and erasure, FRAT segments.
+
+Imports take the CSV as the request body (`Content-Type: text/csv`) and stream it: the body
+is read in chunks straight into the import, never held whole, so `[limits]
+max_import_bytes` (not `max_body_bytes`) bounds it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 from aiohttp import web
+
+from geopush.api.auth import MARKETER, require_role
+from geopush.api.errors import ApiError, not_found
+from geopush.crm.imports import ImportFailed, import_stream
+from geopush.crm.segments import recompute_segments, segment_summary
+from geopush.runtime import RUNTIME
+from geopush.store.erasure import erase_customer
+
+#: Body chunk handed to the parser at a time: small enough that parsing one never holds
+#: the event loop (and the pings sharing it) for more than a few milliseconds.
+READ_CHUNK = 64 * 1024
+CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
+
+_PROFILE = """
+SELECT c.customer_id, c.first_name, c.language, c.created_at, c.imported_at, c.segment,
+       c.r_score, c.f_score, c.a_score, c.recency_days, c.frequency, c.amount, c.types,
+       c.segment_computed_at,
+       (SELECT count(*) FROM devices d WHERE d.customer_id = c.customer_id) AS devices
+FROM customers c WHERE c.customer_id = $1
+"""
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def profile_json(row: Any) -> dict[str, Any]:
+    """A customer as marketers see them: who, and where FRAT puts them (SPEC section 5).
+
+    r, f, a and recency_days are null without a transaction in the lookback; `types` is
+    the number of distinct categories bought in it, `categories` those categories.
+    """
+    recency = row["recency_days"]
+    return {
+        "customer_id": row["customer_id"],
+        "first_name": row["first_name"],
+        "language": row["language"],
+        "created_at": _iso(row["created_at"]),
+        "segment": row["segment"],
+        "r": row["r_score"],
+        "f": row["f_score"],
+        "a": row["a_score"],
+        "recency_days": None if recency is None else int(recency),
+        "frequency": row["frequency"],
+        "amount": float(row["amount"]),
+        "types": len(row["types"]),
+        "categories": sorted(row["types"]),
+        "segment_computed_at": _iso(row["segment_computed_at"]),
+        "imported_at": _iso(row["imported_at"]),
+        "devices": row["devices"],
+    }
+
+
+async def _body_chunks(request: web.Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body in chunks; 413 as soon as it passes `limit` bytes."""
+    received = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit)
+        yield chunk
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "too_large",
+                    f"import larger than [limits] max_import_bytes ({limit} bytes)")
+
+
+async def _import(request: web.Request, kind: str) -> web.Response:
+    await require_role(request, *MARKETER)
+    if request.content_type not in CSV_TYPES:
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the CSV file as the body with Content-Type: text/csv"
+                       f" (got {request.content_type})")
+    rt = request.app[RUNTIME]
+    limit = rt.config.limits.max_import_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    try:
+        result = await import_stream(rt.pool, rt.config, kind, _body_chunks(request, limit),
+                                     now=rt.now)
+    except ImportFailed as exc:
+        details = [] if exc.line is None else [{"line": exc.line, "reason": exc.reason}]
+        raise ApiError(400, "invalid_csv", f"{exc}; nothing was imported", details) from None
+    return web.json_response(result)
+
+
+async def import_customers(request: web.Request) -> web.Response:
+    return await _import(request, "customers")
+
+
+async def import_transactions(request: web.Request) -> web.Response:
+    return await _import(request, "transactions")
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    await require_role(request, *MARKETER)
+    row = await request.app[RUNTIME].pool.fetchrow(_PROFILE, request.match_info["customer_id"])
+    if row is None:
+        raise not_found("customer")
+    return web.json_response(profile_json(row))
+
+
+async def delete_customer(request: web.Request) -> web.Response:
+    """Erasure: the profile goes; transactions and results stay, under no customer."""
+    await require_role(request, *MARKETER)
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        if not await erase_customer(conn, request.match_info["customer_id"]):
+            raise not_found("customer")  # rolls back: nothing to erase
+    return web.Response(status=204)
+
+
+async def get_segments(request: web.Request) -> web.Response:
+    await require_role(request, *MARKETER)
+    return web.json_response(await segment_summary(request.app[RUNTIME].pool))
+
+
+async def post_recompute(request: web.Request) -> web.Response:
+    await require_role(request, *MARKETER)
+    rt = request.app[RUNTIME]
+    return web.json_response(await recompute_segments(rt.pool, rt.config, rt.now()))
 
 
 def routes() -> list[web.RouteDef]:
-    return []
+    return [
+        web.post("/v1/customers/import", import_customers),
+        web.post("/v1/transactions/import", import_transactions),
+        web.get("/v1/customers/{customer_id}", get_customer),
+        web.delete("/v1/customers/{customer_id}", delete_customer),
+        web.get("/v1/segments", get_segments),
+        web.post("/v1/segments/recompute", post_recompute),
+    ]

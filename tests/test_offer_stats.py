@@ -1,0 +1,246 @@
+"""Offer results: the funnel and conversions against a control group of known size.
+
+The first test runs the real pipeline (phones walk into a store's geofence; the decision
+holds some customers out as control by the stable hash); the second writes decisions
+directly to pin down the edges of the definitions (window bounds, stores reached through a
+geofence, group by first contact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+import asyncpg
+
+from geopush.campaigns.decide import control_bucket
+from tests.api_client import Api, Device, iso, walk
+from tests.conftest import ADMIN_KEY, unique_token
+
+LAT, LON = 39.9087, 116.3975
+CSV = {"Content-Type": "text/csv"}
+TX_HEADER = "transaction_id,customer_id,store_external_id,ts,amount,category\n"
+NO_QUIET_HOURS = {"quiet_hours_start": "00:00", "quiet_hours_end": "00:00"}
+
+
+async def import_transactions(api: Api, rows: list[tuple[str, str, datetime]]) -> None:
+    """Transactions (customer, store external id, time), one line each."""
+    body = TX_HEADER + "".join(f"T{i},{customer},{store},{iso(ts)},10,coffee\n"
+                               for i, (customer, store, ts) in enumerate(rows))
+    reply = (await api.as_role("marketer", "POST", "/v1/transactions/import",
+                               data=body.encode(), headers=CSV)).ok(200)
+    assert reply["inserted"] == len(rows) and reply["error_count"] == 0
+
+
+async def stats(api: Api, offer_id: str, role: str = "ops") -> dict[str, Any]:
+    return (await api.as_role(role, "GET", f"/v1/offers/{offer_id}/stats")).ok(200)
+
+
+def split_customers(offer_id: str, control: int, treatment: int) -> tuple[list[str], list[str]]:
+    """Customer ids the offer's 50 % hold-out puts `control` in control, `treatment` not."""
+    held, sent = [], []
+    for k in range(1000):
+        cid = f"cust-{k}"
+        group = held if control_bucket(cid, offer_id) < 50 else sent
+        if len(group) < (control if group is held else treatment):
+            group.append(cid)
+        if len(held) == control and len(sent) == treatment:
+            return held, sent
+    raise AssertionError("not enough ids")
+
+
+async def test_conversions_and_lift_through_the_pipeline(
+    start_server: Any, db: asyncpg.Connection, emulator: Any
+) -> None:
+    server = await start_server(campaigns=NO_QUIET_HOURS)
+    async with Api(server.url, ADMIN_KEY) as api:
+        store = await api.store(external_id="BJ-1", location={"lat": LAT, "lon": LON})
+        await api.store(external_id="BJ-2")
+        fence = await api.circle(LAT, LON, 150, store_id=store["id"])
+        offer = await api.offer(geofence_ids=[fence["id"]], trigger="enter", control_pct=50)
+        control, treatment = split_customers(offer["id"], control=4, treatment=6)
+
+        devices: dict[str, Device] = {}
+        for cid in control + treatment:
+            devices[cid] = await api.device(unique_token(cid), customer_id=cid)
+        silent = await api.device(unique_token("silent"), customer_id="cust-silent", push=False)
+        anonymous = await api.device(unique_token("anon"))
+        start = datetime.now(UTC) - timedelta(minutes=3)
+        for device in [*devices.values(), silent, anonymous]:
+            reply = (await api.pings(device, walk(LAT, LON, -400, 0, 9, start))).ok(202)
+            assert [e["type"] for e in reply["events"]] == ["enter"]
+
+        decided = {r["customer_id"]: r for r in await db.fetch(
+            "SELECT customer_id, outcome, decided_at FROM decisions WHERE offer_id = $1",
+            uuid.UUID(offer["id"]))}
+        held = {c for c, r in decided.items() if r["outcome"] == "control" and c is not None}
+        assert held == set(control)
+        assert decided["cust-silent"]["outcome"] == "suppressed"
+        anon_control = control_bucket(anonymous.device_id, offer["id"]) < 50
+
+        def at(cid: str, days: float) -> datetime:
+            return decided[cid]["decided_at"] + timedelta(days=days)
+
+        t0, t1, t2, t3, t4, t5 = treatment
+        c0, c1 = control[:2]
+        await import_transactions(api, [
+            (t0, "BJ-1", at(t0, 1)),           # converts
+            (t1, "BJ-1", at(t1, 6.9)),         # converts, late in the window
+            (t2, "BJ-1", at(t2, 8)),           # after the 7-day window
+            (t3, "BJ-2", at(t3, 1)),           # at a store the offer does not target
+            (t4, "BJ-1", at(t4, -1)),          # before the decision
+            (t5, "", at(t5, 1)),               # online: no store
+            (c0, "BJ-1", at(c0, 2)),           # a control customer who bought anyway
+            (c1, "BJ-1", at(c1, 10)),          # too late
+            ("cust-silent", "BJ-1", at(t0, 1)),  # never contacted: in no group
+        ])
+
+        # The app reports one push opened and one offer redeemed.
+        delivery = await db.fetchrow(
+            "SELECT delivery_id, device_id FROM deliveries WHERE customer_id = $1", t0)
+        token = devices[t0].token
+        for what in ("opened", "redeemed"):
+            assert (await api.call("POST", f"/v1/deliveries/{delivery['delivery_id']}/{what}",
+                                   key=token)).status == 204
+
+        queued = 6 + (0 if anon_control else 1)
+        deadline = asyncio.get_running_loop().time() + 10
+        while (result := await stats(api, offer["id"]))["sent"] < queued:
+            assert asyncio.get_running_loop().time() < deadline, result
+            await asyncio.sleep(0.1)
+
+        assert result["triggered"] == 12
+        assert result["suppressed"] == {"no_push_consent": 1}
+        assert result["control"] == 4 + (1 if anon_control else 0)
+        assert result["queued"] == result["sent"] == queued
+        assert result["failed"] == {} and result["cancelled"] == {}
+        assert (result["opened"], result["redeemed"]) == (1, 1)
+        conversion = result["conversion"]
+        assert conversion["window_days"] == 7
+        assert conversion["treatment"] == {"customers": 6, "converted": 2,
+                                           "rate": 2 / 6}
+        assert conversion["control"] == {"customers": 4, "converted": 1, "rate": 1 / 4}
+        assert conversion["lift"] == float(Fraction(2, 6) / Fraction(1, 4) - 1)  # 1/3
+        assert await stats(api, offer["id"], role="marketer") == result
+
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+_DECISION = """
+INSERT INTO decisions (decision_id, event_id, device_id, customer_id, offer_id, outcome,
+                       reason, decided_at)
+VALUES ($1, $2, NULL, $3, $4, $5, $6, $7)
+"""
+_DELIVERY = """
+INSERT INTO deliveries (delivery_id, offer_id, trigger, event_ts, status, reason, expires_at,
+                        opened_at, redeemed_at)
+VALUES ($1, $2, 'enter', $3, $4, $5, $3, $6, $7)
+"""
+
+
+async def decide(db: asyncpg.Connection, offer_id: str, customer: str | None, outcome: str,
+                 at: datetime = T0, reason: str | None = None) -> None:
+    await db.execute(_DECISION, uuid.uuid4(), uuid.uuid4(), customer, uuid.UUID(offer_id),
+                     outcome, reason, at)
+
+
+async def test_the_edges_of_the_conversion_definition(api: Api, db: asyncpg.Connection
+                                                      ) -> None:
+    a = await api.store(external_id="A")
+    b = await api.store(external_id="B")
+    await api.store(external_id="C")
+    fence_b = await api.circle(LAT, LON, 100, store_id=b["id"])
+    offer = await api.offer(store_ids=[a["id"]], geofence_ids=[fence_b["id"]])
+    other = await api.offer(store_ids=[a["id"]])
+    oid = offer["id"]
+
+    for customer in ("a1", "a2", "a3", "a4", "a5", "a6", "a7"):
+        await decide(db, oid, customer, "queued")
+    await decide(db, oid, "a6", "control", T0 + timedelta(days=1))  # first contact decides
+    await decide(db, oid, "a7", "queued", T0 + timedelta(days=20))  # contacted again later
+    for customer in ("b1", "b2", "b3"):
+        await decide(db, oid, customer, "control", reason="control_group")
+    await decide(db, oid, None, "queued")                          # a device, no customer
+    await decide(db, oid, "s1", "suppressed", reason="cooldown")
+    await decide(db, oid, "s2", "suppressed", reason="cooldown")
+    await decide(db, oid, "s3", "suppressed", reason="segment_mismatch")
+    await decide(db, str(other["id"]), "b2", "queued")               # another offer
+    # Two candidates decided for one event count as one trigger.
+    event = uuid.uuid4()
+    for outcome, reason in (("suppressed", "lower_priority"), ("suppressed", "daily_cap")):
+        await db.execute(_DECISION, uuid.uuid4(), event, "s4", uuid.UUID(oid), outcome,
+                         reason, T0)
+
+    day = timedelta(days=1)
+    await import_transactions(api, [
+        ("a1", "A", T0 + 7 * day),                       # converts: the window's last instant
+        ("a2", "B", T0 + timedelta(hours=1)),            # converts: B through the geofence
+        ("a3", "C", T0 + day),                           # C is not the offer's
+        ("a4", "A", T0 + 7 * day + timedelta(seconds=1)),  # just past the window
+        ("a5", "A", T0 - timedelta(seconds=1)),          # just before the decision
+        ("a6", "A", T0 + 2 * day),                       # converts, in treatment
+        ("a7", "A", T0 + 21 * day),                      # converts after the second contact
+        ("b1", "B", T0 + 3 * day),                       # converts, in control
+        ("b2", "A", T0 + 3 * day),                       # converts, in control (their
+    ])                                                   # other offer's decision is moot)
+    for status, reason, opened, redeemed in (
+        ("sent", None, T0, T0), ("sent", None, T0, None), ("sent", None, None, None),
+        ("failed", "unregistered", None, None), ("failed", "retries_exhausted", None, None),
+        ("failed", "unregistered", None, None), ("cancelled", "left_geofence", None, None),
+        ("queued", None, None, None),
+    ):
+        await db.execute(_DELIVERY, uuid.uuid4(), uuid.UUID(oid), T0, status, reason,
+                         opened, redeemed)
+
+    result = await stats(api, oid)
+    assert result["triggered"] == 7 + 2 + 3 + 1 + 3 + 1
+    assert result["suppressed"] == {"cooldown": 2, "segment_mismatch": 1,
+                                    "lower_priority": 1, "daily_cap": 1}
+    assert result["control"] == 4
+    assert (result["queued"], result["sent"], result["opened"], result["redeemed"]) == (
+        8, 3, 2, 1)
+    assert result["failed"] == {"unregistered": 2, "retries_exhausted": 1}
+    assert result["cancelled"] == {"left_geofence": 1}
+    conversion = result["conversion"]
+    assert conversion["treatment"]["customers"] == 7                   # a1..a7
+    assert conversion["treatment"]["converted"] == 4                   # a1, a2, a6, a7
+    assert conversion["control"] == {"customers": 3, "converted": 2,   # b1, b2
+                                     "rate": 2 / 3}
+    assert conversion["lift"] == float(Fraction(4, 7) / Fraction(2, 3) - 1)
+
+    # Results outlive the offer; unknown offers and other roles are refused.
+    assert (await api.as_role("marketer", "DELETE", f"/v1/offers/{oid}")).status == 204
+    assert (await stats(api, oid))["conversion"] == conversion
+    assert (await api.as_role("ops", "GET", f"/v1/offers/{uuid.uuid4()}/stats")).status == 404
+    assert (await api.as_role("ops", "GET", "/v1/offers/not-an-id/stats")).status == 404
+    assert (await api.as_role("app", "GET", f"/v1/offers/{oid}/stats")).status == 403
+
+
+async def test_lift_is_null_without_a_converting_control_group(api: Api,
+                                                               db: asyncpg.Connection) -> None:
+    store = await api.store(external_id="A")
+    offer = await api.offer(store_ids=[store["id"]])
+    empty = await stats(api, offer["id"])
+    assert empty["triggered"] == 0 and empty["conversion"]["lift"] is None
+    assert empty["conversion"]["treatment"] == {"customers": 0, "converted": 0, "rate": None}
+
+    await decide(db, offer["id"], "t1", "queued")
+    await decide(db, offer["id"], "c1", "control")
+    await import_transactions(api, [("t1", "A", T0 + timedelta(days=1))])
+    result = (await stats(api, offer["id"]))["conversion"]
+    assert result["treatment"]["converted"] == 1 and result["control"]["converted"] == 0
+    assert result["lift"] is None  # the control rate is 0: no ratio to speak of
+
+
+async def test_the_window_comes_from_the_config(start_server: Any, db: asyncpg.Connection
+                                                ) -> None:
+    server = await start_server(campaigns={"conversion_window_days": 30})
+    async with Api(server.url, ADMIN_KEY) as api:
+        store = await api.store(external_id="A")
+        offer = await api.offer(store_ids=[store["id"]])
+        await decide(db, offer["id"], "t1", "queued")
+        await import_transactions(api, [("t1", "A", T0 + timedelta(days=20))])
+        conversion = (await stats(api, offer["id"]))["conversion"]
+    assert conversion["window_days"] == 30 and conversion["treatment"]["converted"] == 1
