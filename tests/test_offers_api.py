@@ -1,0 +1,63 @@
+"""Offers over HTTP: validation, pause and resume, delete, pagination."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api_client import EN_FR, Api
+
+
+@pytest.fixture
+async def fence(api: Api) -> dict:
+    return await api.circle(40.0, -74.0, 100)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"trigger": "walk_by"}, "trigger"),
+        ({"control_pct": 60}, "control_pct"),
+        ({"daily_window": {"start": "9h", "end": "17:00"}}, "daily_window"),
+        ({"message": {"default_locale": "en", "translations": {"fr": {"title": "t",
+                                                                      "body": "b"}}}},
+         "message"),
+        ({"starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}, "ends_at"),
+        ({"control_percent": 10}, "control_percent"),
+    ],
+)
+async def test_invalid_offers_are_400_naming_the_field(api: Api, fence: dict, fields: dict,
+                                                       field: str) -> None:
+    body = {"trigger": "enter", "message": EN_FR, "geofence_ids": [fence["id"]], **fields}
+    reply = await api.as_role("marketer", "POST", "/v1/offers", json=body)
+    assert reply.status == 400, reply.body
+    assert reply.body["error"]["details"][0]["field"].startswith(field)
+
+
+async def test_unknown_target_is_422(api: Api) -> None:
+    reply = await api.as_role("marketer", "POST", "/v1/offers", json={
+        "trigger": "enter", "message": EN_FR,
+        "geofence_ids": ["00000000-0000-0000-0000-000000000000"]})
+    assert reply.status == 422 and reply.body["error"]["code"] == "unknown_target"
+
+
+async def test_pause_resume_edit_delete_and_list(api: Api, fence: dict) -> None:
+    offer = await api.offer(geofence_ids=[fence["id"]], priority=3, name="Coffee")
+    assert offer["status"] == "active" and offer["cooldown_s"] == 86400
+    assert offer["ttl_s"] == 900 and offer["control_pct"] == 0
+    path = f"/v1/offers/{offer['id']}"
+    paused = (await api.as_role("marketer", "PATCH", path, json={"status": "paused"})).ok(200)
+    assert paused["status"] == "paused" and paused["priority"] == 3
+    edited = (await api.as_role("marketer", "PATCH", path,
+                                json={"status": "active", "ttl_s": 60})).ok(200)
+    assert (edited["status"], edited["ttl_s"]) == ("active", 60)
+    bad = await api.as_role("marketer", "PATCH", path, json={"geofence_ids": []})
+    assert bad.status == 400  # no target left
+    for _ in range(3):
+        await api.offer(geofence_ids=[fence["id"]])
+    first = (await api.as_role("marketer", "GET", "/v1/offers?limit=2")).ok(200)
+    rest = (await api.as_role("ops", "GET",
+                              f"/v1/offers?limit=2&cursor={first['next_cursor']}")).ok(200)
+    assert len(first["items"]) + len(rest["items"]) == 4 and rest["next_cursor"] is None
+    assert (await api.as_role("marketer", "DELETE", path)).status == 204
+    assert (await api.as_role("marketer", "GET", path)).status == 404
+    assert (await api.as_role("ops", "POST", "/v1/offers", json={})).status == 403
