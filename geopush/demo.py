@@ -118,11 +118,21 @@ async def _scenario(client: _Client, admin: str, emulator_url: str) -> dict[str,
     })
     print(f"created {len(stores)} stores, {len(stores)} geofences (150 m circles), 1 offer")
 
+    names = ["Camille", "Olivia", "Louis", "Harry", "Wei"]
+    customers = "customer_id,first_name,language,created_at\n" + "".join(
+        f"demo-{run}-{i},{name},{'fr' if i in (0, 2) else 'en'},2025-06-01\n"
+        for i, name in enumerate(names))
+    async with client.session.post(f"{client.base}/v1/customers/import", data=customers,
+                                   headers={"Authorization": f"Bearer {marketer}",
+                                            "Content-Type": "text/csv"}) as r:
+        imported = await r.json()
+    print(f"CRM: imported {imported.get('upserted', 0)} customers (first names for the texts)")
+
     phones = []
     for i, locale in enumerate(["fr-CA", "en-US", "fr-FR", "en-GB", "zh-CN"]):
         reg = await client.call("POST", "/v1/devices", app_key, {
             "fcm_token": f"demo-{run}-{i}", "platform": "android" if i % 2 else "ios",
-            "locale": locale, "timezone": "Asia/Shanghai",
+            "locale": locale, "timezone": "Asia/Shanghai", "customer_id": f"demo-{run}-{i}",
         })
         push = i != 4  # the last phone shares location but declines pushes
         await client.call("PUT", "/v1/devices/me/consent", reg["device_token"],
