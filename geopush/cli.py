@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,12 +85,18 @@ def serve(config_path: str | None, host: str | None, port: int | None,
              for _ in range(n)]
     for p in procs:
         p.start()
+
+    def stop_workers(*_: object) -> None:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # each worker shuts down gracefully on SIGTERM
+
+    signal.signal(signal.SIGTERM, stop_workers)
     try:
         for p in procs:
             p.join()
     except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
+        stop_workers()
         for p in procs:
             p.join()
 
