@@ -190,3 +190,13 @@ async def api(server: RunningServer) -> AsyncIterator[Api]:
 
 def unique_token(prefix: str = "tok") -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
+
+
+@pytest.fixture
+async def gp(start_server: Callable[..., Any]) -> AsyncIterator[Api]:
+    """A server with its sender running, quiet hours off and fast backoff."""
+    from tests.delivery_scenario import FAST
+
+    server = await start_server(**FAST)
+    async with Api(server.url, ADMIN_KEY) as client:
+        yield client

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
-
-import pytest
 
 from geopush import metrics
 from tests.api_client import Api
 from tests.conftest import ADMIN_KEY, unique_token
-from tests.test_deliveries_api import (
-    FAST,
+from tests.delivery_scenario import (
     finished_delivery,
     open_shop,
     wait_until,
     walk_in,
 )
-
-
-@pytest.fixture
-async def gp(start_server: Callable[..., Any]) -> AsyncIterator[Api]:
-    server = await start_server(**FAST)
-    async with Api(server.url, ADMIN_KEY) as client:
-        yield client
 
 
 def _rejected(reason: str) -> float:

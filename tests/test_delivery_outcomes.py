@@ -9,7 +9,7 @@ and reason, what became of the device's token, and the attempts the emulator saw
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 
 from tests.api_client import Api, emulator_messages, walk
 from tests.conftest import ADMIN_KEY, unique_token
-from tests.test_deliveries_api import (
+from tests.delivery_scenario import (
     FAST,
     THIRD_PARTY_AUTH_REQUESTS,
     attempts,
@@ -28,14 +28,6 @@ from tests.test_deliveries_api import (
     wait_until,
     walk_in,
 )
-
-
-@pytest.fixture
-async def gp(start_server: Callable[..., Any]) -> AsyncIterator[Api]:
-    """A server with its sender running, quiet hours off and fast backoff."""
-    server = await start_server(**FAST)
-    async with Api(server.url, ADMIN_KEY) as client:
-        yield client
 
 
 def _at(attempt: Any) -> datetime:
