@@ -93,3 +93,28 @@ async def test_max_sends_budget_across_devices(api: Api, db) -> None:
     assert sorted((r["outcome"], r["reason"] or "") for r in rows) == [
         ("queued", ""), ("queued", ""),
         ("suppressed", "budget_exhausted"), ("suppressed", "budget_exhausted")]
+
+
+async def test_dwell_and_exit_offers_fire_on_their_events(api: Api, emulator, db) -> None:
+    fence = await api.circle(LAT, LON, 150, dwell_s=60)
+    dwell = await api.offer(geofence_ids=[fence["id"]], trigger="dwell")
+    leave = await api.offer(geofence_ids=[fence["id"]], trigger="exit", ttl_s=3600)
+    dev = await api.device(unique_token())
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    path = walk(LAT, LON, -400, 0, 5, start) + walk(LAT, LON, 0, 20, 10,
+                                                    start + timedelta(seconds=60))
+    reply = (await api.pings(dev, path)).ok(202)
+    assert [e["type"] for e in reply["events"]] == ["enter", "dwell"]
+    for _ in range(100):  # the dwell push goes out while the phone is still inside
+        if await emulator_messages(emulator.base_url, dev.fcm_token):
+            break
+        await asyncio.sleep(0.05)
+    out = walk(LAT, LON, 300, 600, 3, start + timedelta(minutes=5))
+    reply = (await api.pings(dev, out)).ok(202)
+    assert [e["type"] for e in reply["events"]] == ["exit"]
+    for offer in (dwell, leave):
+        outcome = await db.fetchval("SELECT outcome FROM decisions WHERE offer_id = $1",
+                                    offer["id"])
+        assert outcome == "queued", offer["trigger"]
+    await asyncio.sleep(1.0)
+    assert len(await emulator_messages(emulator.base_url, dev.fcm_token)) == 2

@@ -1,0 +1,26 @@
+"""Graceful shutdown: stop claiming, let the batch in flight finish, record its outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from tests.outbox_fill import queue_deliveries
+
+
+async def test_stop_finishes_and_records_the_batch_in_flight(
+    start_server, db: asyncpg.Connection, emulator
+) -> None:
+    server = await start_server(fcm={"batch_size": 20})
+    await queue_deliveries(db, 60, "slow-1500-shutdown-")
+    for _ in range(100):  # the first batch is claimed and at the (slow) emulator
+        if await db.fetchval("SELECT count(*) FROM deliveries WHERE lease_until IS NOT NULL"):
+            break
+        await asyncio.sleep(0.05)
+    await server.stop()
+    rows = await db.fetch("SELECT status, lease_until FROM deliveries WHERE attempts > 0")
+    assert len(rows) == 20, "exactly the batch in flight was attempted, nothing claimed after"
+    assert all(r["status"] == "sent" and r["lease_until"] is None for r in rows)
+    assert await db.fetchval("SELECT count(*) FROM deliveries WHERE status = 'queued'"
+                             " AND attempts = 0") == 40
