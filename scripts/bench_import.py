@@ -93,10 +93,18 @@ async def bench(csv_path: Path, url: str) -> dict:
         t1 = time.perf_counter()
         segments = await recompute_segments(pool, config, datetime.now(UTC))
         t2 = time.perf_counter()
+        # The peer, in the same run: PostgreSQL's own COPY of the same bytes into one text
+        # column, with no parsing, checking, deduplication or merge: the floor.
+        async with pool.acquire() as conn:
+            await conn.execute("CREATE TABLE raw_lines (line text)")
+            t3 = time.perf_counter()
+            await conn.copy_to_table("raw_lines", source=csv_path, format="csv",
+                                     delimiter="\x01", quote="\x02")
+            t4 = time.perf_counter()
     finally:
         await pool.close()
     return {"import_s": t1 - t0, "recompute_s": t2 - t1, "result": result,
-            "segments": segments}
+            "segments": segments, "raw_copy_s": t4 - t3}
 
 
 def main() -> None:
@@ -145,6 +153,8 @@ def main() -> None:
             "total_s": round(out["import_s"] + out["recompute_s"], 2),
             "total_lines_per_s": round(n / (out["import_s"] + out["recompute_s"])),
             "peak_rss_mib": round(peak_rss_mib(), 1),
+            "peer_raw_copy_s": round(out["raw_copy_s"], 2),
+            "import_vs_raw_copy": round(out["import_s"] / out["raw_copy_s"], 1),
             "segments": out["segments"]["segments"],
         }
         print(json.dumps(report, indent=2))
