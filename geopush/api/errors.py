@@ -16,6 +16,10 @@ from aiohttp import web
 
 log = logging.getLogger(__name__)
 
+# asyncpg's own "invalid input for query argument" (an InterfaceError, so it must be caught
+# before the database-unavailable branch below).
+_ClientDataError = asyncpg.exceptions._base.DataError
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HTTP_CODES = {
@@ -80,6 +84,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(exc.status, "error")
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(exc.status, code, exc.reason or code, headers=headers)
+    except (asyncpg.exceptions.DataError, _ClientDataError) as exc:
+        # SQLSTATE class 22 (or asyncpg refusing to encode an argument): a value the client
+        # sent that PostgreSQL cannot hold, such as a NUL character or an out-of-range number.
+        return error_response(400, "invalid", f"a value cannot be stored: {type(exc).__name__}")
     except (OSError, asyncpg.exceptions.PostgresConnectionError,
             asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError,
             asyncpg.InterfaceError) as exc:
