@@ -112,8 +112,9 @@ class FcmConfig(_Section):
     batch_size: int = Field(500, ge=1, le=500)
     max_attempts: int = Field(5, ge=1, le=50)
     poll_interval_s: float = Field(0.2, gt=0)
-    # A claimed row not finished within this time is claimed again (a crashed sender).
-    lease_s: float = Field(60, gt=0)
+    # A claimed row not finished within this time is claimed again (a crashed sender). It
+    # must outlast a whole batch: batch_size / 100 SDK calls of up to 30 s each.
+    lease_s: float = Field(300, gt=0)
     # Backoff of transient failures (SPEC section 6: base 1 s, cap 300 s); tests and
     # demos shorten them so a retry scenario takes milliseconds, not minutes.
     retry_base_s: float = Field(1.0, gt=0)

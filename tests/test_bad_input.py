@@ -39,7 +39,7 @@ DEVICE_ROUTES = [
 IDS = ["not-a-uuid", "00000000-0000-0000-0000-000000000000", "%00", "1" * 300]
 
 
-def _assert_clean(reply, what: str) -> None:  # noqa: ANN001
+def _assert_clean(reply, what: str) -> None:
     assert 400 <= reply.status < 500 or reply.status in (200, 201, 202, 204), (what, reply)
     if reply.status >= 400:
         assert isinstance(reply.body, dict) and set(reply.body["error"]) == {

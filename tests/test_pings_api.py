@@ -201,3 +201,20 @@ async def test_dwell_from_sweeper_when_phone_stops_sending(start_server, db) -> 
         # A later ping inside fires no second dwell.
         reply = (await post(api, dev, [ping(datetime.now(UTC))])).ok(202)
         assert reply["events"] == []
+
+
+async def test_no_sweeper_dwell_for_a_device_silent_past_the_visit_timeout(start_server,
+                                                                           db) -> None:
+    server = await start_server(geo={"sweep_interval_s": 0.1, "visit_timeout_s": 60})
+    from tests.conftest import ADMIN_KEY
+
+    async with Api(server.url, ADMIN_KEY) as api:
+        await api.circle(LAT, LON, 100, dwell_s=90)
+        dev = await api.device(unique_token())
+        # Entered 100 s ago and silent since: dwell is due, but the visit timed out.
+        reply = (await post(api, dev, [ping(datetime.now(UTC) - timedelta(seconds=100))]))
+        assert [e["type"] for e in reply.ok(202)["events"]] == ["enter"]
+        await asyncio.sleep(1.0)
+        assert await db.fetchval("SELECT count(*) FROM events WHERE type = 'dwell'") == 0
+        reply = (await post(api, dev, [ping(datetime.now(UTC))])).ok(202)
+        assert [e["type"] for e in reply["events"]] == ["exit", "enter"]

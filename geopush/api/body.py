@@ -20,9 +20,33 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         raise bad_request("request body is empty; expected JSON")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
+    if _has_unstorable_text(value):
+        raise bad_request("request body has a NUL character or a lone surrogate in a string")
+    return value
+
+
+def _has_unstorable_text(value: Any) -> bool:
+    """Strings PostgreSQL text cannot hold (NUL) or UTF-8 cannot encode (lone surrogates)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
@@ -76,8 +100,12 @@ def get_number(
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise field_error(key, "must be a number")
-    if not math.isfinite(value):
-        raise field_error(key, "must be finite")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
+        raise field_error(key, "must be a finite number in range")
     if integer and value != int(value):
         raise field_error(key, "must be a whole number")
     if lo is not None and value < lo:

@@ -8,6 +8,7 @@ anything unexpected behind a logged 500, so a client never sees an HTML page or 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -94,6 +95,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(503, "unavailable", "database unavailable, try again",
                               headers={"Retry-After": "5"})
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+    except Exception as exc:
+        # Type and place only: exception texts can carry bound values (tokens, names), and
+        # the path can carry a customer id. The full traceback is at DEBUG.
+        route = request.match_info.route.resource
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        log.error("unhandled %s on %s %s at %s:%s", type(exc).__name__, request.method,
+                  route.canonical if route else "?", where.filename, where.lineno)
+        log.debug("unhandled error", exc_info=True)
         return error_response(500, "internal", "internal error")

@@ -56,9 +56,26 @@ SET status = u.status,
     next_attempt_at = COALESCE(u.next_at, d.next_attempt_at),
     last_error = u.error,
     lease_until = NULL
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-     AS u(id, status, reason, name, next_at, error)
-WHERE d.delivery_id = u.id
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+            $7::int[])
+     AS u(id, status, reason, name, next_at, error, attempts)
+WHERE d.delivery_id = u.id AND d.status = 'queued' AND d.attempts = u.attempts
+"""
+# An enter or dwell delivery whose visit has ended (no open visit that began at or before
+# its event) must not go out late: cancelled here too, for the ones the exit could not
+# cancel because a sender held them at that moment and then had to retry.
+_CANCEL_LEFT = """
+UPDATE deliveries d SET status = 'cancelled', reason = 'left_geofence', finished_at = now(),
+       lease_until = NULL
+WHERE d.delivery_id IN (
+    SELECT q.delivery_id FROM deliveries q
+    WHERE q.status = 'queued' AND q.next_attempt_at <= now() AND q.geofence_id IS NOT NULL
+      AND q.trigger IN ('enter', 'dwell')
+      AND (q.lease_until IS NULL OR q.lease_until < now())
+      AND NOT EXISTS (SELECT 1 FROM visits v WHERE v.device_id = q.device_id
+                      AND v.geofence_id = q.geofence_id AND v.entered_at <= q.event_ts)
+    LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING delivery_id
 """
 _DEACTIVATE = """
 UPDATE devices d SET fcm_token_active = false, updated_at = now()
@@ -87,9 +104,14 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Finish:
-    """What became of one claimed delivery; status `queued` means try again at `next_at`."""
+    """What became of one claimed delivery; status `queued` means try again at `next_at`.
+
+    `attempts` is the count the claim set: it is the lease's token, so an outcome is written
+    only by the sender that holds the row (never over an erasure or a later claim).
+    """
 
     delivery_id: UUID
+    attempts: int
     status: str
     reason: str | None = None
     message_name: str | None = None
@@ -100,6 +122,11 @@ class Finish:
 async def expire(conn: asyncpg.Connection, limit: int) -> int:
     """Fail deliveries whose ttl passed before they could be sent; never send them."""
     return len(await conn.fetch(_EXPIRE, limit))
+
+
+async def cancel_left(conn: asyncpg.Connection, limit: int) -> int:
+    """Cancel due enter/dwell deliveries whose visit has ended (`left_geofence`)."""
+    return len(await conn.fetch(_CANCEL_LEFT, limit))
 
 
 async def claim(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[Claimed]:
@@ -133,6 +160,7 @@ async def finish(
             [r.delivery_id for r in results], [r.status for r in results],
             [r.reason for r in results], [r.message_name for r in results],
             [r.next_at for r in results], [r.error for r in results],
+            [r.attempts for r in results],
         )
     if deactivate:
         await conn.execute(_DEACTIVATE, [d for d, _ in deactivate], [t for _, t in deactivate])

@@ -24,7 +24,7 @@ from geopush import metrics
 from geopush.codes import DeliveryReason, DeliveryStatus
 from geopush.config import FcmConfig
 from geopush.delivery import fcm
-from geopush.delivery.outbox import Claimed, Finish, claim, expire, finish
+from geopush.delivery.outbox import Claimed, Finish, cancel_left, claim, expire, finish
 from geopush.delivery.retry import next_delay
 from geopush.ingest.decisions import OUTBOX_CHANNEL
 
@@ -109,6 +109,9 @@ class Sender:
             expired = await expire(conn, 1000)
             if expired:
                 metrics.DELIVERIES.labels("failed", "expired").inc(expired)
+            left = await cancel_left(conn, 1000)
+            if left:
+                metrics.DELIVERIES.labels("cancelled", "left_geofence").inc(left)
             return await claim(conn, self.config.batch_size, self.config.lease_s)
 
     async def drain(self) -> int:
@@ -126,7 +129,7 @@ class Sender:
         sendable: list[Claimed] = []
         for c in claimed:
             if c.token is None:
-                results.append(Finish(c.delivery_id, DeliveryStatus.FAILED,
+                results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
                                       DeliveryReason.NO_TOKEN))
             else:
                 sendable.append(c)
@@ -142,10 +145,10 @@ class Sender:
                 ))
                 ready.append(c)
             except fcm.DeliveryExpired:  # no time left to live: never send it
-                results.append(Finish(c.delivery_id, DeliveryStatus.FAILED,
+                results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
                                       DeliveryReason.EXPIRED))
             except ValueError as exc:  # FCM would refuse it: fail it alone, not the batch
-                results.append(Finish(c.delivery_id, DeliveryStatus.FAILED,
+                results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
                                       DeliveryReason.INVALID_ARGUMENT, error=str(exc)))
         sendable = ready
         outcomes: list[fcm.SendOutcome] = []
@@ -180,20 +183,21 @@ class Sender:
     def _outcome(self, c: Claimed, outcome: fcm.SendOutcome,
                  deactivate: list[tuple[UUID, str]]) -> Finish:
         if outcome.action is fcm.SendAction.SENT:
-            return Finish(c.delivery_id, DeliveryStatus.SENT, message_name=outcome.message_name)
+            return Finish(c.delivery_id, c.attempts, DeliveryStatus.SENT,
+                          message_name=outcome.message_name)
         if outcome.action is fcm.SendAction.FAIL:
             if outcome.deactivate_token and c.device_id is not None and c.token:
                 deactivate.append((c.device_id, c.token))
-            return Finish(c.delivery_id, DeliveryStatus.FAILED, str(outcome.reason),
+            return Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED, str(outcome.reason),
                           error=outcome.error)
         quota = outcome.action is fcm.SendAction.QUOTA
         if quota:  # the whole sender waits, not just this message
             wait = outcome.retry_after if outcome.retry_after is not None else 60.0
             self.paused_until = max(self.paused_until, time.monotonic() + wait)
         if c.attempts >= self.config.max_attempts:
-            return Finish(c.delivery_id, DeliveryStatus.FAILED,
+            return Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
                           DeliveryReason.RETRIES_EXHAUSTED, error=outcome.error)
         delay = next_delay(c.attempts, outcome.retry_after, self.rng,
                            self.config.retry_base_s, self.config.retry_cap_s, quota=quota)
-        return Finish(c.delivery_id, DeliveryStatus.QUEUED, None,
+        return Finish(c.delivery_id, c.attempts, DeliveryStatus.QUEUED, None,
                       next_at=datetime.now(UTC) + timedelta(seconds=delay), error=outcome.error)

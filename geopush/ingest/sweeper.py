@@ -1,5 +1,6 @@
 """Dwell for phones that stop sending: a visit whose device's last ping was inside gets its
-dwell when the time is up, even without another ping (SPEC section 3).
+dwell when the time is up, even without another ping (SPEC section 3), unless the device
+has been silent past `visit_timeout_s` (its visit is over, only not yet closed).
 
 Each device is handled in its own transaction under the same device row lock as ingest
 (`SKIP LOCKED`: a device whose batch is being processed is left for the next sweep), and the
@@ -20,16 +21,21 @@ from geopush.geo.visits import VisitEvent
 from geopush.ingest.decisions import decide_events
 from geopush.ingest.pipeline import insert_events
 
+# A device silent for longer than visit_timeout_s gets no dwell: its next ping will close
+# the visit with an exit stamped at its last ping, which must not precede a dwell.
 _DUE_DEVICES = """
 SELECT DISTINCT v.device_id FROM visits v JOIN geofences g USING (geofence_id)
+JOIN devices d ON d.device_id = v.device_id
 WHERE NOT v.dwell_fired AND v.last_inside AND g.enabled
   AND v.entered_at + make_interval(secs => g.dwell_s) <= $1
+  AND d.last_ping_ts >= $1::timestamptz - make_interval(secs => $3)
 LIMIT $2
 """
 _LOCK_DEVICE = """
 SELECT device_id, customer_id, consent_location, consent_push, consent_categories,
        fcm_token, fcm_token_active, locale, timezone
-FROM devices WHERE device_id = $1 FOR UPDATE SKIP LOCKED
+FROM devices WHERE device_id = $1 AND last_ping_ts >= $2::timestamptz - make_interval(secs => $3)
+FOR UPDATE SKIP LOCKED
 """
 _DUE_VISITS = """
 UPDATE visits v SET dwell_fired = true
@@ -44,7 +50,8 @@ async def sweep_dwells(pool: asyncpg.Pool, config: Config, now: datetime,
                        limit: int = 500) -> int:
     """Fire the dwells that are due; return how many fired."""
     fired = 0
-    for row in await pool.fetch(_DUE_DEVICES, now, limit):
+    timeout = config.geo.visit_timeout_s
+    for row in await pool.fetch(_DUE_DEVICES, now, limit, timeout):
         fired += await _sweep_device(pool, config, row["device_id"], now)
     return fired
 
@@ -52,7 +59,7 @@ async def sweep_dwells(pool: asyncpg.Pool, config: Config, now: datetime,
 async def _sweep_device(pool: asyncpg.Pool, config: Config, device_id: UUID,
                         now: datetime) -> int:
     async with pool.acquire() as conn, conn.transaction():
-        device = await conn.fetchrow(_LOCK_DEVICE, device_id)
+        device = await conn.fetchrow(_LOCK_DEVICE, device_id, now, config.geo.visit_timeout_s)
         if device is None:
             return 0
         due = await conn.fetch(_DUE_VISITS, device_id, now)

@@ -37,7 +37,9 @@ async def erase_customer(conn: asyncpg.Connection, customer_id: str) -> bool:
     """Erase a CRM customer: their profile, transactions' link to them, their devices' link.
 
     Transactions keep amount, category, store and time for the stores' totals, under no
-    customer. Returns False when the customer is unknown.
+    customer; queued deliveries to them are cancelled (`erased`). Their devices stay, as
+    anonymous devices: a device's own data is erased by the app (`DELETE /v1/devices/me`).
+    Returns False when the customer is unknown.
     """
     found = await conn.fetchval(
         "DELETE FROM customers WHERE customer_id = $1 RETURNING true", customer_id
@@ -49,7 +51,10 @@ async def erase_customer(conn: asyncpg.Connection, customer_id: str) -> bool:
         "UPDATE decisions SET customer_id = NULL WHERE customer_id = $1", customer_id
     )
     await conn.execute(
-        "UPDATE deliveries SET customer_id = NULL, title = NULL, body = NULL"
+        "UPDATE deliveries SET customer_id = NULL, title = NULL, body = NULL,"
+        " fcm_message_name = NULL,"
+        " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
+        " status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END"
         " WHERE customer_id = $1", customer_id,
     )
     await conn.execute(
