@@ -199,3 +199,21 @@ async def test_roles(api: Api) -> None:
     assert (await api.as_role("ops", "POST", "/v1/geofences", json={})).status == 403
     assert (await api.as_role("marketer", "POST", "/v1/keys",
                               json={"role": "admin"})).status == 403
+
+
+async def test_import_reads_up_to_max_import_bytes_not_max_body_bytes(start_server) -> None:
+    from tests.conftest import ADMIN_KEY
+
+    features = [{"type": "Feature", "properties": {"name": f"f{i}", "radius_m": 50},
+                 "geometry": {"type": "Point", "coordinates": [LON + i * 1e-3, LAT]}}
+                for i in range(400)]
+    body = {"type": "FeatureCollection", "features": features}
+    assert len(json.dumps(body)) > 40_000
+    server = await start_server(limits={"max_body_bytes": 4096, "max_import_bytes": 1 << 20})
+    async with Api(server.url, ADMIN_KEY) as api:
+        reply = await api.as_role("marketer", "POST", "/v1/geofences/import", json=body)
+        assert reply.ok(200)["created"] == 400
+    small = await start_server(limits={"max_body_bytes": 4096, "max_import_bytes": 8192})
+    async with Api(small.url, ADMIN_KEY) as api:
+        reply = await api.as_role("marketer", "POST", "/v1/geofences/import", json=body)
+        assert reply.status == 413 and reply.body["error"]["code"] == "too_large"

@@ -14,9 +14,12 @@ from geopush.api.errors import ApiError, bad_request
 _MISSING = object()
 
 
-async def read_json(request: web.Request) -> Any:
-    """The decoded JSON body; 413 past `client_max_size`, 400 when it is not JSON."""
-    raw = await request.read()
+async def read_json(request: web.Request, limit: int | None = None) -> Any:
+    """The decoded JSON body; 413 past `client_max_size` (or `limit`), 400 when not JSON.
+
+    `limit` lets an import read a body larger than ordinary requests may send.
+    """
+    raw = await request.read() if limit is None else await _read_limited(request, limit)
     if not raw:
         raise bad_request("request body is empty; expected JSON")
     try:
@@ -26,6 +29,18 @@ async def read_json(request: web.Request) -> Any:
     if _has_unstorable_text(value):
         raise bad_request("request body has a NUL character or a lone surrogate in a string")
     return value
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"body larger than {limit} bytes")
+    parts, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"body larger than {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _has_unstorable_text(value: Any) -> bool:

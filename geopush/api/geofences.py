@@ -242,14 +242,14 @@ async def import_features(
 
 async def import_geofences(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    body = await read_json(request)
+    rt = request.app[RUNTIME]
+    body = await read_json(request, limit=rt.config.limits.max_import_bytes)
     if not isinstance(body, dict) or body.get("type") != "FeatureCollection" or not isinstance(
         body.get("features"), list
     ):
         raise ApiError(400, "invalid", "expected a GeoJSON FeatureCollection")
     if len(body["features"]) > MAX_IMPORT_FEATURES:
         raise ApiError(413, "too_large", f"at most {MAX_IMPORT_FEATURES} features per import")
-    rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
         result = await import_features(conn, body["features"], rt.config.geo.default_dwell_s)
     await rt.fences.reload(rt.pool)
