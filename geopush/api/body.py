@@ -6,10 +6,11 @@ import json
 import math
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from aiohttp import web
 
-from geopush.api.errors import ApiError, bad_request
+from geopush.api.errors import ApiError, bad_request, not_found
 
 _MISSING = object()
 
@@ -141,6 +142,14 @@ def parse_time(value: Any, field: str) -> datetime:
     if parsed.tzinfo is None:
         raise field_error(field, "needs a time zone offset (e.g. Z or +02:00)")
     return parsed
+
+
+def path_id(request: web.Request, name: str, what: str) -> UUID:
+    """The UUID in the path; a malformed one is simply a `what` that does not exist (404)."""
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise not_found(what) from None
 
 
 def query_int(request: web.Request, key: str, default: int, lo: int, hi: int) -> int:

@@ -16,7 +16,7 @@ import asyncpg
 from aiohttp import web
 
 from geopush.api.auth import OPS, require_device, require_role
-from geopush.api.body import field_error
+from geopush.api.body import field_error, path_id
 from geopush.api.errors import ApiError, not_found
 from geopush.api.pagination import page, page_params
 from geopush.campaigns.offers import DEFAULT_TTL_S
@@ -117,13 +117,6 @@ def delivery_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _delivery_id(request: web.Request) -> UUID:
-    """The path's id; a malformed one is simply a delivery that does not exist."""
-    try:
-        return UUID(request.match_info["delivery_id"])
-    except ValueError:
-        raise not_found("delivery") from None
-
 
 def _query_uuid(request: web.Request, key: str) -> UUID | None:
     raw = request.query.get(key)
@@ -171,7 +164,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 async def get_delivery(request: web.Request) -> web.Response:
     await require_role(request, *OPS)
-    row = await request.app[RUNTIME].pool.fetchrow(_GET, _delivery_id(request))
+    delivery_id = path_id(request, "delivery_id", "delivery")
+    row = await request.app[RUNTIME].pool.fetchrow(_GET, delivery_id)
     if row is None:
         raise not_found("delivery")
     return web.json_response(delivery_json(row))
@@ -225,7 +219,7 @@ async def retry_delivery(request: web.Request) -> web.Response:
     be no retry at all. 409 says why a delivery may not be retried (see `_retry_refusal`).
     """
     principal = await require_role(request, *OPS)
-    delivery_id = _delivery_id(request)
+    delivery_id = path_id(request, "delivery_id", "delivery")
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
         facts = await conn.fetchrow(_RETRY_FACTS, delivery_id)
@@ -243,7 +237,8 @@ async def retry_delivery(request: web.Request) -> web.Response:
 
 async def _mark(request: web.Request, sql: str) -> web.Response:
     device_id = await require_device(request)
-    found = await request.app[RUNTIME].pool.fetchval(sql, _delivery_id(request), device_id)
+    delivery_id = path_id(request, "delivery_id", "delivery")
+    found = await request.app[RUNTIME].pool.fetchval(sql, delivery_id, device_id)
     if not found:
         raise not_found("delivery")
     return web.Response(status=204)

@@ -10,7 +10,15 @@ import asyncpg
 from aiohttp import web
 
 from geopush.api.auth import MARKETER, require_role
-from geopush.api.body import field_error, get_bool, get_number, get_str, read_json, read_object
+from geopush.api.body import (
+    field_error,
+    get_bool,
+    get_number,
+    get_str,
+    path_id,
+    read_json,
+    read_object,
+)
 from geopush.api.errors import ApiError, not_found
 from geopush.api.pagination import page, page_params
 from geopush.geo.geometry import GeometryError, area_m2, parse_geometry
@@ -105,17 +113,12 @@ async def list_geofences(request: web.Request) -> web.Response:
     return web.json_response(page([geofence_json(r) for r in rows], rows, limit, "geofence_id"))
 
 
-def _geofence_id(request: web.Request) -> UUID:
-    try:
-        return UUID(request.match_info["geofence_id"])
-    except ValueError:
-        raise not_found("geofence") from None
-
 
 async def get_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     row = await request.app[RUNTIME].pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM geofences WHERE geofence_id = $1", _geofence_id(request)
+        f"SELECT {_COLUMNS} FROM geofences WHERE geofence_id = $1",
+        path_id(request, "geofence_id", "geofence"),
     )
     if row is None:
         raise not_found("geofence")
@@ -124,7 +127,7 @@ async def get_geofence(request: web.Request) -> web.Response:
 
 async def patch_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    gid = _geofence_id(request)
+    gid = path_id(request, "geofence_id", "geofence")
     body = await read_object(request)
     rt = request.app[RUNTIME]
     fields: dict[str, Any] = {}
@@ -161,7 +164,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
 
 async def delete_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    gid = _geofence_id(request)
+    gid = path_id(request, "geofence_id", "geofence")
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
         deleted = await conn.fetchval(

@@ -36,6 +36,7 @@ import asyncpg
 from aiohttp import web
 
 from geopush.api.auth import STATS, require_role
+from geopush.api.body import path_id
 from geopush.api.errors import not_found
 from geopush.runtime import RUNTIME
 
@@ -142,10 +143,7 @@ async def offer_stats(conn: asyncpg.Connection | asyncpg.Pool, offer_id: UUID,
 
 async def get_offer_stats(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
-    try:
-        offer_id = UUID(request.match_info["offer_id"])
-    except ValueError:
-        raise not_found("offer") from None
+    offer_id = path_id(request, "offer_id", "offer")
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction(readonly=True,
                                                            isolation="repeatable_read"):

@@ -11,7 +11,7 @@ import asyncpg
 from aiohttp import web
 
 from geopush.api.auth import MARKETER, STATS, require_role
-from geopush.api.body import read_object
+from geopush.api.body import path_id, read_object
 from geopush.api.errors import ApiError, not_found
 from geopush.api.pagination import page, page_params
 from geopush.campaigns.offers import (
@@ -94,12 +94,6 @@ async def post_offer(request: web.Request) -> web.Response:
     return web.json_response(offer_json(row), status=201)
 
 
-def _offer_id(request: web.Request) -> UUID:
-    try:
-        return UUID(request.match_info["offer_id"])
-    except ValueError:
-        raise not_found("offer") from None
-
 
 async def list_offers(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
@@ -123,7 +117,7 @@ async def get_offer(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
     row = await request.app[RUNTIME].pool.fetchrow(
         f"SELECT {_COLUMNS} FROM offers WHERE offer_id = $1 AND deleted_at IS NULL",
-        _offer_id(request),
+        path_id(request, "offer_id", "offer"),
     )
     if row is None:
         raise not_found("offer")
@@ -132,7 +126,7 @@ async def get_offer(request: web.Request) -> web.Response:
 
 async def patch_offer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    offer_id = _offer_id(request)
+    offer_id = path_id(request, "offer_id", "offer")
     body = await read_object(request)
     rt = request.app[RUNTIME]
     try:
@@ -166,7 +160,7 @@ async def delete_offer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     deleted = await request.app[RUNTIME].pool.fetchval(
         "UPDATE offers SET deleted_at = now(), status = 'paused' WHERE offer_id = $1"
-        " AND deleted_at IS NULL RETURNING true", _offer_id(request),
+        " AND deleted_at IS NULL RETURNING true", path_id(request, "offer_id", "offer"),
     )
     if not deleted:
         raise not_found("offer")

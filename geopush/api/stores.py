@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 from aiohttp import web
 
 from geopush.api.auth import MARKETER, require_role
-from geopush.api.body import field_error, get_number, get_str, read_object
+from geopush.api.body import field_error, get_number, get_str, path_id, read_object
 from geopush.api.errors import ApiError, not_found
 from geopush.api.pagination import page, page_params
 from geopush.campaigns.offers import OfferError, parse_opening_hours
@@ -102,17 +101,11 @@ async def list_stores(request: web.Request) -> web.Response:
     return web.json_response(page([store_json(r) for r in rows], rows, limit, "store_id"))
 
 
-def _store_id(request: web.Request) -> UUID:
-    try:
-        return UUID(request.match_info["store_id"])
-    except ValueError:
-        raise not_found("store") from None
-
 
 async def get_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     row = await request.app[RUNTIME].pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM stores WHERE store_id = $1", _store_id(request)
+        f"SELECT {_COLUMNS} FROM stores WHERE store_id = $1", path_id(request, "store_id", "store"),
     )
     if row is None:
         raise not_found("store")
@@ -121,7 +114,7 @@ async def get_store(request: web.Request) -> web.Response:
 
 async def patch_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    store_id = _store_id(request)
+    store_id = path_id(request, "store_id", "store")
     fields = parse_store(await read_object(request), partial=True)
     sets = [f"{name} = ${i}" for i, name in enumerate(fields, start=2)] + ["updated_at = now()"]
     rt = request.app[RUNTIME]
@@ -143,7 +136,8 @@ async def delete_store(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
         deleted = await conn.fetchval(
-            "DELETE FROM stores WHERE store_id = $1 RETURNING true", _store_id(request)
+            "DELETE FROM stores WHERE store_id = $1 RETURNING true",
+            path_id(request, "store_id", "store"),
         )
         if not deleted:
             raise not_found("store")
