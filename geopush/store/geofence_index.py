@@ -38,13 +38,11 @@ class FenceInfo:
 class LiveGeofenceIndex:
     index: GeofenceIndex = field(default_factory=lambda: GeofenceIndex.build([]))
     info: dict[str, FenceInfo] = field(default_factory=dict)
+    # geofence id -> dwell_s, built with the index: ingest reads it on every batch.
+    dwell_s: dict[str, int] = field(default_factory=dict)
     loaded: bool = False
     version: int = 0
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def dwell_s(self) -> dict[str, int]:
-        return {gid: f.dwell_s for gid, f in self.info.items()}
 
     async def reload(self, pool: asyncpg.Pool) -> None:
         rows = await pool.fetch(
@@ -67,6 +65,7 @@ class LiveGeofenceIndex:
             None, GeofenceIndex.build, entries
         )
         self.index, self.info, self.loaded = index, info, True
+        self.dwell_s = {gid: f.dwell_s for gid, f in info.items()}
         self.version += 1
         metrics.GEOFENCES_LOADED.set(len(info))
         log.info("geofence index loaded", extra={"geofences": len(info)})
