@@ -135,9 +135,11 @@ VALUES ($1, $2, NULL, $3, $4, $5, $6, $7)
 """
 _DELIVERY = """
 INSERT INTO deliveries (delivery_id, offer_id, trigger, event_ts, status, reason, expires_at,
-                        opened_at, redeemed_at)
-VALUES ($1, $2, 'enter', $3, $4, $5, $3, $6, $7)
+                        next_attempt_at, opened_at, redeemed_at)
+VALUES ($1, $2, 'enter', $3, $4, $5, now() + interval '1 day', now() + interval '1 day', $6, $7)
 """
+# The queued row is neither due nor expired, so the server's sender leaves it queued while
+# the test reads the funnel.
 
 
 async def decide(db: asyncpg.Connection, offer_id: str, customer: str | None, outcome: str,

@@ -53,9 +53,10 @@ async def test_customer_erasure(api: Api, db) -> None:
     dev = await api.device(unique_token(), customer_id="C-9")
     queued = await db.fetchval(
         "INSERT INTO deliveries (delivery_id, device_id, customer_id, offer_id, trigger,"
-        " event_ts, status, expires_at, title, body) VALUES (gen_random_uuid(), $1, 'C-9',"
-        " gen_random_uuid(), 'enter', now(), 'queued', now() + interval '1 hour',"
-        " 'Hi Ada', 'x') RETURNING delivery_id", dev.device_id)
+        " event_ts, status, expires_at, next_attempt_at, title, body) VALUES"
+        " (gen_random_uuid(), $1, 'C-9', gen_random_uuid(), 'enter', now(), 'queued',"
+        " now() + interval '1 hour', now() + interval '1 hour', 'Hi Ada', 'x')"
+        " RETURNING delivery_id", dev.device_id)  # not yet due: the sender leaves it queued
     assert (await api.as_role("marketer", "DELETE", "/v1/customers/C-9")).status == 204
     row = await db.fetchrow("SELECT status, reason, title, customer_id FROM deliveries"
                             " WHERE delivery_id = $1", queued)
