@@ -117,7 +117,14 @@ async def test_one_device_alternating_between_processes_never_double_enters(
     async with Api(url_a, ADMIN_KEY) as a, Api(url_b, ADMIN_KEY) as b:
         await a.circle(LAT, LON, 120)
         b._keys = dict(a._keys)
-        await asyncio.sleep(1.5)  # B has the fence
+        async with aiohttp.ClientSession() as s:  # wait until B has the fence
+            for _ in range(200):
+                async with s.get(f"{url_b}/metrics") as r:
+                    if "geopush_geofences_loaded 1.0" in await r.text():
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("process B never loaded the geofence")
         dev = await a.device(unique_token())
         start = datetime.now(UTC) - timedelta(hours=2)
         # 20 trips in and out, each batch sent to both processes at the same moment:
