@@ -24,12 +24,6 @@ FAST: dict[str, dict[str, Any]] = {
     "fcm": {"retry_base_s": 0.05, "retry_cap_s": 0.2},
 }
 FINISHED = ("sent", "failed", "cancelled")
-# FCM answers THIRD_PARTY_AUTH_ERROR with HTTP 401, and firebase-admin's auth flow
-# (GoogleAuthCredentialFlow) takes any 401 for an expired OAuth token: it refreshes the
-# token (a blocking call) and sends again, twice. So one send costs three requests.
-THIRD_PARTY_AUTH_REQUESTS = 1 + 2
-
-
 @dataclass
 class Shop:
     store: dict[str, Any]

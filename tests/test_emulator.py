@@ -258,17 +258,20 @@ async def test_wildcard_rule_shares_one_count(firebase_app, fcm_control):
     assert batch.failure_count == 2 and batch.success_count == 1
 
 
-async def test_sdk_retries_a_401_twice_after_refreshing_its_token(firebase_app, fcm_control):
-    # THIRD_PARTY_AUTH_ERROR is an HTTP 401, and the SDK's auth flow answers every 401 by
-    # fetching a new OAuth token (a blocking call) and trying again, twice.
+async def test_third_party_auth_error_is_one_request_and_no_token_refresh(
+    firebase_app, fcm_control
+):
+    # THIRD_PARTY_AUTH_ERROR is an HTTP 401. The SDK's own auth flow answers every 401 by
+    # fetching a new OAuth token and sending again, twice; geopush's flow stops at FCM's
+    # code, since a new OAuth token cannot fix the project's APNs credentials.
     await send_one(firebase_app, "warm-up")
     tokens_before = (await fcm_control.stats())["tokens_issued"]
 
     response = await send_one(firebase_app, "fail-third_party_auth_error-y")
 
     assert isinstance(response.exception, messaging.ThirdPartyAuthError)
-    assert len(await fcm_control.attempts("fail-third_party_auth_error-y")) == 3
-    assert (await fcm_control.stats())["tokens_issued"] == tokens_before + 2
+    assert len(await fcm_control.attempts("fail-third_party_auth_error-y")) == 1
+    assert (await fcm_control.stats())["tokens_issued"] == tokens_before
 
 
 # --- authentication ----------------------------------------------------------------------------

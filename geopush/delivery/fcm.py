@@ -112,7 +112,8 @@ def build_message(
 def _sdk_changed(what: str) -> RuntimeError:
     return RuntimeError(
         f"firebase-admin {firebase_admin.__version__} changed: {what}. geopush sets the FCM "
-        "endpoint and turns off the SDK's retries through private attributes; update "
+        "endpoint, turns off the SDK's retries and keeps its OAuth flow from resending "
+        "THIRD_PARTY_AUTH_ERROR through private attributes; update "
         "geopush/delivery/fcm.py (tests/test_fcm_sdk_contract.py shows what it expects)."
     )
 
@@ -123,6 +124,41 @@ def _service(app: firebase_admin.App) -> Any:
     if get_service is None:
         raise _sdk_changed("messaging._get_messaging_service is gone")
     return get_service(app)
+
+
+_THIRD_PARTY_AUTH_ERROR = b"THIRD_PARTY_AUTH_ERROR"
+
+
+def _auth_flow_class() -> type:
+    """The SDK's OAuth flow, except that FCM's THIRD_PARTY_AUTH_ERROR is final.
+
+    FCM answers THIRD_PARTY_AUTH_ERROR (the project's APNs or web-push credentials were
+    refused) with HTTP 401, and the SDK's flow takes every 401 for an expired OAuth token:
+    it fetches a new one (a blocking call) and sends the message again, twice. New OAuth
+    tokens cannot fix APNs credentials, so geopush returns that answer at once: one request
+    per attempt. Any other 401 (a revoked OAuth token) still refreshes and resends.
+    """
+    try:
+        from firebase_admin._http_client import GoogleAuthCredentialFlow
+    except ImportError as exc:
+        raise _sdk_changed("GoogleAuthCredentialFlow moved") from exc
+
+    class FcmAuthFlow(GoogleAuthCredentialFlow):  # type: ignore[misc, valid-type]
+        requires_response_body = True  # httpx reads the answer before the flow sees it
+
+        def auth_flow(self, request: Any) -> Any:
+            flow = super().auth_flow(request)
+            request = next(flow)
+            while True:
+                response = yield request
+                if response.status_code == 401 and _THIRD_PARTY_AUTH_ERROR in response.content:
+                    return
+                try:
+                    request = flow.send(response)
+                except StopIteration:
+                    return
+
+    return FcmAuthFlow
 
 
 def _no_retry_client(app: firebase_admin.App, timeout_s: float) -> Any:
@@ -136,14 +172,20 @@ def _no_retry_client(app: firebase_admin.App, timeout_s: float) -> Any:
         from firebase_admin._retry import HttpxRetry
     except ImportError as exc:
         raise _sdk_changed("HttpxAsyncClient or HttpxRetry moved") from exc
+    credential = app.credential.get_credential()
     try:
-        return HttpxAsyncClient(
-            credential=app.credential.get_credential(),
+        client = HttpxAsyncClient(
+            credential=credential,
             retry_config=HttpxRetry(max_retries=0),
             timeout=timeout_s,  # type: ignore[arg-type]  # annotated int, passed to httpx
         )
     except TypeError as exc:
         raise _sdk_changed("HttpxAsyncClient/HttpxRetry take other arguments") from exc
+    httpx_client = getattr(client, "_async_client", None)
+    if httpx_client is None or not hasattr(httpx_client, "auth"):
+        raise _sdk_changed("HttpxAsyncClient has no httpx client in _async_client")
+    httpx_client.auth = _auth_flow_class()(credential)
+    return client
 
 
 def configure_messaging(app: firebase_admin.App, endpoint: str, timeout_s: float) -> str:
