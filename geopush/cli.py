@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,19 @@ def serve(config_path: str | None, host: str | None, port: int | None,
     if n == 1:
         _serve_worker(config, url, config.server.host, config.server.port, False)
         return
+    _serve_workers(config, url, n)
+
+
+def _serve_workers(config: Config, url: str, n: int) -> None:
+    """N spawned workers on one port (SO_REUSEPORT), with one metrics view across them."""
+    from geopush.metrics import MULTIPROC_ENV
+
+    # Each worker writes its metric values under this directory; any worker's /metrics
+    # then sums them all. A directory given by the operator is kept, ours is removed.
+    metrics_dir = None
+    if not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="geopush-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_serve_worker,
                          args=(config, url, config.server.host, config.server.port, True))
@@ -99,6 +115,9 @@ def serve(config_path: str | None, host: str | None, port: int | None,
         stop_workers()
         for p in procs:
             p.join()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @main.command()

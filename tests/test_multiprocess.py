@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api_client import Api, offset_m, walk
 from tests.conftest import ADMIN_KEY, unique_token
@@ -48,7 +49,7 @@ async def serve_process(database_url: str, tmp_path: Path
     """Start real `geopush serve` processes (from a directory with no config) on loopback."""
     procs: list[subprocess.Popen] = []
 
-    async def start() -> str:
+    async def start(*args: str) -> str:
         port = _free_port()
         env = {
             **os.environ,
@@ -59,7 +60,7 @@ async def serve_process(database_url: str, tmp_path: Path
             "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "1000",
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "geopush", "serve"], cwd=tmp_path, env=env,
+            [sys.executable, "-m", "geopush", "serve", *args], cwd=tmp_path, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         procs.append(proc)
@@ -142,3 +143,35 @@ async def test_one_device_alternating_between_processes_never_double_enters(
         exits = [e for e in events if e["type"] == "exit"]
         assert len(enters) == 20 and len(exits) == 20
         assert len({e["ts"] for e in enters}) == 20
+
+
+def _accepted_pings(metrics_text: str) -> float:
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "geopush_pings_total" and sample.labels == {
+                    "result": "accepted", "reason": ""}:
+                return sample.value
+    return 0.0
+
+
+async def test_workers_answer_one_set_of_metrics(serve_process) -> None:
+    """With --workers 2 every scrape, whichever worker answers it, counts every ping."""
+    url = await serve_process("--workers", "2")
+    # A new connection per request, so the kernel spreads them over both workers (with
+    # SO_REUSEPORT, by the client port): 40 of them all reaching one worker is a 2^-39 chance.
+    fresh = aiohttp.TCPConnector(force_close=True)
+    async with Api(url, ADMIN_KEY) as api, aiohttp.ClientSession(connector=fresh) as s:
+        dev = await api.device(unique_token())
+        start = datetime.now(UTC) - timedelta(minutes=10)
+        for k in range(40):
+            ping = {"lat": LAT, "lon": LON, "accuracy_m": 10,
+                    "ts": (start + timedelta(seconds=k)).isoformat()}
+            async with s.post(f"{url}/v1/pings", json={"pings": [ping]},
+                              headers={"Authorization": f"Bearer {dev.token}"}) as r:
+                assert r.status == 202, await r.text()
+        for _ in range(20):
+            async with s.get(f"{url}/metrics") as r:
+                assert _accepted_pings(await r.text()) == 40
+        # The dashboard's summary counts over the workers too.
+        summary = (await api.as_role("ops", "GET", "/v1/ops/summary")).ok(200)
+        assert summary["pings"]["since_start"]["accepted"] == 40

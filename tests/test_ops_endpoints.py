@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.api_client import Api, walk
 from tests.conftest import unique_token
 
@@ -14,23 +16,39 @@ SPEC_METRICS = (
 )
 
 
+def _sample(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    raise AssertionError(f"no {name}{labels} in /metrics")
+
+
 async def test_health_ready_and_every_spec_metric(api: Api) -> None:
     assert (await api.call("GET", "/healthz")).ok(200) == {"status": "ok"}
     ready = (await api.call("GET", "/readyz")).ok(200)
     assert ready["checks"] == {"database": "ok", "migrations": "ok", "geofence_index": "ok"}
+    reply = await api.call("GET", "/metrics")
+    assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/plain")
+    before = reply.body
+    # Every SPEC metric is there from the first scrape (counters at their usual series).
+    for name in SPEC_METRICS:
+        assert f"\n{name}" in before or before.startswith(name), name
+
     fence = await api.circle(1.30, 103.85, 100)
     await api.offer(geofence_ids=[fence["id"]])
     dev = await api.device(unique_token())
     start = datetime.now(UTC) - timedelta(minutes=1)
     (await api.pings(dev, walk(1.30, 103.85, -300, 0, 4, start))).ok(202)
-    reply = await api.call("GET", "/metrics")
-    assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/plain")
-    text = reply.body
-    for name in SPEC_METRICS:
-        assert f"\n{name}" in text or text.startswith(name), name
-    assert 'geopush_pings_total{reason="",result="accepted"}' in text
-    assert 'geopush_events_total{type="enter"}' in text
-    assert 'geopush_decisions_total{outcome="queued",reason=""}' in text
+    after = (await api.call("GET", "/metrics")).body
+    for name, labels, grew in (
+        ("geopush_pings_total", {"result": "accepted", "reason": ""}, 4),
+        ("geopush_events_total", {"type": "enter"}, 1),
+        ("geopush_decisions_total", {"outcome": "queued", "reason": ""}, 1),
+        ("geopush_ingest_seconds_count", {}, 1),
+    ):
+        assert _sample(after, name, **labels) - _sample(before, name, **labels) == grew, name
+    assert _sample(after, "geopush_geofences_loaded") >= 1
 
 
 async def test_errors_are_json_everywhere(api: Api) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from geopush import metrics
 from geopush.api.errors import error_response
@@ -46,7 +46,7 @@ async def metrics_text(request: web.Request) -> web.Response:
         metrics.OUTBOX_DEPTH.set(depth)
     except Exception:  # the gauge keeps its last value; metrics answer without the database
         pass
-    body = generate_latest(metrics.REGISTRY)
+    body = metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -73,21 +73,10 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _process_counts(counter: Any, *labels: str) -> dict[str, float]:
-    """A Prometheus counter of this process, as {"label/label": value}."""
-    out: dict[str, float] = {}
-    for metric in counter.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_total"):
-                key = "/".join(sample.labels[label] for label in labels)
-                out[key] = out.get(key, 0) + sample.value
-    return out
-
-
 def _ping_counts() -> dict[str, Any]:
-    """This process's accepted and rejected pings since it started (rejected pings are
-    never stored, so only the counters know them)."""
-    counts = _process_counts(metrics.PINGS, "result", "reason")
+    """Accepted and rejected pings since the service started (rejected pings are never
+    stored, so only the counters know them)."""
+    counts = metrics.counter_totals("geopush_pings", "result", "reason")
     rejected = {
         key.split("/", 1)[1]: int(value)
         for key, value in counts.items() if key.startswith("rejected/")
@@ -109,8 +98,8 @@ async def summary(request: web.Request) -> web.Response:
     """Outbox, deliveries, failures, offer funnels, geofences and pings, for the dashboard.
 
     Deliveries and decisions are counted over the last `hours` (default 24); the outbox,
-    recent failures and geofences are as of now; `pings.process` is this process since it
-    started.
+    recent failures and geofences are as of now; `pings.since_start` and
+    `events.since_start` count since the service started, over all its workers.
     """
     await require_role(request, *OPS)
     hours = query_int(request, "hours", DEFAULT_WINDOW_H, 1, MAX_WINDOW_H)
@@ -206,9 +195,9 @@ async def summary(request: web.Request) -> web.Response:
             "enabled": fences["enabled"],
             "total": fences["total"],
         },
-        "pings": {"stored": pings_stored, "process": _ping_counts()},
-        "events": {"process": {k: int(v) for k, v in
-                               _process_counts(metrics.EVENTS, "type").items()}},
+        "pings": {"stored": pings_stored, "since_start": _ping_counts()},
+        "events": {"since_start": {k: int(v) for k, v in
+                               metrics.counter_totals("geopush_events", "type").items()}},
     }
     return web.json_response(body)
 
@@ -317,7 +306,7 @@ td.err { white-space: normal; color: var(--muted); font-size: 12px; max-width: 3
   <div class="cards" id="cards"></div>
   <div class="grid">
     <section><h2>Deliveries by status and reason</h2><table id="by-reason"></table></section>
-    <section><h2>Pings (this process since start)</h2><table id="pings"></table></section>
+    <section><h2>Pings (since the service started)</h2><table id="pings"></table></section>
   </div>
   <section><h2>Offers: funnel</h2><table id="offers"></table></section>
   <section><h2>Recent failures</h2><table id="failures"></table></section>
@@ -382,7 +371,7 @@ async function api(path) {
 }
 
 function renderSummary(s) {
-  const d = s.deliveries, o = s.outbox, p = s.pings.process;
+  const d = s.deliveries, o = s.outbox, p = s.pings.since_start;
   $("cards").replaceChildren(
     card("Outbox depth", num(o.depth),
          num(o.due) + " due · " + num(o.in_flight) + " in flight · oldest " + age(o.oldest_age_s)),
