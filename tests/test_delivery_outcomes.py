@@ -145,6 +145,32 @@ async def test_quota_exceeded_pauses_the_whole_sender(gp: Api, emulator) -> None
     assert (_at(seen) - _at(first)).total_seconds() >= 2.0
 
 
+async def test_quota_exceeded_pauses_every_sender_process(
+    start_server: Callable[..., Any], emulator
+) -> None:
+    """Two servers sending from one outbox: after either gets the 429, neither sends."""
+    first = await start_server(**FAST)
+    await start_server(**FAST)
+    async with Api(first.url, ADMIN_KEY) as api:
+        shop = await open_shop(api)
+        limited = await api.device(unique_token("fail-quota_exceeded-1-ra2-x"))
+        await walk_in(api, shop, limited)
+
+        async def refused() -> bool:
+            return any(a.status == 429 for a in attempts(emulator, limited.fcm_token))
+
+        await wait_until(refused)
+        # Queued during the pause: the sender that got the 429 waits, and so must the other.
+        bystanders = [await api.device(unique_token("ok")) for _ in range(4)]
+        for device in bystanders:
+            await walk_in(api, shop, device)
+        first_answer = attempts(emulator, limited.fcm_token)[0]
+        for device in bystanders:
+            assert (await finished_delivery(api, device, within=8))["status"] == "sent"
+            [seen] = attempts(emulator, device.fcm_token)
+            assert (_at(seen) - _at(first_answer)).total_seconds() >= 2.0
+
+
 async def test_ttl_passed_before_an_attempt_is_expired(
     start_server: Callable[..., Any], emulator
 ) -> None:

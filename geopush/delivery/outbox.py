@@ -43,6 +43,14 @@ WHERE d.delivery_id = due.delivery_id
 RETURNING d.delivery_id, d.device_id, d.offer_id, d.store_id, d.geofence_id, d.title,
           d.body, d.deeplink, d.expires_at, d.event_ts, d.attempts
 """
+_PAUSE_LEFT = """
+SELECT extract(epoch FROM until - clock_timestamp())::float8 FROM sender_pause
+WHERE until > clock_timestamp()
+"""
+_PAUSE = """
+INSERT INTO sender_pause (id, until) VALUES (true, clock_timestamp() + make_interval(secs => $1))
+ON CONFLICT (id) DO UPDATE SET until = greatest(sender_pause.until, EXCLUDED.until)
+"""
 _TOKENS = """
 SELECT device_id, fcm_token, fcm_token_active FROM devices WHERE device_id = ANY($1::uuid[])
 """
@@ -127,6 +135,16 @@ async def expire(conn: asyncpg.Connection, limit: int) -> int:
 async def cancel_left(conn: asyncpg.Connection, limit: int) -> int:
     """Cancel due enter/dwell deliveries whose visit has ended (`left_geofence`)."""
     return len(await conn.fetch(_CANCEL_LEFT, limit))
+
+
+async def pause_left(conn: asyncpg.Connection) -> float:
+    """Seconds left of the pause a sender recorded for QUOTA_EXCEEDED (0: none)."""
+    return float(await conn.fetchval(_PAUSE_LEFT) or 0.0)
+
+
+async def pause(conn: asyncpg.Connection, seconds: float) -> None:
+    """Make every sender wait `seconds` from now (a longer pause already recorded stays)."""
+    await conn.execute(_PAUSE, seconds)
 
 
 async def claim(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[Claimed]:

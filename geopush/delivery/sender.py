@@ -2,7 +2,8 @@
 
 It runs in a thread of its own with its own event loop and pool: the SDK fetches its OAuth
 token with a blocking call inside `send_each_async`, which must never stall ingest. A
-QUOTA_EXCEEDED answer pauses the whole sender (not just that message) until Retry-After.
+QUOTA_EXCEEDED answer pauses the whole sender (not just that message) until Retry-After,
+and through the `sender_pause` row every other sender process too.
 Shutdown stops claiming, lets the batches in flight finish and records their outcomes.
 """
 
@@ -24,8 +25,17 @@ from geopush import metrics
 from geopush.codes import DeliveryReason, DeliveryStatus
 from geopush.config import FcmConfig
 from geopush.delivery import fcm
-from geopush.delivery.outbox import Claimed, Finish, cancel_left, claim, expire, finish
-from geopush.delivery.retry import next_delay
+from geopush.delivery.outbox import (
+    Claimed,
+    Finish,
+    cancel_left,
+    claim,
+    expire,
+    finish,
+    pause,
+    pause_left,
+)
+from geopush.delivery.retry import QUOTA_MIN_DELAY_S, next_delay
 from geopush.ingest.decisions import OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -112,6 +122,10 @@ class Sender:
             left = await cancel_left(conn, 1000)
             if left:
                 metrics.DELIVERIES.labels("cancelled", "left_geofence").inc(left)
+            paused = await pause_left(conn)  # another process may have hit the quota
+            if paused > 0:
+                self.paused_until = max(self.paused_until, time.monotonic() + paused)
+                return []
             return await claim(conn, self.config.batch_size, self.config.lease_s)
 
     async def drain(self) -> int:
@@ -156,8 +170,11 @@ class Sender:
             outcomes += await self._send_chunk(messages[start:start + SDK_CHUNK])
         for c, outcome in zip(sendable, outcomes, strict=True):
             results.append(self._outcome(c, outcome, deactivate))
+        quota_waits = [_quota_wait(o) for o in outcomes if o.action is fcm.SendAction.QUOTA]
         async with self.pool.acquire() as conn, conn.transaction():
             await finish(conn, results, deactivate)
+            if quota_waits:  # FCM's quota is the project's: every sender process waits
+                await pause(conn, max(quota_waits))
         done_at = datetime.now(UTC)
         for r in results:
             if r.status != DeliveryStatus.QUEUED:
@@ -192,8 +209,7 @@ class Sender:
                           error=outcome.error)
         quota = outcome.action is fcm.SendAction.QUOTA
         if quota:  # the whole sender waits, not just this message
-            wait = outcome.retry_after if outcome.retry_after is not None else 60.0
-            self.paused_until = max(self.paused_until, time.monotonic() + wait)
+            self.paused_until = max(self.paused_until, time.monotonic() + _quota_wait(outcome))
         if c.attempts >= self.config.max_attempts:
             return Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
                           DeliveryReason.RETRIES_EXHAUSTED, error=outcome.error)
@@ -201,3 +217,8 @@ class Sender:
                            self.config.retry_base_s, self.config.retry_cap_s, quota=quota)
         return Finish(c.delivery_id, c.attempts, DeliveryStatus.QUEUED, None,
                       next_at=datetime.now(UTC) + timedelta(seconds=delay), error=outcome.error)
+
+
+def _quota_wait(outcome: fcm.SendOutcome) -> float:
+    """How long QUOTA_EXCEEDED stops sending: Retry-After, or a minute without it."""
+    return outcome.retry_after if outcome.retry_after is not None else QUOTA_MIN_DELAY_S
