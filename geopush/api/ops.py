@@ -196,8 +196,9 @@ async def summary(request: web.Request) -> web.Response:
             "total": fences["total"],
         },
         "pings": {"stored": pings_stored, "since_start": _ping_counts()},
-        "events": {"since_start": {k: int(v) for k, v in
-                               metrics.counter_totals("geopush_events", "type").items()}},
+        "events": {"since_start": {
+            k: int(v) for k, v in metrics.counter_totals("geopush_events", "type").items()
+        }},
     }
     return web.json_response(body)
 
