@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 EN_FR = {
     "default_locale": "en",
@@ -158,3 +159,12 @@ async def emulator_messages(emulator_url: str, token: str | None = None) -> list
                                                    params=params) as resp:
         body = await resp.json()
     return body["messages"]
+
+
+def metric_value(metrics_text: str, name: str, **labels: str) -> float:
+    """One sample of a `/metrics` text, by its full name and labels."""
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    raise AssertionError(f"no {name}{labels} in /metrics")

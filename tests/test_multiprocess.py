@@ -13,9 +13,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api_client import Api, offset_m, walk
+from tests.api_client import Api, metric_value, offset_m, walk
 from tests.conftest import ADMIN_KEY, unique_token
 
 LAT, LON = 39.95, 116.35
@@ -41,6 +40,19 @@ async def _wait_ready(url: str, proc: subprocess.Popen, within_s: float = 30) ->
                 pass
             await asyncio.sleep(0.1)
     raise RuntimeError("geopush serve did not become ready")
+
+
+async def wait_for_geofences(url: str, loaded: int, within_s: float) -> None:
+    """Poll a process's metrics until its index holds `loaded` geofences."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    async with aiohttp.ClientSession() as s:
+        while True:
+            async with s.get(f"{url}/metrics") as r:
+                if metric_value(await r.text(), "geopush_geofences_loaded") == loaded:
+                    return
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"index not at {loaded} geofences in {within_s} s")
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -82,15 +94,7 @@ async def test_geofence_change_reaches_other_process_within_2s(serve_process) ->
     url_a, url_b = await asyncio.gather(serve_process(), serve_process())
     async with Api(url_a, ADMIN_KEY) as a, Api(url_b, ADMIN_KEY) as b:
         fence = await a.circle(LAT, LON, 100)
-        t0 = asyncio.get_running_loop().time()
-        async with aiohttp.ClientSession() as s:
-            while True:
-                async with s.get(f"{url_b}/metrics") as r:
-                    text = await r.text()
-                if "geopush_geofences_loaded 1.0" in text:
-                    break
-                assert asyncio.get_running_loop().time() - t0 < 2.0, "index not reloaded in 2 s"
-                await asyncio.sleep(0.05)
+        await wait_for_geofences(url_b, 1, within_s=2.0)
         # And B really uses it: a device pinging B enters the fence A created.
         b._keys = dict(a._keys)
         dev = await b.device(unique_token())
@@ -101,15 +105,7 @@ async def test_geofence_change_reaches_other_process_within_2s(serve_process) ->
         # Disabling it on B closes the visit silently and A forgets it too.
         (await b.as_role("marketer", "PATCH", f"/v1/geofences/{fence['id']}",
                          json={"enabled": False})).ok(200)
-        t0 = asyncio.get_running_loop().time()
-        async with aiohttp.ClientSession() as s:
-            while True:
-                async with s.get(f"{url_a}/metrics") as r:
-                    if "geopush_geofences_loaded 0.0" in await r.text():
-                        break
-                assert asyncio.get_running_loop().time() - t0 < 2.0
-                await asyncio.sleep(0.05)
-
+        await wait_for_geofences(url_a, 0, within_s=2.0)
 
 async def test_one_device_alternating_between_processes_never_double_enters(
     serve_process,
@@ -118,14 +114,7 @@ async def test_one_device_alternating_between_processes_never_double_enters(
     async with Api(url_a, ADMIN_KEY) as a, Api(url_b, ADMIN_KEY) as b:
         await a.circle(LAT, LON, 120)
         b._keys = dict(a._keys)
-        async with aiohttp.ClientSession() as s:  # wait until B has the fence
-            for _ in range(200):
-                async with s.get(f"{url_b}/metrics") as r:
-                    if "geopush_geofences_loaded 1.0" in await r.text():
-                        break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("process B never loaded the geofence")
+        await wait_for_geofences(url_b, 1, within_s=10.0)
         dev = await a.device(unique_token())
         start = datetime.now(UTC) - timedelta(hours=2)
         # 20 trips in and out, each batch sent to both processes at the same moment:
@@ -145,15 +134,6 @@ async def test_one_device_alternating_between_processes_never_double_enters(
         assert len({e["ts"] for e in enters}) == 20
 
 
-def _accepted_pings(metrics_text: str) -> float:
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == "geopush_pings_total" and sample.labels == {
-                    "result": "accepted", "reason": ""}:
-                return sample.value
-    return 0.0
-
-
 async def test_workers_answer_one_set_of_metrics(serve_process) -> None:
     """With --workers 2 every scrape, whichever worker answers it, counts every ping."""
     url = await serve_process("--workers", "2")
@@ -171,7 +151,8 @@ async def test_workers_answer_one_set_of_metrics(serve_process) -> None:
                 assert r.status == 202, await r.text()
         for _ in range(20):
             async with s.get(f"{url}/metrics") as r:
-                assert _accepted_pings(await r.text()) == 40
+                assert metric_value(await r.text(), "geopush_pings_total",
+                                    result="accepted", reason="") == 40
         # The dashboard's summary counts over the workers too.
         summary = (await api.as_role("ops", "GET", "/v1/ops/summary")).ok(200)
         assert summary["pings"]["since_start"]["accepted"] == 40

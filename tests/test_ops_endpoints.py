@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.api_client import Api, walk
+from tests.api_client import Api, metric_value, walk
 from tests.conftest import unique_token
 
 SPEC_METRICS = (
@@ -14,14 +12,6 @@ SPEC_METRICS = (
     "geopush_deliveries_total", "geopush_outbox_depth", "geopush_event_to_send_seconds",
     "geopush_ingest_seconds", "geopush_fcm_request_seconds", "geopush_geofences_loaded",
 )
-
-
-def _sample(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    raise AssertionError(f"no {name}{labels} in /metrics")
 
 
 async def test_health_ready_and_every_spec_metric(api: Api) -> None:
@@ -47,8 +37,9 @@ async def test_health_ready_and_every_spec_metric(api: Api) -> None:
         ("geopush_decisions_total", {"outcome": "queued", "reason": ""}, 1),
         ("geopush_ingest_seconds_count", {}, 1),
     ):
-        assert _sample(after, name, **labels) - _sample(before, name, **labels) == grew, name
-    assert _sample(after, "geopush_geofences_loaded") >= 1
+        grown = metric_value(after, name, **labels) - metric_value(before, name, **labels)
+        assert grown == grew, name
+    assert metric_value(after, "geopush_geofences_loaded") >= 1
 
 
 async def test_errors_are_json_everywhere(api: Api) -> None:
