@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from aiohttp import web
+from pydantic import Field
 
 from geopush.api.auth import MARKETER, require_role
-from geopush.api.body import field_error, get_number, get_str, path_id, read_object
+from geopush.api.body import field_error, path_id, read_body
 from geopush.api.errors import ApiError, not_found
 from geopush.api.pagination import page, page_params
+from geopush.api.schema import Name, Number, RequestBody, TimeZone
 from geopush.campaigns.offers import OfferError, parse_opening_hours
-from geopush.config import is_timezone
 from geopush.runtime import RUNTIME
 from geopush.store.geofence_index import notify_changed
 
@@ -35,24 +36,45 @@ def store_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+class Location(RequestBody):
+    lat: Number(-90, 90)  # type: ignore[valid-type]
+    lon: Number(-180, 180)  # type: ignore[valid-type]
+
+
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+OpeningHours = Annotated[
+    dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+         list[Annotated[list[HHMM], Field(min_length=2, max_length=2)]]],
+    Field(description='{"mon": [["08:00", "21:00"]], ...}; a day left out is closed;'
+                      " an interval whose end is not after its start runs past midnight"),
+]
+
+
+class StoreCreate(RequestBody):
+    external_id: Name(200)  # type: ignore[valid-type]
+    name: Name(200)  # type: ignore[valid-type]
+    timezone: TimeZone
+    location: Location
+    opening_hours: OpeningHours | None = None
+    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+
+
+class StorePatch(RequestBody):
+    """Any of the fields; absent ones are unchanged."""
+
+    external_id: Name(200) = None  # type: ignore[valid-type]
+    name: Name(200) = None  # type: ignore[valid-type]
+    timezone: TimeZone = None  # type: ignore[assignment]
+    location: Location = None  # type: ignore[assignment]
+    opening_hours: OpeningHours | None = None
+    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+
+
 def parse_store(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    """Validated columns from a POST (all required) or PATCH (any) body."""
-    out: dict[str, Any] = {}
-    required = not partial
-    for key in ("external_id", "name"):
-        if key in body or required:
-            out[key] = get_str(body, key, required=True, max_len=200)
-    if "timezone" in body or required:
-        tz = get_str(body, "timezone", required=True, max_len=64)
-        if not is_timezone(tz):
-            raise field_error("timezone", f"unknown IANA time zone {tz!r}")
-        out["timezone"] = tz
-    if "location" in body or required:
-        loc = body.get("location")
-        if not isinstance(loc, dict):
-            raise field_error("location", "must be an object {lat, lon}")
-        out["lat"] = get_number(loc, "lat", required=True, lo=-90, hi=90)
-        out["lon"] = get_number(loc, "lon", required=True, lo=-180, hi=180)
+    """Columns from a validated POST or PATCH body (`StoreCreate`, `StorePatch`)."""
+    out: dict[str, Any] = {k: body[k] for k in ("external_id", "name", "timezone") if k in body}
+    if "location" in body:
+        out["lat"], out["lon"] = body["location"]["lat"], body["location"]["lon"]
     if "opening_hours" in body:
         try:
             out["opening_hours"] = (
@@ -62,18 +84,13 @@ def parse_store(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
         except (OfferError, ValueError) as exc:
             raise field_error("opening_hours", str(exc)) from None
     if "categories" in body:
-        cats = body["categories"]
-        if cats is None:
-            cats = []
-        if not isinstance(cats, list) or not all(isinstance(c, str) and c for c in cats):
-            raise field_error("categories", "must be a list of category names")
-        out["categories"] = cats
+        out["categories"] = body["categories"] or []
     return out
 
 
 async def post_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    fields = parse_store(await read_object(request), partial=False)
+    fields = parse_store(await read_body(request, StoreCreate), partial=False)
     store_id = uuid.uuid4()
     cols = ["store_id", *fields]
     try:
@@ -115,7 +132,7 @@ async def get_store(request: web.Request) -> web.Response:
 async def patch_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     store_id = path_id(request, "store_id", "store")
-    fields = parse_store(await read_object(request), partial=True)
+    fields = parse_store(await read_body(request, StorePatch), partial=True)
     sets = [f"{name} = ${i}" for i, name in enumerate(fields, start=2)] + ["updated_at = now()"]
     rt = request.app[RUNTIME]
     try:
