@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from geopush.api import devices, geofences, health, keys, offers, pings, stores
-from geopush.api.auth import hash_secret
 from geopush.api.errors import error_middleware
 from geopush.config import Config
 from geopush.runtime import RUNTIME, Runtime
 from geopush.store.database import create_pool, resolve_database_url
 from geopush.store.geofence_index import LiveGeofenceIndex
+from geopush.store.keys import hash_secret
 from geopush.store.migrations import migrate
 
 log = logging.getLogger(__name__)

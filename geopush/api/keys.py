@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
-from geopush.api.auth import hash_secret, new_secret, require_role
+from geopush.api.auth import require_role
 from geopush.api.body import field_error, get_str, read_object
 from geopush.codes import Role
 from geopush.runtime import RUNTIME
-
-
-async def create_key(pool_or_conn: object, role: Role, name: str) -> dict[str, str]:
-    """Make a key; used by the API and by `geopush keys create`."""
-    key = new_secret("gpk")
-    key_id = uuid.uuid4()
-    await pool_or_conn.execute(  # type: ignore[attr-defined]
-        "INSERT INTO api_keys (id, name, role, key_hash) VALUES ($1, $2, $3, $4)",
-        key_id, name, role.value, hash_secret(key),
-    )
-    return {"id": str(key_id), "key": key, "role": role.value}
+from geopush.store.keys import create_key
 
 
 async def post_key(request: web.Request) -> web.Response:

@@ -353,8 +353,8 @@ TRANSACTIONS = CsvKind(
 
 def _store_parser(positions: dict[str, int], width: int) -> RowParser:
     # The same checks as POST /v1/stores, so a store imported is a store the API accepts.
-    from geopush.api.errors import ApiError
-    from geopush.api.stores import parse_store
+    from geopush.errors import Invalid
+    from geopush.places.stores import parse_store
 
     get = _columns_getter(positions, ("external_id", "name", "timezone", "lat", "lon"))
     hours_at = positions.get("opening_hours")
@@ -381,7 +381,7 @@ def _store_parser(positions: dict[str, int], width: int) -> RowParser:
                                   if c.strip()]
         try:
             store = parse_store(body, partial=False)
-        except ApiError as exc:
+        except Invalid as exc:
             return exc.message
         hours = store.get("opening_hours")
         return (line, store["external_id"], store["name"], store["timezone"], store["lat"],
@@ -393,8 +393,8 @@ def _store_parser(positions: dict[str, int], width: int) -> RowParser:
 
 async def _merge_stores(conn: asyncpg.Connection, columns: frozenset[str]) -> dict[str, int]:
     # Upsert by external_id (the last line wins); a column the file lacks keeps its value.
-    # Transactions imported before their store existed are linked to it now, so they count
-    # for conversions from here on.
+    # Transactions imported before their store existed (or while it was deleted) are linked
+    # to it now, so they count for conversions from here on.
     row = await conn.fetchrow("""
         WITH up AS (
             INSERT INTO stores (store_id, external_id, name, timezone, lat, lon,
@@ -415,7 +415,8 @@ async def _merge_stores(conn: asyncpg.Connection, columns: frozenset[str]) -> di
             RETURNING (xmax = 0) AS created, external_id, store_id
         ), linked AS (
             UPDATE transactions t SET store_id = up.store_id
-            FROM up WHERE t.store_id IS NULL AND t.store_external_id = up.external_id
+            FROM up WHERE t.store_external_id = up.external_id
+              AND t.store_id IS DISTINCT FROM up.store_id
             RETURNING 1
         )
         SELECT count(*) FILTER (WHERE created) AS created,
@@ -576,7 +577,7 @@ async def import_stream(pool: asyncpg.Pool, config: Config, kind: str,
 async def import_geofences_file(pool: asyncpg.Pool, config: Config, data: bytes
                                 ) -> dict[str, Any]:
     """A GeoJSON FeatureCollection, as `POST /v1/geofences/import` takes it."""
-    from geopush.api.geofences import import_features
+    from geopush.places.geofences import import_features
 
     try:
         body = json.loads(data)

@@ -26,6 +26,7 @@ from geopush.codes import DeliveryReason, DeliveryStatus
 from geopush.config import FcmConfig
 from geopush.delivery import fcm
 from geopush.delivery.outbox import (
+    OUTBOX_CHANNEL,
     Claimed,
     Finish,
     cancel_left,
@@ -36,7 +37,6 @@ from geopush.delivery.outbox import (
     pause_left,
 )
 from geopush.delivery.retry import QUOTA_MIN_DELAY_S, next_delay
-from geopush.ingest.decisions import OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
 
