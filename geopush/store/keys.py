@@ -1,5 +1,7 @@
 """API keys and device tokens: made random, shown once, stored only as SHA-256 hashes.
 
+Keys are made and revoked here, for `POST`/`DELETE /v1/keys` and `geopush keys`.
+
 They are 256-bit random strings, so a plain hash is enough: there is nothing to brute-force.
 """
 
@@ -33,3 +35,16 @@ async def create_key(
         key_id, name, role.value, hash_secret(key),
     )
     return {"id": str(key_id), "key": key, "role": role.value}
+
+
+_REVOKE = """
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
+RETURNING id, name, role, created_at, revoked_at
+"""
+
+
+async def revoke_key(
+    pool_or_conn: asyncpg.Pool | asyncpg.Connection, key_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """Revoke a key (again is a no-op); None when there is no such key."""
+    return await pool_or_conn.fetchrow(_REVOKE, key_id)
