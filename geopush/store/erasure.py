@@ -53,6 +53,7 @@ async def erase_customer(conn: asyncpg.Connection, customer_id: str) -> bool:
 _ERASE_CUSTOMER = (
     "DELETE FROM customers WHERE customer_id = $1",
     "UPDATE transactions SET customer_id = '' WHERE customer_id = $1",
+    "DELETE FROM customer_recommendations WHERE customer_id = $1",
     "UPDATE decisions SET customer_id = NULL WHERE customer_id = $1",
     "UPDATE deliveries SET customer_id = NULL, title = NULL, body = NULL,"
     " fcm_message_name = NULL,"
