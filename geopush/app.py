@@ -23,10 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def _route_modules() -> list:
-    from geopush.api import crm, deliveries, offer_stats, ops
+    from geopush.api import crm, deliveries, offer_daily, offer_stats, ops, ops_timeseries, pages
 
     return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
-            deliveries, ops]
+            deliveries, ops,
+            pages, ops_timeseries, offer_daily]
 
 
 def create_app(config: Config, *, database_url: str | None = None) -> web.Application:
