@@ -119,6 +119,9 @@ class FcmConfig(_Section):
     # demos shorten them so a retry scenario takes milliseconds, not minutes.
     retry_base_s: float = Field(1.0, gt=0)
     retry_cap_s: float = Field(300.0, gt=0)
+    # FCM's Retry-After is honoured up to this, never beyond (SPEC section 10): a hostile
+    # or broken answer of `Retry-After: 1000000000` must not stop sending for good.
+    max_retry_after_s: float = Field(3600.0, gt=0)
 
     @field_validator("endpoint")
     @classmethod
@@ -179,6 +182,20 @@ class LimitsConfig(_Section):
     device_rate_per_s: float = Field(10.0, gt=0)
 
 
+class ConsoleConfig(_Section):
+    # A slippy-map tile URL such as https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty:
+    # the console's map is a plain background with a scale bar (no network needed).
+    tile_url: str = ""
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        if value and not (value.startswith(("http://", "https://"))
+                          and all(p in value for p in ("{z}", "{x}", "{y}"))):
+            raise ValueError("must be an http(s) URL with {z}, {x} and {y}")
+        return value
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -190,6 +207,7 @@ class Config(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs and the dashboard, secrets hidden."""

@@ -13,6 +13,10 @@ from geopush.api.errors import ApiError, bad_request, not_found
 from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds
 from geopush.api.schema import parse_model
 
+# A single field's error, as the domain raises it (importers use it too); for handlers'
+# checks beyond what a request model says.
+from geopush.validate import field_error
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -89,10 +93,6 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
     return body
-
-
-def field_error(field: str, message: str) -> ApiError:
-    return bad_request(f"{field}: {message}", [{"field": field, "message": message}])
 
 
 def path_id(request: web.Request, name: str, what: str) -> UUID:

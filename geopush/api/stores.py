@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any, Literal
 
 import asyncpg
 from aiohttp import web
 from pydantic import Field
 
-from geopush.api.auth import MARKETER, require_role
-from geopush.api.body import field_error, path_id, read_body
-from geopush.api.errors import ApiError, not_found
+from geopush.api.auth import MARKETER, STATS, require_role
+from geopush.api.body import path_id, read_body
+from geopush.api.errors import not_found
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import Name, Number, RequestBody, TimeZone
-from geopush.campaigns.offers import OfferError, parse_opening_hours
+from geopush.places.stores import COLUMNS as _COLUMNS
+from geopush.places.stores import create_store, parse_store, update_store
+from geopush.places.stores import delete_store as remove_store
 from geopush.runtime import RUNTIME
-from geopush.store.geofence_index import notify_changed
-
-_COLUMNS = ("store_id, external_id, name, timezone, lat, lon, opening_hours, categories,"
-            " created_at, updated_at")
-
-
-def store_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["store_id"]),
-        "external_id": row["external_id"],
-        "name": row["name"],
-        "timezone": row["timezone"],
-        "location": {"lat": row["lat"], "lon": row["lon"]},
-        "opening_hours": row["opening_hours"],
-        "categories": list(row["categories"]),
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
 
 
 class Location(RequestBody):
@@ -70,42 +53,31 @@ class StorePatch(RequestBody):
     categories: list[Name(100)] | None = None  # type: ignore[valid-type]
 
 
-def parse_store(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    """Columns from a validated POST or PATCH body (`StoreCreate`, `StorePatch`)."""
-    out: dict[str, Any] = {k: body[k] for k in ("external_id", "name", "timezone") if k in body}
-    if "location" in body:
-        out["lat"], out["lon"] = body["location"]["lat"], body["location"]["lon"]
-    if "opening_hours" in body:
-        try:
-            out["opening_hours"] = (
-                None if body["opening_hours"] is None
-                else parse_opening_hours(body["opening_hours"])
-            )
-        except (OfferError, ValueError) as exc:
-            raise field_error("opening_hours", str(exc)) from None
-    if "categories" in body:
-        out["categories"] = body["categories"] or []
-    return out
+def store_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["store_id"]),
+        "external_id": row["external_id"],
+        "name": row["name"],
+        "timezone": row["timezone"],
+        "location": {"lat": row["lat"], "lon": row["lon"]},
+        "opening_hours": row["opening_hours"],
+        "categories": list(row["categories"]),
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
 
 
 async def post_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     fields = parse_store(await read_body(request, StoreCreate), partial=False)
-    store_id = uuid.uuid4()
-    cols = ["store_id", *fields]
-    try:
-        row = await request.app[RUNTIME].pool.fetchrow(
-            f"INSERT INTO stores ({', '.join(cols)}) VALUES"
-            f" ({', '.join(f'${i}' for i in range(1, len(cols) + 1))}) RETURNING {_COLUMNS}",
-            store_id, *fields.values(),
-        )
-    except asyncpg.UniqueViolationError:
-        raise ApiError(409, "duplicate", "a store with this external_id exists") from None
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        row = await create_store(conn, fields)
     return web.json_response(store_json(row), status=201)
 
 
 async def list_stores(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
+    # Ops read the list too: the dashboard draws the fences on its map.
+    await require_role(request, *STATS)
     limit, cursor = page_params(request)
     args: list[Any] = [limit + 1]
     where = ""
@@ -133,16 +105,8 @@ async def patch_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     store_id = path_id(request, "store_id", "store")
     fields = parse_store(await read_body(request, StorePatch), partial=True)
-    sets = [f"{name} = ${i}" for i, name in enumerate(fields, start=2)] + ["updated_at = now()"]
-    rt = request.app[RUNTIME]
-    try:
-        async with rt.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"UPDATE stores SET {', '.join(sets)} WHERE store_id = $1 RETURNING {_COLUMNS}",
-                store_id, *fields.values(),
-            )
-    except asyncpg.UniqueViolationError:
-        raise ApiError(409, "duplicate", "a store with this external_id exists") from None
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        row = await update_store(conn, store_id, fields)
     if row is None:
         raise not_found("store")
     return web.json_response(store_json(row))
@@ -152,13 +116,8 @@ async def delete_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
-        deleted = await conn.fetchval(
-            "DELETE FROM stores WHERE store_id = $1 RETURNING true",
-            path_id(request, "store_id", "store"),
-        )
-        if not deleted:
+        if not await remove_store(conn, path_id(request, "store_id", "store")):
             raise not_found("store")
-        await notify_changed(conn)  # its geofences lose their store
     await rt.fences.reload(rt.pool)
     return web.Response(status=204)
 
