@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def _route_modules() -> list:
-    from geopush.api import crm, deliveries, offer_stats, ops
+    from geopush.api import crm, deliveries, insights, offer_stats, ops
 
     return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
-            deliveries, ops]
+            deliveries, ops, insights]
 
 
 def create_app(config: Config, *, database_url: str | None = None) -> web.Application:
@@ -48,13 +48,19 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
         bootstrap = config.auth.bootstrap_admin_key
         rt = Runtime(config=config, pool=pool, fences=fences,
                      bootstrap_admin_hash=hash_secret(bootstrap) if bootstrap else None)
+        from geopush.insights.mining_pool import MiningPool
+        from geopush.insights.refresh import RulesRefresher
+
+        rt.database_url = url
+        rt.miner = MiningPool()
+        rt.rules = RulesRefresher(rt.miner, url, config, rt.now)
         app[RUNTIME] = rt
         tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
         background = None
         if config.server.run_sender:
             from geopush.background import Background
 
-            background = Background(config, url)
+            background = Background(config, url, rt.miner)
             background.start()
         try:
             yield
@@ -66,6 +72,8 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await rt.rules.close()
+            rt.miner.shutdown()
             await pool.close()
 
     app.cleanup_ctx.append(resources)
