@@ -156,6 +156,26 @@ def keys_create(role: str, name: str, config_path: str | None) -> None:
     click.echo(f"id={created['id']} role={created['role']}", err=True)
 
 
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--config", "config_path", type=click.Path(), default=None)
+def keys_revoke(key_id: str, config_path: str | None) -> None:
+    """Revoke a key by its id; every running process refuses it within a second."""
+    import uuid
+
+    from geopush.api.keys import revoke_key
+
+    try:
+        ident = uuid.UUID(key_id)
+    except ValueError:
+        raise click.BadParameter("not a key id (a UUID)", param_hint="KEY_ID") from None
+    config = _config(config_path)
+    row = asyncio.run(_with_pool(config, lambda pool: revoke_key(pool, ident)))
+    if row is None:
+        raise click.ClickException(f"no key {ident}")
+    click.echo(f"revoked {row['id']} ({row['role']}) at {row['revoked_at'].isoformat()}")
+
+
 @main.command("import")
 @click.argument("kind", type=click.Choice(["stores", "geofences", "customers", "transactions"]))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
