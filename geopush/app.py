@@ -10,23 +10,34 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from geopush.api import devices, geofences, health, keys, offers, pings, stores
-from geopush.api.auth import hash_secret
 from geopush.api.errors import error_middleware
 from geopush.config import Config
 from geopush.identity import CustomerLinkKeys
 from geopush.runtime import RUNTIME, Runtime
 from geopush.store.database import create_pool, resolve_database_url
 from geopush.store.geofence_index import LiveGeofenceIndex
+from geopush.store.keys import hash_secret
 from geopush.store.migrations import migrate
 
 log = logging.getLogger(__name__)
 
 
 def _route_modules() -> list:
-    from geopush.api import crm, deliveries, insights, offer_stats, ops
+    from geopush.api import (
+        crm,
+        deliveries,
+        insights,
+        offer_daily,
+        offer_stats,
+        ops,
+        ops_timeseries,
+        pages,
+    )
 
     return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
-            deliveries, ops, insights]
+            deliveries, ops,
+            pages, ops_timeseries, offer_daily,
+            insights]
 
 
 def create_app(config: Config, *, database_url: str | None = None) -> web.Application:

@@ -148,7 +148,7 @@ def keys() -> None:
 @click.option("--config", "config_path", type=click.Path(), default=None)
 def keys_create(role: str, name: str, config_path: str | None) -> None:
     """Make an API key; it is printed once and stored only hashed."""
-    from geopush.api.keys import create_key
+    from geopush.store.keys import create_key
 
     config = _config(config_path)
     created = asyncio.run(_with_pool(config, lambda pool: create_key(pool, Role(role), name)))
@@ -163,7 +163,7 @@ def keys_revoke(key_id: str, config_path: str | None) -> None:
     """Revoke a key by its id; every running process refuses it within a second."""
     import uuid
 
-    from geopush.api.keys import revoke_key
+    from geopush.store.keys import revoke_key
 
     try:
         ident = uuid.UUID(key_id)

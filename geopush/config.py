@@ -194,6 +194,20 @@ class LimitsConfig(_Section):
     device_rate_per_s: float = Field(10.0, gt=0)
 
 
+class ConsoleConfig(_Section):
+    # A slippy-map tile URL such as https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty:
+    # the console's map is a plain background with a scale bar (no network needed).
+    tile_url: str = ""
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        if value and not (value.startswith(("http://", "https://"))
+                          and all(p in value for p in ("{z}", "{x}", "{y}"))):
+            raise ValueError("must be an http(s) URL with {z}, {x} and {y}")
+        return value
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -206,6 +220,7 @@ class Config(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs and the dashboard, secrets hidden."""

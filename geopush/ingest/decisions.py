@@ -30,6 +30,7 @@ from geopush.campaigns.decide import (
 from geopush.campaigns.templates import render
 from geopush.codes import EventType, Outcome, Segment
 from geopush.config import Config
+from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.geo.visits import VisitEvent
 from geopush.store.offers import offer_from_row, store_from_row
 
@@ -112,7 +113,6 @@ WHERE d.device_id = $1 AND d.status = 'queued' AND d.geofence_id = u.geofence_id
   AND (d.lease_until IS NULL OR d.lease_until < now())
 RETURNING d.delivery_id
 """
-OUTBOX_CHANNEL = "geopush_outbox"
 
 
 @dataclass
