@@ -105,6 +105,18 @@ class SegmentsConfig(_Section):
     daily_recompute_hour_utc: int = Field(3, ge=0, le=23)
 
 
+class InsightsConfig(_Section):
+    """Thresholds of the basket rules mined in the background (SPEC section 12 defaults);
+    cross-sell audiences and recommended categories are drawn from them."""
+
+    min_support: float = Field(0.01, gt=0, le=1)
+    min_confidence: float = Field(0.2, ge=0, le=1)
+    min_lift: float = Field(1.0, ge=0)
+    max_len: int = Field(3, ge=2, le=6)
+    # How many rules (single consequent, best lift first) GET /v1/insights/cross-sell shows.
+    cross_sell_rules: int = Field(10, ge=1, le=100)
+
+
 class FcmConfig(_Section):
     credentials_file: str = ""
     project_id: str = ""
@@ -195,6 +207,20 @@ class LimitsConfig(_Section):
     trusted_proxy_hops: int = Field(0, ge=0, le=10)
 
 
+class ConsoleConfig(_Section):
+    # A slippy-map tile URL such as https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty:
+    # the console's map is a plain background with a scale bar (no network needed).
+    tile_url: str = ""
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        if value and not (value.startswith(("http://", "https://"))
+                          and all(p in value for p in ("{z}", "{x}", "{y}"))):
+            raise ValueError("must be an http(s) URL with {z}, {x} and {y}")
+        return value
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -202,10 +228,12 @@ class Config(_Section):
     geo: GeoConfig = GeoConfig()
     campaigns: CampaignsConfig = CampaignsConfig()
     segments: SegmentsConfig = SegmentsConfig()
+    insights: InsightsConfig = InsightsConfig()
     fcm: FcmConfig = FcmConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs and the dashboard, secrets hidden."""

@@ -31,6 +31,10 @@ class Runtime:
     now: Callable[[], datetime] = utc_now
     link_keys: CustomerLinkKeys = field(default_factory=CustomerLinkKeys)
     key_cache: dict[bytes, Any] = field(default_factory=dict)
+    database_url: str = ""
+    # Basket mining in child processes (MiningPool) and the rules' refresher.
+    miner: Any = None
+    rules: Any = None
     # The ping rate limits of this process, per device and per client address.
     device_rate: TokenBuckets = field(init=False)
     address_rate: TokenBuckets = field(init=False)

@@ -202,3 +202,11 @@ async def gp(start_server: Callable[..., Any]) -> AsyncIterator[Api]:
     server = await start_server(**FAST)
     async with Api(server.url, ADMIN_KEY) as client:
         yield client
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser tests left their screenshots."""
+    from tests.browser import ARTIFACTS
+
+    for path in ARTIFACTS:
+        terminalreporter.write_line(f"browser screenshots: {path}")
