@@ -4,11 +4,14 @@ path; deep nesting, times outside years 1–9998 and numbers PostgreSQL cannot h
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 
 import pytest
 
 from geopush.api.json_depth import json_depth_exceeds
+from geopush.api.offers import AudienceBody, OfferCreate
+from geopush.campaigns.offers import Audience, Offer
 from tests.api_client import EN_FR, Api, iso
 from tests.conftest import unique_token
 
@@ -112,3 +115,9 @@ async def test_integral_float_is_read_as_a_whole_number(api: Api) -> None:
         "name": "n", "dwell_s": 120.0,
         "geometry": {"type": "Circle", "center": [2.35, 48.85], "radius_m": 50}})).ok(201)
     assert fence["dwell_s"] == 120
+
+
+def test_offer_model_has_every_offer_field() -> None:
+    """A field added to the offer must be added to its request model too, or it is refused."""
+    assert {f.name for f in fields(Offer)} <= set(OfferCreate.model_fields)
+    assert {f.name for f in fields(Audience)} <= set(AudienceBody.model_fields)

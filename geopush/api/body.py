@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 from geopush.api.errors import ApiError, bad_request, not_found
 from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds
 from geopush.api.schema import parse_model
+from geopush.geo.filters import parse_rfc3339
 
 # A single field's error, as the domain raises it (importers use it too); for handlers'
 # checks beyond what a request model says.
@@ -93,6 +95,17 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
     return body
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    """An RFC 3339 time with an offset, in years 1 to 9998 (for query parameters)."""
+    if not isinstance(value, str):
+        raise field_error(field, "must be an RFC 3339 time string")
+    parsed = parse_rfc3339(value)
+    if parsed is None:
+        raise field_error(field, "must be an RFC 3339 time with an offset (e.g. Z or +02:00),"
+                                 " in the years 1 to 9998")
+    return parsed
 
 
 def path_id(request: web.Request, name: str, what: str) -> UUID:

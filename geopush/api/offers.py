@@ -52,8 +52,13 @@ class Message(RequestBody):
 
 
 class AudienceBody(RequestBody):
+    """Cross-selling by product type; `recommended` matches customers whose top recommended
+    categories (basket analysis) hold the offer's `category`."""
+
     bought_any: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
     not_bought: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
+    bought_all: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
+    recommended: bool = False
 
 
 class DailyWindowBody(RequestBody):
