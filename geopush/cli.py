@@ -27,13 +27,16 @@ def _config(path: str | None, overrides: dict[str, dict[str, Any]] | None = None
 
 async def _with_pool(config: Config, job: Any) -> Any:
     from geopush.store.database import create_pool, resolve_database_url
-    from geopush.store.migrations import migrate
+    from geopush.store.migrations import MigrationChanged, migrate
 
     url = await asyncio.get_running_loop().run_in_executor(None, resolve_database_url, config)
     pool = await create_pool(url, 4)
     try:
         async with pool.acquire() as conn:
-            await migrate(conn)
+            try:
+                await migrate(conn)
+            except MigrationChanged as exc:
+                raise click.ClickException(str(exc)) from None
         return await job(pool)
     finally:
         await pool.close()
@@ -60,12 +63,16 @@ def _serve_worker(config: Config, url: str, host: str, port: int, reuse_port: bo
 
     from geopush.app import create_app
     from geopush.logs import setup_logging
+    from geopush.store.migrations import MigrationChanged
 
     # Spawned workers start with fresh logging: the level must be handed over.
     setup_logging(log_level)
-    web.run_app(create_app(config, database_url=url), host=host, port=port,
-                reuse_port=reuse_port, print=None, access_log=None,
-                shutdown_timeout=config.server.shutdown_timeout_s)
+    try:
+        web.run_app(create_app(config, database_url=url), host=host, port=port,
+                    reuse_port=reuse_port, print=None, access_log=None,
+                    shutdown_timeout=config.server.shutdown_timeout_s)
+    except MigrationChanged as exc:
+        sys.exit(f"geopush: not started: {exc}")
 
 
 @main.command()
