@@ -1,4 +1,5 @@
-"""The `geopush` command: serve, demo, migrate, keys, import, segments, fcm-emulator."""
+"""The `geopush` command: serve, demo, migrate, keys, import, segments, insights,
+fcm-emulator."""
 
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ def keys() -> None:
 @click.option("--config", "config_path", type=click.Path(), default=None)
 def keys_create(role: str, name: str, config_path: str | None) -> None:
     """Make an API key; it is printed once and stored only hashed."""
-    from geopush.api.keys import create_key
+    from geopush.store.keys import create_key
 
     config = _config(config_path)
     created = asyncio.run(_with_pool(config, lambda pool: create_key(pool, Role(role), name)))
@@ -162,7 +163,7 @@ def keys_revoke(key_id: str, config_path: str | None) -> None:
     """Revoke a key by its id; every running process refuses it within a second."""
     import uuid
 
-    from geopush.api.keys import revoke_key
+    from geopush.store.keys import revoke_key
 
     try:
         ident = uuid.UUID(key_id)
@@ -236,6 +237,37 @@ def segments_recompute(config_path: str | None) -> None:
     config = _config(config_path)
     result = asyncio.run(_with_pool(
         config, lambda pool: recompute_segments(pool, config, datetime.now(UTC))))
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@main.group()
+def insights() -> None:
+    """Basket analysis: association rules, recommended categories."""
+
+
+@insights.command("recompute")
+@click.option("--config", "config_path", type=click.Path(), default=None)
+def insights_recompute(config_path: str | None) -> None:
+    """Mine the basket rules now and rewrite every customer's recommended categories."""
+    import json
+    from datetime import UTC, datetime
+
+    from tqdm import tqdm
+
+    from geopush.insights.basket_rules import recompute_rules
+
+    config = _config(config_path)
+    # The operator's own process mines (nothing else is served here), with a progress bar
+    # over the search's top-level branches; disable=None: no bar when not on a terminal.
+    with tqdm(desc="mining baskets", unit="item", disable=None) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        result = asyncio.run(_with_pool(
+            config, lambda pool: recompute_rules(pool, config, datetime.now(UTC), progress)))
     click.echo(json.dumps(result, indent=2, default=str))
 
 

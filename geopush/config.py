@@ -104,6 +104,18 @@ class SegmentsConfig(_Section):
     daily_recompute_hour_utc: int = Field(3, ge=0, le=23)
 
 
+class InsightsConfig(_Section):
+    """Thresholds of the basket rules mined in the background (SPEC section 12 defaults);
+    cross-sell audiences and recommended categories are drawn from them."""
+
+    min_support: float = Field(0.01, gt=0, le=1)
+    min_confidence: float = Field(0.2, ge=0, le=1)
+    min_lift: float = Field(1.0, ge=0)
+    max_len: int = Field(3, ge=2, le=6)
+    # How many rules (single consequent, best lift first) GET /v1/insights/cross-sell shows.
+    cross_sell_rules: int = Field(10, ge=1, le=100)
+
+
 class FcmConfig(_Section):
     credentials_file: str = ""
     project_id: str = ""
@@ -203,6 +215,7 @@ class Config(_Section):
     geo: GeoConfig = GeoConfig()
     campaigns: CampaignsConfig = CampaignsConfig()
     segments: SegmentsConfig = SegmentsConfig()
+    insights: InsightsConfig = InsightsConfig()
     fcm: FcmConfig = FcmConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     auth: AuthConfig = AuthConfig()

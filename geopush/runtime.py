@@ -32,6 +32,10 @@ class Runtime:
     key_cache: dict[bytes, Any] = field(default_factory=dict)
     # device id -> (window start, count), for the per-device ping rate limit
     rate: dict[Any, list[float]] = field(default_factory=dict)
+    database_url: str = ""
+    # Basket mining in child processes (MiningPool) and the rules' refresher.
+    miner: Any = None
+    rules: Any = None
 
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)

@@ -46,7 +46,7 @@ async def import_stream(pool: asyncpg.Pool, config: Config, kind: str,
 async def import_geofences_file(pool: asyncpg.Pool, config: Config, data: bytes
                                 ) -> dict[str, Any]:
     """A GeoJSON FeatureCollection, as `POST /v1/geofences/import` takes it."""
-    from geopush.api.geofences import import_features
+    from geopush.places.geofences import import_features
 
     try:
         body = json.loads(data)

@@ -26,6 +26,7 @@ from geopush.codes import DeliveryReason, DeliveryStatus
 from geopush.config import FcmConfig
 from geopush.delivery import fcm
 from geopush.delivery.outbox import (
+    OUTBOX_CHANNEL,
     Claimed,
     Finish,
     cancel_left,
@@ -37,7 +38,6 @@ from geopush.delivery.outbox import (
     recheck,
 )
 from geopush.delivery.retry import QUOTA_MIN_DELAY_S, next_delay
-from geopush.ingest.decisions import OUTBOX_CHANNEL
 from geopush.store.consent import LOCATION_TRIGGERS
 
 log = logging.getLogger(__name__)
