@@ -68,6 +68,27 @@ def _single_instance(data_dir: Path) -> Iterator[TextIO]:
         f.close()  # releases the lock
 
 
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Send file descriptor 2 to the log while the demo runs.
+
+    Child processes (the basket miner is spawned) and libraries write their logs and
+    warnings to stderr; inherited, that is the terminal, where they would scribble over
+    the summary. Restored at the end, so a last word reaches the terminal again.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _log_to_file(path: Path) -> None:
     """Every log line to the file: the terminal is the summary's."""
     handler = logging.FileHandler(path, encoding="utf-8")
@@ -153,7 +174,6 @@ async def _summary_loop(session: aiohttp.ClientSession, base: str, world: World,
                             {"loyalty": loyalty})
         screen.show(snapshot)
         if now >= ends:
-            screen.final(snapshot)
             return
         tick += 1
         await asyncio.sleep(1.0)
@@ -220,6 +240,7 @@ async def _main(port: int, duration: float, data_dir: Path, speedup: float,
                     try:
                         await _summary_loop(session, base, world, replay, screen, app, ends)
                     finally:
+                        screen.final()
                         phones.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await phones
@@ -242,8 +263,9 @@ def run_demo(port: int = 8080, duration: float = 0.0, data_dir: str = ".geopush"
     warnings.simplefilter("ignore")  # library warnings would scribble over the summary
     folder = Path(data_dir)
     try:
-        with _single_instance(folder):
+        with _single_instance(folder), contextlib.ExitStack() as stack:
             _log_to_file(folder / "demo.log")
+            stack.enter_context(_stderr_to(folder / "demo.log"))
             # Ctrl-C even when started from a script that ignores SIGINT in background jobs,
             # and SIGTERM, stop it as cleanly as Ctrl-C in a terminal does.
             signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -146,8 +146,10 @@ class Screen:
         self.plain_every_s = plain_every_s
         self._last_plain = 0.0
         self._drawn = 0
+        self.last: Snapshot | None = None
 
     def show(self, snapshot: Snapshot, panels: list[Panel] | None = None) -> None:
+        self.last = snapshot
         lines = [*self.header, ""]
         for panel in panels or PANELS:
             lines += panel(snapshot)
@@ -164,7 +166,8 @@ class Screen:
             self.out.write("\n".join([stamp, *lines[len(self.header) + 1:]]) + "\n")
         self.out.flush()
 
-    def final(self, snapshot: Snapshot) -> None:
-        if not self.tty:
+    def final(self) -> None:
+        """The last figures once more where they would otherwise be lost (not a terminal)."""
+        if not self.tty and self.last is not None:
             self._last_plain = 0.0
-            self.show(snapshot)
+            self.show(self.last)
