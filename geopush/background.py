@@ -1,6 +1,12 @@
 """Work that runs beside the API in a thread of its own: sender, dwell sweeper, retention,
 daily segments and basket rules.
 
+The dwell sweeper and retention run in every process, so no node's `[server] run_sender`
+setting can leave dwells unfired or personal data kept past its time: the sweeper locks each
+device row (SKIP LOCKED) and re-reads the visit under it, and retention takes an advisory
+lock (another node already at it: this one skips the round), so several at once are safe.
+The sender and the daily segment recompute run only where `run_sender` is true.
+
 Its own thread and event loop keep the FCM SDK's blocking token fetch and the periodic
 sweeps away from the ingest loop; its own small pool keeps them from taking ingest's
 connections.
@@ -61,18 +67,20 @@ class Background:
         pool = await create_pool(self.dsn, max(2, self.config.fcm.max_concurrency + 2))
         tasks = []
         try:
-            if self.config.fcm.credentials_file:
+            sends = self.config.server.run_sender
+            if sends and self.config.fcm.credentials_file:
                 from geopush.delivery.sender import Sender
 
                 self.sender = Sender(self.config.fcm, pool, f"geopush-{os.getpid()}-{id(self)}")
                 tasks.append(asyncio.create_task(self.sender.run(self.dsn)))
-            else:
+            elif sends:
                 log.warning("[fcm] credentials_file is not set: deliveries stay queued")
             tasks.append(asyncio.create_task(self._every(
                 self.config.geo.sweep_interval_s, self._sweep, pool)))
             tasks.append(asyncio.create_task(self._every(
                 _RETENTION_EVERY_S, self._retention, pool)))
-            tasks.append(asyncio.create_task(self._daily_segments(pool)))
+            if sends:
+                tasks.append(asyncio.create_task(self._daily_segments(pool)))
             self._started.set()
             await self._stop.wait()
             if self.sender is not None:
