@@ -307,15 +307,20 @@ def fcm_emulator(host: str, port: int, write_credentials: str | None, project_id
 
 
 @main.command()
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--duration", type=float, default=90.0, show_default=True,
-              help="seconds to keep running after the scenario; 0 = until Ctrl-C")
+@click.option("--port", type=int, default=8080, show_default=True,
+              help="geopush's port (another free one if taken)")
+@click.option("--duration", type=float, default=0.0, show_default=True,
+              help="seconds to run; 0 = until Ctrl-C")
+@click.option("--speedup", type=click.FloatRange(1, 200), default=10.0, show_default=True,
+              help="how much faster than real time the traces are replayed")
+@click.option("--phones", type=click.IntRange(5, 200), default=15, show_default=True)
 @click.option("--data-dir", default=".geopush", show_default=True)
-def demo(port: int, duration: float, data_dir: str) -> None:
-    """Everything on this machine: PostgreSQL, the FCM emulator, stores, walking phones."""
+def demo(port: int, duration: float, speedup: float, phones: int, data_dir: str) -> None:
+    """Everything on this machine: PostgreSQL, the FCM emulator, stores, phones on real traces."""
     from geopush.demo import run_demo
 
-    sys.exit(run_demo(port=port, duration=duration, data_dir=data_dir))
+    sys.exit(run_demo(port=port, duration=duration, data_dir=data_dir, speedup=speedup,
+                      phones=phones))
 
 
 if __name__ == "__main__":
