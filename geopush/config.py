@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -119,6 +119,9 @@ class FcmConfig(_Section):
     # demos shorten them so a retry scenario takes milliseconds, not minutes.
     retry_base_s: float = Field(1.0, gt=0)
     retry_cap_s: float = Field(300.0, gt=0)
+    # How the bytes reach FCM: "aiohttp" (geopush's transport, the SDK still building,
+    # authorising and classifying every message) or "sdk" (send_each_async's httpx).
+    transport: Literal["aiohttp", "sdk"] = "aiohttp"
 
     @field_validator("endpoint")
     @classmethod

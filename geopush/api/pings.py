@@ -39,7 +39,7 @@ def _check_rate(rt: Runtime, device_id: Any) -> None:
 
 async def post_pings(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    device_id = await require_device(request)
+    device_id = await require_device(request, cached=True)
     _check_rate(rt, device_id)
     body = await read_object(request)
     pings = body.get("pings")
