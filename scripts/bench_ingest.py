@@ -149,6 +149,7 @@ class Bench:
                "GEOPUSH_SERVER_PORT": str(port), "GEOPUSH_SERVER_WORKERS": str(workers),
                "GEOPUSH_SERVER_RUN_SENDER": "false", "GEOPUSH_AUTH_BOOTSTRAP_ADMIN_KEY": ADMIN,
                "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "100000",
+               "GEOPUSH_LIMITS_ADDRESS_PING_RATE_PER_S": "1000000",
                "GEOPUSH_DATABASE_POOL_SIZE": "20"}
         if self.args.code:
             env["PYTHONPATH"] = str(Path(self.args.code).resolve())

@@ -29,7 +29,7 @@ from geopush.config import Config, load_config
 from geopush.emulator.credentials import write_service_account
 from geopush.emulator.thread import EmulatorThread
 from geopush.store.migrations import migrate
-from tests.api_client import Api
+from tests.api_client import CUSTOMER_LINK_SECRET, Api
 
 ADMIN_KEY = "test-admin-key-" + "x" * 16
 PROJECT_ID = "geopush-test"
@@ -126,16 +126,18 @@ def service_account(emulator: EmulatorThread, tmp_path_factory: pytest.TempPathF
 @pytest.fixture
 def make_config(emulator: EmulatorThread, service_account: Path, tmp_path: Path
                 ) -> Callable[..., Config]:
-    """A Config for a test server: FCM at the emulator, fast sweeps, generous rate limit."""
+    """A Config for a test server: FCM at the emulator, fast sweeps, generous rate limits."""
 
     def make(**sections: dict[str, Any]) -> Config:
         overrides: dict[str, dict[str, Any]] = {
             "data": {"dir": str(tmp_path / "data")},
-            "auth": {"bootstrap_admin_key": ADMIN_KEY},
+            "auth": {"bootstrap_admin_key": ADMIN_KEY,
+                     "customer_link_secret": CUSTOMER_LINK_SECRET},
             "fcm": {"credentials_file": str(service_account), "endpoint": emulator.base_url,
                     "poll_interval_s": 0.05},
             "geo": {"sweep_interval_s": 0.2},
-            "limits": {"device_rate_per_s": 1000},
+            "limits": {"device_rate_per_s": 1000, "address_ping_rate_per_s": 100_000,
+                       "register_rate_per_min": 100_000, "register_key_rate_per_min": 100_000},
         }
         for name, values in sections.items():
             overrides.setdefault(name, {}).update(values)
@@ -200,3 +202,11 @@ async def gp(start_server: Callable[..., Any]) -> AsyncIterator[Api]:
     server = await start_server(**FAST)
     async with Api(server.url, ADMIN_KEY) as client:
         yield client
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser tests left their screenshots."""
+    from tests.browser import ARTIFACTS
+
+    for path in ARTIFACTS:
+        terminalreporter.write_line(f"browser screenshots: {path}")

@@ -23,9 +23,9 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from geopush.api.errors import ApiError
 from geopush.codes import EventType
 from geopush.config import Config
+from geopush.errors import Forbidden, Unauthorized
 from geopush.geo.filters import LastFix, PingRules, filter_pings
 from geopush.geo.index import SMALL_BATCH
 from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitRules, advance
@@ -112,11 +112,11 @@ async def process_batch(
     """Apply one batch for one device; the caller holds the transaction."""
     begun = await conn.fetchrow(_BEGIN, device_id, batch_id)
     if begun is None:
-        raise ApiError(401, "unauthorized", "unknown device token")
+        raise Unauthorized("unknown device token")
     device = begun["device"]
     if not device["consent_location"]:
-        raise ApiError(403, "no_location_consent",
-                       "the device has not consented to location; pings are not stored")
+        raise Forbidden("the device has not consented to location; pings are not stored",
+                        code="no_location_consent")
     if batch_id is not None and begun["prior"] is not None:
         return BatchResult(response=begun["prior"], replayed=True)
 
