@@ -31,6 +31,8 @@ from geopush.store.database import create_pool
 log = logging.getLogger(__name__)
 
 _RETENTION_EVERY_S = 3600.0
+# Without a sender, how often (at most) the outbox is settled.
+_SETTLE_MIN_S = 0.5
 
 
 class Background:
@@ -74,7 +76,12 @@ class Background:
                 self.sender = Sender(self.config.fcm, pool, f"geopush-{os.getpid()}-{id(self)}")
                 tasks.append(asyncio.create_task(self.sender.run(self.dsn)))
             elif sends:
-                log.warning("[fcm] credentials_file is not set: deliveries stay queued")
+                # The sender's upkeep still runs: queued deliveries expire and are
+                # cancelled when their visit ends, instead of using up max_sends.
+                log.warning("[fcm] credentials_file is not set: nothing is sent; deliveries"
+                            " still expire and are cancelled when their visit ends")
+                tasks.append(asyncio.create_task(self._every(
+                    max(self.config.fcm.poll_interval_s, _SETTLE_MIN_S), self._settle, pool)))
             tasks.append(asyncio.create_task(self._every(
                 self.config.geo.sweep_interval_s, self._sweep, pool)))
             tasks.append(asyncio.create_task(self._every(
@@ -110,6 +117,12 @@ class Background:
         from geopush.ingest.sweeper import sweep_dwells
 
         await sweep_dwells(pool, self.config, datetime.now(UTC))
+
+    async def _settle(self, pool: asyncpg.Pool) -> None:
+        from geopush.delivery.upkeep import settle_outbox
+
+        async with pool.acquire() as conn:
+            await settle_outbox(conn)
 
     async def _retention(self, pool: asyncpg.Pool) -> None:
         from geopush.store.retention import apply_retention

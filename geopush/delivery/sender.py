@@ -29,9 +29,7 @@ from geopush.delivery.outbox import (
     OUTBOX_CHANNEL,
     Claimed,
     Finish,
-    cancel_left,
     claim,
-    expire,
     finish,
     pause,
     pause_left,
@@ -39,6 +37,7 @@ from geopush.delivery.outbox import (
 )
 from geopush.delivery.retry import QUOTA_MIN_DELAY_S, next_delay
 from geopush.delivery.transport import FcmTransport
+from geopush.delivery.upkeep import settle_outbox
 from geopush.store.consent import LOCATION_TRIGGERS
 
 log = logging.getLogger(__name__)
@@ -124,12 +123,7 @@ class Sender:
 
     async def _claim(self) -> list[Claimed]:
         async with self.pool.acquire() as conn:
-            expired = await expire(conn, 1000)
-            if expired:
-                metrics.DELIVERIES.labels("failed", "expired").inc(expired)
-            left = await cancel_left(conn, 1000)
-            if left:
-                metrics.DELIVERIES.labels("cancelled", "left_geofence").inc(left)
+            await settle_outbox(conn)
             # Another process may have hit the quota.
             paused = await pause_left(conn, self.config.max_retry_after_s)
             if paused > 0:

@@ -75,14 +75,22 @@ SELECT offer_id, count(*) AS sends FROM deliveries
 WHERE offer_id = ANY($1::uuid[]) AND status IN ('queued', 'sent')
 GROUP BY offer_id
 """
-_LAST_CONTACT_CUSTOMER = """
+# The cooldown counts a delivery queued, sent or held out (control); one cancelled, expired
+# or failed does not (SPEC section 4), so a push cancelled as left_geofence leaves the offer
+# free for the next visit.
+_CONTACTED = """
+outcome = 'control' OR (outcome = 'queued' AND NOT EXISTS (
+    SELECT 1 FROM deliveries v WHERE v.decision_id = decisions.decision_id
+    AND v.status IN ('cancelled', 'failed')))
+"""
+_LAST_CONTACT_CUSTOMER = f"""
 SELECT offer_id, max(decided_at) AS at FROM decisions
-WHERE customer_id = $1 AND offer_id = ANY($2::uuid[]) AND outcome IN ('queued', 'control')
+WHERE customer_id = $1 AND offer_id = ANY($2::uuid[]) AND ({_CONTACTED})
 GROUP BY offer_id
 """
-_LAST_CONTACT_DEVICE = """
+_LAST_CONTACT_DEVICE = f"""
 SELECT offer_id, max(decided_at) AS at FROM decisions
-WHERE device_id = $1 AND offer_id = ANY($2::uuid[]) AND outcome IN ('queued', 'control')
+WHERE device_id = $1 AND offer_id = ANY($2::uuid[]) AND ({_CONTACTED})
 GROUP BY offer_id
 """
 _SENT_TODAY_CUSTOMER = """
