@@ -64,7 +64,7 @@ def _check_rate(request: web.Request, rt: Runtime, device_id: Any) -> None:
             body=PingBatch, status=202, errors=(403, 429))
 async def post_pings(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    device_id = await require_device(request)
+    device_id = await require_device(request, cached=True)
     _check_rate(request, rt, device_id)
     body = await read_model(request, PingBatch)
     pings, batch_id = body.pings, body.batch_id
