@@ -18,7 +18,7 @@ from aiohttp import web
 from geopush.api.auth import OPS, require_device, require_role
 from geopush.api.body import field_error, path_id
 from geopush.api.errors import ApiError, not_found
-from geopush.api.openapi import BY_DEVICE, BY_OPS, PAGE, documented, text_queries
+from geopush.api.openapi import BY_DEVICE, BY_OPS, DELIVERY, PAGE, documented, page_of, text_queries
 from geopush.api.pagination import page, page_params
 from geopush.campaigns.offers import DEFAULT_TTL_S
 from geopush.codes import DeliveryStatus
@@ -132,7 +132,8 @@ def _query_uuid(request: web.Request, key: str) -> UUID | None:
 
 
 @documented("List deliveries", auth=BY_OPS,
-            query=(*PAGE, *text_queries("status", "reason", "offer_id", "device_id")))
+            query=(*PAGE, *text_queries("status", "reason", "offer_id", "device_id")),
+            response=page_of(DELIVERY))
 async def list_deliveries(request: web.Request) -> web.Response:
     """Newest first, filtered by any of status, reason and the ids in `_UUID_FILTERS`."""
     await require_role(request, *OPS)
@@ -167,7 +168,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     return web.json_response(page([delivery_json(r) for r in rows], rows, limit, "delivery_id"))
 
 
-@documented("One delivery", auth=BY_OPS)
+@documented("One delivery", auth=BY_OPS, response=DELIVERY)
 async def get_delivery(request: web.Request) -> web.Response:
     await require_role(request, *OPS)
     delivery_id = path_id(request, "delivery_id", "delivery")
@@ -217,7 +218,7 @@ def _retry_refusal(facts: asyncpg.Record, now: datetime) -> ApiError | None:
     return None
 
 
-@documented("Queue a failed delivery again", auth=BY_OPS, errors=(409,))
+@documented("Queue a failed delivery again", auth=BY_OPS, errors=(409,), response=DELIVERY)
 async def retry_delivery(request: web.Request) -> web.Response:
     """Queue a failed delivery again, due now, with a fresh ttl window and no attempts.
 

@@ -12,7 +12,7 @@ from pydantic import Field
 from geopush.api.auth import APP, hash_secret, new_secret, require_device, require_role
 from geopush.api.body import field_error, read_model
 from geopush.api.errors import ApiError
-from geopush.api.openapi import BY_APP, BY_DEVICE, documented
+from geopush.api.openapi import BY_APP, BY_DEVICE, DEVICE, DEVICE_CREATED, documented
 from geopush.api.registration_limits import check_registration_rate
 from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
@@ -91,7 +91,7 @@ def _check_link(rt: Runtime, customer_id: str | None, proof: str | None) -> None
 
 
 @documented("Register a device (consent starts off)", auth=BY_APP, body=DeviceRegistration,
-            status=201, errors=(429,))
+            status=201, errors=(429,), response=DEVICE_CREATED)
 async def register(request: web.Request) -> web.Response:
     principal = await require_role(request, *APP)
     await check_registration_rate(request, principal)
@@ -110,15 +110,12 @@ async def register(request: web.Request) -> web.Response:
 
 
 @documented("Change the device: token, locale, timezone, customer link (with proof)",
-            auth=BY_DEVICE, body=DeviceUpdate, errors=(403,))
+            auth=BY_DEVICE, body=DeviceUpdate, errors=(403,), response=DEVICE)
 async def patch_me(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     rt = request.app[RUNTIME]
     body = await read_model(request, DeviceUpdate)
-    fields = body.given()
-    for name in ("fcm_token", "locale", "timezone"):
-        if name in fields and fields[name] is None:
-            raise field_error(name, "must not be null")
+    fields = body.given()  # a null fcm_token, locale or timezone is refused by the model
     proof = fields.pop("customer_proof", None)
     if "customer_id" in fields:
         _check_link(rt, fields["customer_id"], proof)
@@ -136,7 +133,7 @@ async def patch_me(request: web.Request) -> web.Response:
     return web.json_response(device_json(row))
 
 
-@documented("The calling device", auth=BY_DEVICE)
+@documented("The calling device", auth=BY_DEVICE, response=DEVICE)
 async def get_me(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -145,7 +142,8 @@ async def get_me(request: web.Request) -> web.Response:
     return web.json_response(device_json(row))
 
 
-@documented("Set consent; withdrawal takes effect at once", auth=BY_DEVICE, body=Consent)
+@documented("Set consent; withdrawal takes effect at once", auth=BY_DEVICE, body=Consent,
+            response=DEVICE)
 async def put_consent(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     consent = await read_model(request, Consent)

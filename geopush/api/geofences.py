@@ -13,7 +13,16 @@ from pydantic import Field, WithJsonSchema
 from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import field_error, path_id, read_json, read_model
 from geopush.api.errors import ApiError, not_found
-from geopush.api.openapi import BY_MARKETER, BY_STATS, FEATURE_COLLECTION, PAGE, Query, documented
+from geopush.api.openapi import (
+    BY_MARKETER,
+    BY_STATS,
+    FEATURE_COLLECTION,
+    GEOFENCE,
+    PAGE,
+    Query,
+    documented,
+    page_of,
+)
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import Name, RequestBody, Whole
 from geopush.places.geofences import COLUMNS as _COLUMNS
@@ -75,7 +84,7 @@ def geofence_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 @documented("Create a geofence (422 saying why a geometry is invalid)", auth=BY_MARKETER,
-            body=GeofenceCreate, status=201, errors=(422,))
+            body=GeofenceCreate, status=201, errors=(422,), response=GEOFENCE)
 async def post_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     body = await read_model(request, GeofenceCreate)
@@ -96,7 +105,8 @@ async def post_geofence(request: web.Request) -> web.Response:
 
 
 @documented("List geofences", auth=BY_STATS,
-            query=(*PAGE, Query("store_id", {"type": "string", "format": "uuid"})))
+            query=(*PAGE, Query("store_id", {"type": "string", "format": "uuid"})),
+            response=page_of(GEOFENCE))
 async def list_geofences(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     await require_role(request, *STATS)
@@ -121,7 +131,7 @@ async def list_geofences(request: web.Request) -> web.Response:
 
 
 
-@documented("One geofence", auth=BY_MARKETER)
+@documented("One geofence", auth=BY_MARKETER, response=GEOFENCE)
 async def get_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -134,7 +144,7 @@ async def get_geofence(request: web.Request) -> web.Response:
 
 
 @documented("Change a geofence (a new shape or disabling closes its visits)", auth=BY_MARKETER,
-            body=GeofencePatch, errors=(422,))
+            body=GeofencePatch, errors=(422,), response=GEOFENCE)
 async def patch_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     gid = path_id(request, "geofence_id", "geofence")

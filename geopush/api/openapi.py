@@ -243,3 +243,59 @@ def openapi_document(app: web.Application, version: str = "0") -> dict[str, Any]
             },
         },
     }
+
+
+# --- answers ------------------------------------------------------------------------------
+
+def obj(required: tuple[str, ...], **properties: Any) -> dict[str, Any]:
+    """An object schema: `required` fields, the others documented and optional."""
+    return {"type": "object", "required": list(required), "properties": properties}
+
+
+def page_of(item: dict[str, Any]) -> dict[str, Any]:
+    """The answer of a list: `{"items": [...], "next_cursor": ...}`."""
+    return obj(("items", "next_cursor"), items={"type": "array", "items": item},
+               next_cursor={"type": ["string", "null"]})
+
+
+_TEXT = {"type": "string"}
+_OPT_TEXT = {"type": ["string", "null"]}
+_TIME = {"type": "string", "format": "date-time"}
+_OPT_TIME = {"type": ["string", "null"], "format": "date-time"}
+_INT = {"type": "integer"}
+
+STORE = obj(("id", "external_id", "name", "timezone", "location", "categories"),
+            id=_TEXT, external_id=_TEXT, name=_TEXT, timezone=_TEXT,
+            location=obj(("lat", "lon"), lat={"type": "number"}, lon={"type": "number"}),
+            opening_hours={"type": ["object", "null"]},
+            categories={"type": "array", "items": _TEXT}, created_at=_TIME, updated_at=_TIME)
+GEOFENCE = obj(("id", "name", "store_id", "geometry", "dwell_s", "enabled", "area_m2"),
+               id=_TEXT, name=_TEXT, store_id=_OPT_TEXT, geometry={"type": "object"},
+               dwell_s=_INT, enabled={"type": "boolean"}, area_m2={"type": "number"},
+               created_at=_TIME, updated_at=_TIME)
+OFFER = obj(("id", "trigger", "status", "message"), id=_TEXT, name=_OPT_TEXT, trigger=_TEXT,
+            status={"enum": ["active", "paused"]}, message={"type": "object"},
+            geofence_ids={"type": "array"}, store_ids={"type": "array"})
+KEY_CREATED = obj(("id", "key", "role"), id=_TEXT, key=_TEXT, role=_TEXT)
+KEY = obj(("id", "name", "role", "created_at", "revoked_at"), id=_TEXT, name=_TEXT,
+          role={"enum": ["admin", "marketer", "ops", "app"]}, created_at=_TIME,
+          revoked_at=_OPT_TIME)
+DEVICE_CREATED = obj(("device_id", "device_token"), device_id=_TEXT, device_token=_TEXT)
+DEVICE = obj(("device_id", "platform", "locale", "timezone", "customer_id", "consent"),
+             device_id=_TEXT, platform={"enum": ["android", "ios", "web"]}, locale=_OPT_TEXT,
+             timezone=_OPT_TEXT, customer_id=_OPT_TEXT, fcm_token_active={"type": "boolean"},
+             consent=obj(("location", "push", "categories"), location={"type": "boolean"},
+                         push={"type": "boolean"},
+                         categories={"type": ["array", "null"], "items": _TEXT}),
+             created_at=_TIME, updated_at=_TIME)
+PING_ANSWER = obj(("accepted", "rejected", "events"), accepted=_INT,
+                  rejected={"type": "array", "items": obj(("index", "reason"), index=_INT,
+                                                           reason=_TEXT)},
+                  events={"type": "array", "items": obj(("type", "geofence_id", "ts"),
+                                                        type=_TEXT, geofence_id=_TEXT,
+                                                        ts=_TIME)})
+DELIVERY = obj(("id", "offer_id", "device_id", "status", "reason", "attempts", "created_at",
+                "sent_at", "fcm_message_name"),
+               id=_TEXT, offer_id=_TEXT, device_id=_OPT_TEXT,
+               status={"enum": ["queued", "sent", "failed", "cancelled"]}, reason=_OPT_TEXT,
+               attempts=_INT, created_at=_TIME, sent_at=_OPT_TIME, fcm_message_name=_OPT_TEXT)

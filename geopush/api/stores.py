@@ -11,7 +11,7 @@ from pydantic import Field
 from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import path_id, read_body
 from geopush.api.errors import not_found
-from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, documented
+from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, STORE, documented, page_of
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import Name, Number, RequestBody, TimeZone
 from geopush.places.stores import COLUMNS as _COLUMNS
@@ -68,7 +68,8 @@ def store_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-@documented("Create a store", auth=BY_MARKETER, body=StoreCreate, status=201, errors=(409,))
+@documented("Create a store", auth=BY_MARKETER, body=StoreCreate, status=201, errors=(409,),
+            response=STORE)
 async def post_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     fields = parse_store(await read_body(request, StoreCreate), partial=False)
@@ -77,7 +78,7 @@ async def post_store(request: web.Request) -> web.Response:
     return web.json_response(store_json(row), status=201)
 
 
-@documented("List stores", auth=BY_STATS, query=PAGE)
+@documented("List stores", auth=BY_STATS, query=PAGE, response=page_of(STORE))
 async def list_stores(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     await require_role(request, *STATS)
@@ -94,7 +95,7 @@ async def list_stores(request: web.Request) -> web.Response:
 
 
 
-@documented("One store", auth=BY_MARKETER)
+@documented("One store", auth=BY_MARKETER, response=STORE)
 async def get_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -105,7 +106,7 @@ async def get_store(request: web.Request) -> web.Response:
     return web.json_response(store_json(row))
 
 
-@documented("Change a store", auth=BY_MARKETER, body=StorePatch, errors=(409,))
+@documented("Change a store", auth=BY_MARKETER, body=StorePatch, errors=(409,), response=STORE)
 async def patch_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     store_id = path_id(request, "store_id", "store")
