@@ -17,6 +17,7 @@ import click
 
 from geopush.codes import Role
 from geopush.config import Config, ConfigError, load_config
+from geopush.timefmt import format_ts
 
 
 def _config(path: str | None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
@@ -193,7 +194,7 @@ def keys_revoke(key_id: str, config_path: str | None) -> None:
     row = asyncio.run(_with_pool(config, lambda pool: revoke_key(pool, ident)))
     if row is None:
         raise click.ClickException(f"no key {ident}")
-    click.echo(f"revoked {row['id']} ({row['role']}) at {row['revoked_at'].isoformat()}")
+    click.echo(f"revoked {row['id']} ({row['role']}) at {format_ts(row['revoked_at'])}")
 
 
 @main.command("import")

@@ -25,6 +25,7 @@ from geopush.geo.filters import LastFix, PingRules, filter_pings
 from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitRules, advance
 from geopush.ingest.decisions import DecisionSummary, decide_events
 from geopush.store.geofence_index import LiveGeofenceIndex
+from geopush.timefmt import format_ts
 
 _LOCK_DEVICE = """
 SELECT device_id, customer_id, consent_location, consent_push, consent_categories,
@@ -89,7 +90,7 @@ def visit_rules(config: Config) -> VisitRules:
 
 def event_json(event: VisitEvent) -> dict[str, Any]:
     return {"type": str(event.type), "geofence_id": event.geofence_id,
-            "ts": event.ts.isoformat().replace("+00:00", "Z")}
+            "ts": format_ts(event.ts)}
 
 
 async def process_batch(

@@ -20,6 +20,7 @@ import asyncpg
 from geopush.config import Config
 from geopush.insights.basket_data import load_baskets
 from geopush.insights.rules import Rule, RuleParams, mine_rules
+from geopush.timefmt import format_ts
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ async def recompute_rules(pool: asyncpg.Pool, config: Config, now: datetime,
         customers = await conn.fetchval(_WRITE_RECOMMENDATIONS, since, TOP_RECOMMENDED)
         seconds = time.monotonic() - started
         await conn.execute(_RECORD_RUN, now, n, len(rules), params.as_json(), seconds)
-    summary = {"computed_at": now.isoformat(), "baskets": n, "rules": len(rules),
+    summary = {"computed_at": format_ts(now), "baskets": n, "rules": len(rules),
                "customers_with_recommendations": customers, "seconds": round(seconds, 3)}
     log.info("basket rules recomputed", extra=summary)
     return summary
