@@ -25,7 +25,6 @@ import asyncio
 import json
 import multiprocessing
 import platform
-import resource
 import shutil
 import sys
 import tempfile
@@ -79,21 +78,28 @@ def subset(b: Baskets, n: int) -> Baskets:
     return Baskets(indptr=b.indptr[: n + 1].copy(), items=b.items[:end].copy(), names=b.names)
 
 
-def peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+def vm_hwm_mb() -> float | None:
+    """This process's peak resident memory from /proc (Linux). Unlike ru_maxrss, it starts
+    afresh at exec, so a spawned child does not report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def _mine_child(path: str, out: multiprocessing.Queue) -> None:
     data = np.load(path)
     b = Baskets(indptr=data["indptr"], items=data["items"],
                 names=tuple(f"cat{i:03d}" for i in range(CATEGORIES)))
-    before = peak_rss_mb()
+    before = vm_hwm_mb()
     t0 = time.perf_counter()
     rules = mine_rules(b, PARAMS)
     seconds = time.perf_counter() - t0
-    out.put({"seconds": seconds, "rules": len(rules), "peak_rss_mb": peak_rss_mb(),
-             "rss_before_mining_mb": before,
+    out.put({"seconds": seconds, "rules": len(rules), "peak_rss_mb": vm_hwm_mb(),
+             "peak_rss_before_mining_mb": before,
              "best": rules[0].as_json() if rules else None})
 
 
