@@ -13,6 +13,7 @@ from pydantic import Field, WithJsonSchema
 from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import field_error, path_id, read_json, read_model
 from geopush.api.errors import ApiError, not_found
+from geopush.api.openapi import BY_MARKETER, BY_STATS, FEATURE_COLLECTION, PAGE, Query, documented
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import Name, RequestBody, Whole
 from geopush.places.geofences import COLUMNS as _COLUMNS
@@ -73,6 +74,8 @@ def geofence_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+@documented("Create a geofence (422 saying why a geometry is invalid)", auth=BY_MARKETER,
+            body=GeofenceCreate, status=201, errors=(422,))
 async def post_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     body = await read_model(request, GeofenceCreate)
@@ -92,6 +95,8 @@ async def post_geofence(request: web.Request) -> web.Response:
     return web.json_response(geofence_json(row), status=201)
 
 
+@documented("List geofences", auth=BY_STATS,
+            query=(*PAGE, Query("store_id", {"type": "string", "format": "uuid"})))
 async def list_geofences(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     await require_role(request, *STATS)
@@ -116,6 +121,7 @@ async def list_geofences(request: web.Request) -> web.Response:
 
 
 
+@documented("One geofence", auth=BY_MARKETER)
 async def get_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -127,6 +133,8 @@ async def get_geofence(request: web.Request) -> web.Response:
     return web.json_response(geofence_json(row))
 
 
+@documented("Change a geofence (a new shape or disabling closes its visits)", auth=BY_MARKETER,
+            body=GeofencePatch, errors=(422,))
 async def patch_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     gid = path_id(request, "geofence_id", "geofence")
@@ -157,6 +165,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
     return web.json_response(geofence_json(row))
 
 
+@documented("Delete a geofence", auth=BY_MARKETER, status=204, media=None)
 async def delete_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     gid = path_id(request, "geofence_id", "geofence")
@@ -173,6 +182,8 @@ async def delete_geofence(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented("Import a GeoJSON FeatureCollection", auth=BY_MARKETER,
+            body_media={"application/json": FEATURE_COLLECTION}, errors=(429,))
 async def import_geofences(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
