@@ -5,7 +5,9 @@
 Starts `geopush demo` in a temporary data directory, lets it run `--warmup` seconds so
 the charts have something to show, then drives Debian's chromium (Playwright) through
 the console (map, composer with its preview, results) and the dashboard. PNGs are reduced
-to 256 colours when Pillow is installed, to keep the repository small.
+to 256 colours when Pillow is installed, to keep the repository small. The store names are
+Chinese: install a CJK font first (`apt-get install fonts-wqy-microhei`), or they show as
+boxes.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ async def _shoot(base: str, marketer: str, ops: str, out: Path) -> None:
             await page.fill("#key", marketer)
             await page.press("#key", "Enter")
             await page.wait_for_selector("body[data-loaded='1']")
+            await page.evaluate("document.activeElement && document.activeElement.blur()")
+            await page.evaluate("window.geopushMap.setZoom(window.geopushMap.getZoom() + 1)")
             await page.wait_for_timeout(800)
             await page.screenshot(path=str(out / "console-map.png"))
             await page.click("#tab-btn-offers")
@@ -60,6 +64,7 @@ async def _shoot(base: str, marketer: str, ops: str, out: Path) -> None:
             await page.click("#tab-btn-results")
             await page.select_option("#r-offer", index=3)
             await page.wait_for_selector("#r-daily .u-wrap")
+            await page.wait_for_selector("#r-basket table")
             await page.wait_for_timeout(800)
             await page.screenshot(path=str(out / "console-results.png"), full_page=True)
             if w.errors:
