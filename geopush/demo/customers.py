@@ -13,6 +13,8 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from geopush.timefmt import format_ts
+
 SEGMENT_PLAN = ("best", "good", "new", "at_risk", "inactive")
 FIRST_NAMES = ("Camille", "Wei", "Olivia", "Louis", "Mei", "Harry", "Léa", "Jun", "Emma",
                "Hugo", "Lina", "Noah", "Chloé", "Yan", "Sofia", "Jules", "Ming", "Zoé")
@@ -104,6 +106,6 @@ def crm_files(run: str, customers: list[Customer], store_ids: list[str],
             store = rng.choice(store_ids)
             items = _basket(rng, first, never)
             for line, item in enumerate(items, 1):
-                txns.append(f"demo-{run}-t{n:06d},{c.customer_id},{store},{ts.isoformat()},"
+                txns.append(f"demo-{run}-t{n:06d},{c.customer_id},{store},{format_ts(ts)},"
                             f"{amount / len(items):.2f},{item},{line},{item}")
     return "\n".join(cust) + "\n", "\n".join(txns) + "\n"
