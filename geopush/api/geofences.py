@@ -34,6 +34,7 @@ from geopush.places.geofences import (
 )
 from geopush.runtime import RUNTIME
 from geopush.store.geofence_index import notify_changed
+from geopush.timefmt import format_ts
 
 MAX_DWELL_S = 7 * 86400
 # The shape is checked by `checked_geometry` (a 422 saying why), so here it is any JSON value.
@@ -78,8 +79,8 @@ def geofence_json(row: asyncpg.Record) -> dict[str, Any]:
         "dwell_s": row["dwell_s"],
         "enabled": row["enabled"],
         "area_m2": row["area_m2"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "created_at": format_ts(row["created_at"]),
+        "updated_at": format_ts(row["updated_at"]),
     }
 
 
@@ -111,7 +112,8 @@ async def list_geofences(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     await require_role(request, *STATS)
     limit, cursor = page_params(request)
-    conditions, args = [], [limit + 1]
+    conditions: list[str] = []
+    args: list[Any] = [limit + 1]
     if cursor:
         args += list(cursor)
         conditions.append(f"(created_at, geofence_id) > (${len(args) - 1}, ${len(args)})")
@@ -150,7 +152,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
     gid = path_id(request, "geofence_id", "geofence")
     body = (await read_model(request, GeofencePatch)).given()
     rt = request.app[RUNTIME]
-    fields = {k: body[k] for k in ("name", "dwell_s", "enabled") if k in body}
+    fields: dict[str, Any] = {k: body[k] for k in ("name", "dwell_s", "enabled") if k in body}
     if "geometry" in body:
         fields["geometry"], fields["area_m2"] = checked_geometry(body["geometry"])
     async with rt.pool.acquire() as conn, conn.transaction():

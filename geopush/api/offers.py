@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import asyncpg
@@ -43,6 +43,7 @@ from geopush.campaigns.offers import (
 from geopush.codes import OfferStatus, Segment, Trigger
 from geopush.runtime import RUNTIME
 from geopush.store.offers import offer_from_row
+from geopush.timefmt import format_ts
 
 _COLUMNS = "offer_id, trigger, status, definition, created_at, updated_at"
 
@@ -75,7 +76,10 @@ class DailyWindowBody(RequestBody):
     end: Text(5)  # type: ignore[valid-type]
 
 
-Ids = list[Name(200)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    Ids = list[str]
+else:
+    Ids = list[Name(200)]
 
 
 class OfferCreate(RequestBody):
@@ -114,7 +118,7 @@ class OfferPatch(OfferCreate):
 
 def offer_json(row: asyncpg.Record) -> dict[str, Any]:
     out = offer_to_json(offer_from_row(row))
-    out["updated_at"] = row["updated_at"].isoformat()
+    out["updated_at"] = format_ts(row["updated_at"])
     return out
 
 
@@ -187,7 +191,7 @@ async def post_offer(request: web.Request) -> web.Response:
 async def list_offers(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
     limit, cursor = page_params(request)
-    conditions, args = ["deleted_at IS NULL"], [limit + 1]
+    conditions, args = ["deleted_at IS NULL"], list[Any]([limit + 1])
     if cursor:
         args += list(cursor)
         conditions.append(f"(created_at, offer_id) > (${len(args) - 1}, ${len(args)})")
