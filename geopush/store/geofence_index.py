@@ -42,6 +42,9 @@ class LiveGeofenceIndex:
     dwell_s: dict[str, int] = field(default_factory=dict)
     loaded: bool = False
     version: int = 0
+    # The exit buffer ingest asks for: the index's candidate grid for it is built with the
+    # index, off the loop, not by the first batch after a reload.
+    buffer_m: float = 20.0
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def reload(self, pool: asyncpg.Pool) -> None:
@@ -61,8 +64,9 @@ class LiveGeofenceIndex:
             store = row["store_id"]
             info[gid] = FenceInfo(gid, str(store) if store else None, row["dwell_s"])
         # Build off the event loop: a large index takes a while and ingest must go on.
+        buffer_m = self.buffer_m
         index = await asyncio.get_running_loop().run_in_executor(
-            None, GeofenceIndex.build, entries
+            None, lambda: GeofenceIndex.build(entries).prepare(buffer_m)
         )
         self.index, self.info, self.loaded = index, info, True
         self.dwell_s = {gid: f.dwell_s for gid, f in info.items()}
