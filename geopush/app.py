@@ -20,6 +20,8 @@ from geopush.store.migrations import migrate
 
 log = logging.getLogger(__name__)
 
+MAX_HEADER_FIELD_BYTES = 64 * 1024
+
 
 def _route_modules() -> list:
     from geopush.api import crm, deliveries, offer_stats, ops
@@ -31,7 +33,11 @@ def _route_modules() -> list:
 def create_app(config: Config, *, database_url: str | None = None) -> web.Application:
     """The aiohttp application; database, index and background work start with it."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes
+        middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes,
+        # aiohttp refuses a header field over 8 KiB itself, with a plain-text 400 the
+        # error middleware never sees; up to this size it reaches the handlers, so an
+        # oversized Authorization header gets the JSON 401 like any other bad key.
+        handler_args={"max_field_size": MAX_HEADER_FIELD_BYTES},
     )
     for module in _route_modules():
         app.add_routes(module.routes())
@@ -40,7 +46,8 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
         url = database_url or await asyncio.get_running_loop().run_in_executor(
             None, resolve_database_url, config
         )
-        pool = await create_pool(url, config.database.pool_size)
+        pool = await create_pool(url, config.database.pool_size,
+                                 acquire_timeout=config.database.acquire_timeout_s)
         async with pool.acquire() as conn:
             await migrate(conn)
         fences = LiveGeofenceIndex()

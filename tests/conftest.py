@@ -200,3 +200,14 @@ async def gp(start_server: Callable[..., Any]) -> AsyncIterator[Api]:
     server = await start_server(**FAST)
     async with Api(server.url, ADMIN_KEY) as client:
         yield client
+
+
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """Print a test's figures even under `pytest -q` (output capture is bypassed)."""
+
+    def say(text: str) -> None:
+        with capsys.disabled():
+            print(text)
+
+    return say

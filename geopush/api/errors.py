@@ -15,6 +15,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from geopush.store.database import PoolTimeout
+
 log = logging.getLogger(__name__)
 
 # asyncpg's own "invalid input for query argument" (an InterfaceError, so it must be caught
@@ -29,6 +31,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "timeout",
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
@@ -78,19 +81,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        response = error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        if exc.status == 408:
+            # The rest of a stalled body may never come: do not wait for it to drain.
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "error")
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(exc.status, code, exc.reason or code, headers=headers)
+    except PoolTimeout:
+        # Every connection is busy: say so at once rather than queue behind the backlog.
+        log.warning("database pool busy: no connection within the acquire timeout")
+        return error_response(503, "unavailable", "server busy, try again",
+                              headers={"Retry-After": "2"})
     except (asyncpg.exceptions.DataError, _ClientDataError) as exc:
         # SQLSTATE class 22 (or asyncpg refusing to encode an argument): a value the client
         # sent that PostgreSQL cannot hold, such as a NUL character or an out-of-range number.
         return error_response(400, "invalid", f"a value cannot be stored: {type(exc).__name__}")
     except (OSError, asyncpg.exceptions.PostgresConnectionError,
             asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError,
+            # SQLSTATE class 57: the server is shutting down or restarting under us.
+            asyncpg.exceptions.OperatorInterventionError,
             asyncpg.InterfaceError) as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(503, "unavailable", "database unavailable, try again",

@@ -462,6 +462,13 @@ def _header(kind: CsvKind, line: int, fields: list[str]) -> tuple[dict[str, int]
     return positions, ignored
 
 
+async def _off_loop(take: Callable[[list[tuple[int, list[str]]]], None],
+                    records: CsvRecords, chunk: bytes, *, final: bool = False) -> None:
+    """Cut and check one chunk of CSV in a thread: a 1 MiB chunk is tens of milliseconds of
+    work that must not hold the event loop (and the pings and `/healthz` sharing it)."""
+    await asyncio.to_thread(lambda: take(records.feed(chunk, final=final)))
+
+
 async def import_csv(conn: asyncpg.Connection, kind: CsvKind,
                      chunks: AsyncIterable[bytes]) -> dict[str, Any]:
     """Import one CSV stream in one transaction on `conn`; the counts and row errors.
@@ -531,10 +538,10 @@ async def import_csv(conn: asyncpg.Connection, kind: CsvKind,
             await conn.execute("SET LOCAL work_mem = '64MB'")
             await conn.execute(kind.staging_ddl)
             async for chunk in chunks:
-                take(records.feed(chunk))
+                await _off_loop(take, records, chunk)
                 if len(batch) >= COPY_ROWS:
                     await flush()
-            take(records.feed(b"", final=True))
+            await _off_loop(take, records, b"", final=True)
             if parse is None:
                 raise ImportFailed(
                     f"empty file; expected the header {','.join(kind.required)}")
@@ -573,21 +580,16 @@ async def import_stream(pool: asyncpg.Pool, config: Config, kind: str,
     return result
 
 
-async def import_geofences_file(pool: asyncpg.Pool, config: Config, data: bytes
-                                ) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection, as `POST /v1/geofences/import` takes it."""
-    from geopush.api.geofences import import_features
+async def import_geofences_file(pool: asyncpg.Pool, config: Config,
+                                chunks: AsyncIterable[bytes]) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection, as `POST /v1/geofences/import` takes it, streamed."""
+    from geopush.api.geofence_import import TooManyFeatures, import_geofence_stream
+    from geopush.geo.feature_collection import FeatureCollectionError
 
     try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImportFailed(f"not JSON: {exc}") from None
-    if not isinstance(body, dict) or body.get("type") != "FeatureCollection" or not isinstance(
-        body.get("features"), list
-    ):
-        raise ImportFailed("expected a GeoJSON FeatureCollection")
-    async with pool.acquire() as conn, conn.transaction():
-        return await import_features(conn, body["features"], config.geo.default_dwell_s)
+        return await import_geofence_stream(pool, config, chunks)
+    except (FeatureCollectionError, TooManyFeatures) as exc:
+        raise ImportFailed(str(exc)) from None
 
 
 async def _file_chunks(path: Path, progress: Any) -> AsyncIterator[bytes]:
@@ -616,13 +618,11 @@ async def run_import(pool: asyncpg.Pool, config: Config, kind: str, path: Path
     with tqdm(total=size, unit="B", unit_scale=True, desc=f"import {kind}",
               disable=None) as progress:
         try:
-            if kind == "geofences":
-                data = await asyncio.to_thread(path.read_bytes)
-                progress.update(len(data))
-                return await import_geofences_file(pool, config, data)
-            if kind not in CSV_KINDS:
+            if kind != "geofences" and kind not in CSV_KINDS:
                 raise ImportFailed(f"unknown import kind {kind!r}")
             async with contextlib.aclosing(_file_chunks(path, progress)) as chunks:
+                if kind == "geofences":
+                    return await import_geofences_file(pool, config, chunks)
                 return await import_stream(pool, config, kind, chunks)
         except ImportFailed as exc:
             raise click.ClickException(f"{path}: {exc}; nothing was imported") from None

@@ -57,10 +57,42 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(url: str, size: int) -> asyncpg.Pool:
-    """An asyncpg pool whose json/jsonb columns come back as Python values."""
-    pool = await asyncpg.create_pool(
-        url, min_size=1, max_size=size, init=_init_connection, command_timeout=60
+class PoolTimeout(Exception):
+    """No pool connection became free within the acquire timeout (the API answers 503)."""
+
+
+class BoundedPool(asyncpg.Pool):
+    """An asyncpg pool whose every acquire (including `pool.fetch` and friends) is bounded.
+
+    A request that finds every connection busy waits `acquire_timeout` seconds at most and
+    then fails with `PoolTimeout`, instead of queueing behind work that may never end.
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's)
+        # asyncpg routes `acquire()` and the pool's query shortcuts through here.
+        limit = self.acquire_timeout if timeout is None else timeout
+        try:
+            return await super()._acquire(limit)
+        except TimeoutError:
+            raise PoolTimeout(f"no database connection free within {limit:g} s") from None
+
+
+async def create_pool(url: str, size: int, *, acquire_timeout: float | None = None
+                      ) -> asyncpg.Pool:
+    """An asyncpg pool whose json/jsonb columns come back as Python values.
+
+    With `acquire_timeout`, waiting for a connection ends in `PoolTimeout` after that long.
+    """
+    pool = BoundedPool(
+        url, min_size=1, max_size=size, max_queries=50_000,
+        max_inactive_connection_lifetime=300.0, loop=None,
+        connection_class=asyncpg.Connection, record_class=asyncpg.Record,
+        init=_init_connection, command_timeout=60, acquire_timeout=acquire_timeout,
     )
-    assert pool is not None
+    await pool
     return pool
