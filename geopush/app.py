@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from geopush.api import devices, geofences, health, keys, offers, pings, stores
-from geopush.api.auth import hash_secret
 from geopush.api.errors import error_middleware
 from geopush.config import Config
+from geopush.identity import CustomerLinkKeys
 from geopush.runtime import RUNTIME, Runtime
 from geopush.store.database import create_pool, resolve_database_url
 from geopush.store.geofence_index import LiveGeofenceIndex
+from geopush.store.keys import hash_secret
 from geopush.store.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -24,10 +26,34 @@ MAX_HEADER_FIELD_BYTES = 64 * 1024
 
 
 def _route_modules() -> list:
-    from geopush.api import crm, deliveries, offer_stats, ops
+    from geopush.api import (
+        crm,
+        deliveries,
+        insights,
+        offer_daily,
+        offer_stats,
+        ops,
+        ops_timeseries,
+        pages,
+    )
 
     return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
-            deliveries, ops]
+            deliveries, ops,
+            pages, ops_timeseries, offer_daily,
+            insights]
+
+
+def _freeze_startup_objects() -> None:
+    """Keep what start-up built out of the garbage collector's full passes.
+
+    Modules, the index, the SDKs: hundreds of thousands of objects that live as long as
+    the process. A full collection walks them all, holding the GIL for a tenth of a second
+    or more, and a large import allocates enough to trigger several: every request waited
+    meanwhile. Frozen (`gc.freeze`), they are skipped, and a full pass walks only what was
+    allocated since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(config: Config, *, database_url: str | None = None) -> web.Application:
@@ -54,15 +80,25 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
         await fences.reload(pool)
         bootstrap = config.auth.bootstrap_admin_key
         rt = Runtime(config=config, pool=pool, fences=fences,
-                     bootstrap_admin_hash=hash_secret(bootstrap) if bootstrap else None)
+                     bootstrap_admin_hash=hash_secret(bootstrap) if bootstrap else None,
+                     link_keys=CustomerLinkKeys.from_config(
+                         config.auth.customer_link_secret,
+                         config.auth.customer_link_public_key_file))
+        from geopush.insights.mining_pool import MiningPool
+        from geopush.insights.refresh import RulesRefresher
+
+        rt.database_url = url
+        rt.miner = MiningPool()
+        rt.rules = RulesRefresher(rt.miner, url, config, rt.now)
         app[RUNTIME] = rt
         tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
         background = None
         if config.server.run_sender:
             from geopush.background import Background
 
-            background = Background(config, url)
+            background = Background(config, url, rt.miner)
             background.start()
+        _freeze_startup_objects()
         try:
             yield
         finally:
@@ -73,6 +109,8 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await rt.rules.close()
+            rt.miner.shutdown()
             await pool.close()
 
     app.cleanup_ctx.append(resources)

@@ -1,5 +1,5 @@
 """Work that runs beside the API in a thread of its own: sender, dwell sweeper, retention,
-daily segments.
+daily segments and basket rules.
 
 Its own thread and event loop keep the FCM SDK's blocking token fetch and the periodic
 sweeps away from the ingest loop; its own small pool keeps them from taking ingest's
@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -27,9 +28,11 @@ _RETENTION_EVERY_S = 3600.0
 
 
 class Background:
-    def __init__(self, config: Config, dsn: str) -> None:
+    def __init__(self, config: Config, dsn: str, miner: Any = None) -> None:
         self.config = config
         self.dsn = dsn
+        # Mines the daily basket rules in a child process (a MiningPool); none: no mining.
+        self.miner = miner
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._main, name="geopush-background",
@@ -121,3 +124,17 @@ class Background:
                 raise
             except Exception:
                 log.exception("daily segment recompute failed")
+            # After the segments: the rules' audiences read them.
+            await self._daily_rules()
+
+    async def _daily_rules(self) -> None:
+        if self.miner is None:
+            return
+        from geopush.insights.basket_rules import recompute_job
+
+        try:
+            await self.miner.run(recompute_job, self.dsn, self.config, datetime.now(UTC))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("daily basket rules recompute failed")

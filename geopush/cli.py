@@ -1,4 +1,5 @@
-"""The `geopush` command: serve, demo, migrate, keys, import, segments, fcm-emulator."""
+"""The `geopush` command: serve, demo, migrate, keys, import, segments, insights,
+fcm-emulator."""
 
 from __future__ import annotations
 
@@ -147,12 +148,32 @@ def keys() -> None:
 @click.option("--config", "config_path", type=click.Path(), default=None)
 def keys_create(role: str, name: str, config_path: str | None) -> None:
     """Make an API key; it is printed once and stored only hashed."""
-    from geopush.api.keys import create_key
+    from geopush.store.keys import create_key
 
     config = _config(config_path)
     created = asyncio.run(_with_pool(config, lambda pool: create_key(pool, Role(role), name)))
     click.echo(created["key"])
     click.echo(f"id={created['id']} role={created['role']}", err=True)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--config", "config_path", type=click.Path(), default=None)
+def keys_revoke(key_id: str, config_path: str | None) -> None:
+    """Revoke a key by its id; every running process refuses it within a second."""
+    import uuid
+
+    from geopush.store.keys import revoke_key
+
+    try:
+        ident = uuid.UUID(key_id)
+    except ValueError:
+        raise click.BadParameter("not a key id (a UUID)", param_hint="KEY_ID") from None
+    config = _config(config_path)
+    row = asyncio.run(_with_pool(config, lambda pool: revoke_key(pool, ident)))
+    if row is None:
+        raise click.ClickException(f"no key {ident}")
+    click.echo(f"revoked {row['id']} ({row['role']}) at {row['revoked_at'].isoformat()}")
 
 
 @main.command("import")
@@ -161,14 +182,40 @@ def keys_create(role: str, name: str, config_path: str | None) -> None:
 @click.option("--config", "config_path", type=click.Path(), default=None)
 def import_(kind: str, file: str, config_path: str | None) -> None:
     """Import a file (CSV for stores, customers, transactions; GeoJSON for geofences)."""
-    from geopush.crm.imports import run_import
-
     config = _config(config_path)
-    result = asyncio.run(_with_pool(config, lambda pool: run_import(pool, config, kind,
-                                                                     Path(file))))
+    result = asyncio.run(_with_pool(config, lambda pool: _run_import(pool, config, kind,
+                                                                      Path(file))))
     import json
 
     click.echo(json.dumps(result, indent=2, default=str))
+
+
+async def _run_import(pool: Any, config: Config, kind: str, path: Path) -> dict[str, Any]:
+    """The import's answer, with a progress bar over the bytes read.
+
+    The CLI is the operator's own tool, so `[limits] max_import_bytes` (an HTTP limit) does
+    not apply. A file that cannot be imported ends the command with its reason.
+    """
+    import contextlib
+
+    from tqdm import tqdm
+
+    from geopush.crm.csv_stream import file_chunks
+    from geopush.crm.imports import CSV_KINDS, ImportFailed, import_geofences_file, import_stream
+
+    size = path.stat().st_size
+    # disable=None: no bar when stderr is not a terminal (scripts, tests).
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"import {kind}",
+              disable=None) as progress:
+        try:
+            if kind != "geofences" and kind not in CSV_KINDS:
+                raise ImportFailed(f"unknown import kind {kind!r}")
+            async with contextlib.aclosing(file_chunks(path, progress)) as chunks:
+                if kind == "geofences":
+                    return await import_geofences_file(pool, config, chunks)
+                return await import_stream(pool, config, kind, chunks)
+        except ImportFailed as exc:
+            raise click.ClickException(f"{path}: {exc}; nothing was imported") from None
 
 
 @main.group()
@@ -188,6 +235,37 @@ def segments_recompute(config_path: str | None) -> None:
     config = _config(config_path)
     result = asyncio.run(_with_pool(
         config, lambda pool: recompute_segments(pool, config, datetime.now(UTC))))
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@main.group()
+def insights() -> None:
+    """Basket analysis: association rules, recommended categories."""
+
+
+@insights.command("recompute")
+@click.option("--config", "config_path", type=click.Path(), default=None)
+def insights_recompute(config_path: str | None) -> None:
+    """Mine the basket rules now and rewrite every customer's recommended categories."""
+    import json
+    from datetime import UTC, datetime
+
+    from tqdm import tqdm
+
+    from geopush.insights.basket_rules import recompute_rules
+
+    config = _config(config_path)
+    # The operator's own process mines (nothing else is served here), with a progress bar
+    # over the search's top-level branches; disable=None: no bar when not on a terminal.
+    with tqdm(desc="mining baskets", unit="item", disable=None) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        result = asyncio.run(_with_pool(
+            config, lambda pool: recompute_rules(pool, config, datetime.now(UTC), progress)))
     click.echo(json.dumps(result, indent=2, default=str))
 
 

@@ -106,6 +106,18 @@ class SegmentsConfig(_Section):
     daily_recompute_hour_utc: int = Field(3, ge=0, le=23)
 
 
+class InsightsConfig(_Section):
+    """Thresholds of the basket rules mined in the background (SPEC section 12 defaults);
+    cross-sell audiences and recommended categories are drawn from them."""
+
+    min_support: float = Field(0.01, gt=0, le=1)
+    min_confidence: float = Field(0.2, ge=0, le=1)
+    min_lift: float = Field(1.0, ge=0)
+    max_len: int = Field(3, ge=2, le=6)
+    # How many rules (single consequent, best lift first) GET /v1/insights/cross-sell shows.
+    cross_sell_rules: int = Field(10, ge=1, le=100)
+
+
 class FcmConfig(_Section):
     credentials_file: str = ""
     project_id: str = ""
@@ -121,6 +133,9 @@ class FcmConfig(_Section):
     # demos shorten them so a retry scenario takes milliseconds, not minutes.
     retry_base_s: float = Field(1.0, gt=0)
     retry_cap_s: float = Field(300.0, gt=0)
+    # FCM's Retry-After is honoured up to this, never beyond (SPEC section 10): a hostile
+    # or broken answer of `Retry-After: 1000000000` must not stop sending for good.
+    max_retry_after_s: float = Field(3600.0, gt=0)
 
     @field_validator("endpoint")
     @classmethod
@@ -145,12 +160,33 @@ class PrivacyConfig(_Section):
 
 class AuthConfig(_Section):
     bootstrap_admin_key: str = ""
+    # Customer linking (SPEC section 7): the HS256 secret shared with the retailer's login
+    # backend, and/or the PEM public key (RSA or EC P-256) that verifies its RS256/ES256 proofs.
+    customer_link_secret: str = ""
+    customer_link_public_key_file: str = ""
 
     @field_validator("bootstrap_admin_key")
     @classmethod
     def _long_enough(cls, value: str) -> str:
         if value and len(value) < 16:
             raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("customer_link_secret")
+    @classmethod
+    def _strong_secret(cls, value: str) -> str:
+        # RFC 7518 section 3.2: an HS256 key at least as long as the hash (32 bytes).
+        if value and len(value.encode()) < 32:
+            raise ValueError("must be at least 32 bytes (RFC 7518 section 3.2)")
+        return value
+
+    @field_validator("customer_link_public_key_file")
+    @classmethod
+    def _readable_public_key(cls, value: str) -> str:
+        if value:
+            from geopush.identity import load_public_key
+
+            load_public_key(value)  # a ValueError naming what is wrong
         return value
 
 
@@ -164,6 +200,20 @@ class LimitsConfig(_Section):
     max_concurrent_imports: int = Field(2, ge=1, le=64)
 
 
+class ConsoleConfig(_Section):
+    # A slippy-map tile URL such as https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty:
+    # the console's map is a plain background with a scale bar (no network needed).
+    tile_url: str = ""
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        if value and not (value.startswith(("http://", "https://"))
+                          and all(p in value for p in ("{z}", "{x}", "{y}"))):
+            raise ValueError("must be an http(s) URL with {z}, {x} and {y}")
+        return value
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -171,16 +221,20 @@ class Config(_Section):
     geo: GeoConfig = GeoConfig()
     campaigns: CampaignsConfig = CampaignsConfig()
     segments: SegmentsConfig = SegmentsConfig()
+    insights: InsightsConfig = InsightsConfig()
     fcm: FcmConfig = FcmConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs and the dashboard, secrets hidden."""
         data = self.model_dump()
         if data["auth"]["bootstrap_admin_key"]:
             data["auth"]["bootstrap_admin_key"] = "***"
+        if data["auth"]["customer_link_secret"]:
+            data["auth"]["customer_link_secret"] = "***"
         if "@" in data["database"]["url"]:
             data["database"]["url"] = "***"
         return data

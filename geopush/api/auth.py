@@ -6,7 +6,6 @@ random, so a plain hash is enough: there is nothing to brute-force).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from aiohttp import web
 from geopush.api.errors import ApiError
 from geopush.codes import Role
 from geopush.runtime import RUNTIME
+from geopush.store.keys import hash_secret, new_secret  # noqa: F401  (re-exported)
 
 # Which roles may call what, beyond admin who may call everything.
 MARKETER = (Role.MARKETER,)
@@ -24,15 +24,11 @@ STATS = (Role.MARKETER, Role.OPS)
 OPS = (Role.OPS,)
 APP = (Role.APP,)
 
-_CACHE_TTL_S = 5.0
-
-
-def new_secret(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(32)}"
-
-
-def hash_secret(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
+# How long a process trusts its last look at a key. Revocation must reach every process
+# within 1 s (SPEC section 7); a bounded cache needs no listener that could silently drop,
+# and one indexed lookup per key and process twice a second costs nothing.
+KEY_CACHE_S = 0.5
+_KEY_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,9 @@ async def require_role(request: web.Request, *roles: Role) -> Principal:
             )
             if row is not None:
                 principal = Principal(str(row["id"]), Role(row["role"]))
-                rt.key_cache[digest] = (principal, time.monotonic() + _CACHE_TTL_S)
+                if len(rt.key_cache) >= _KEY_CACHE_MAX:  # keep memory bounded
+                    rt.key_cache.clear()
+                rt.key_cache[digest] = (principal, time.monotonic() + KEY_CACHE_S)
     if principal is None:
         raise ApiError(401, "unauthorized", "unknown or revoked key",
                        headers={"WWW-Authenticate": "Bearer"})

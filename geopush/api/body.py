@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from geopush.api.errors import ApiError, bad_request, not_found
+from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds
+from geopush.api.schema import parse_model
 from geopush.runtime import RUNTIME
 
-_MISSING = object()
+# The value checks live with the domain (importers use them too); re-exported for handlers.
+from geopush.validate import (  # noqa: F401
+    field_error,
+    get_bool,
+    get_number,
+    get_str,
+    has_unstorable_text,
+)
+
+M = TypeVar("M", bound=BaseModel)
 
 #: Bytes asked of the connection at a time.
 READ_CHUNK = 64 * 1024
@@ -48,13 +59,15 @@ async def read_json(request: web.Request, limit: int | None = None) -> Any:
 
 
 def _decode_json(raw: bytes) -> Any:
+    if json_depth_exceeds(raw, MAX_DEPTH):
+        raise bad_request(f"request body is nested deeper than {MAX_DEPTH} levels")
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise bad_request("request body is not valid JSON: nested too deeply") from None
-    if _has_unstorable_text(value):
+    if has_unstorable_text(value):
         raise bad_request("request body has a NUL character or a lone surrogate in a string")
     return value
 
@@ -98,25 +111,9 @@ def too_large(what: str, limit: int) -> ApiError:
     return ApiError(413, "too_large", f"{what} larger than {limit} bytes")
 
 
-def _has_unstorable_text(value: Any) -> bool:
-    """Strings PostgreSQL text cannot hold (NUL) or UTF-8 cannot encode (lone surrogates)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-            if not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+async def read_model(request: web.Request, model: type[M], limit: int | None = None) -> M:
+    """The JSON body validated as `model`: a 400 listing each bad field by its dotted path."""
+    return parse_model(model, await read_json(request, limit))
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
@@ -124,65 +121,6 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
     return body
-
-
-def field_error(field: str, message: str) -> ApiError:
-    return bad_request(f"{field}: {message}", [{"field": field, "message": message}])
-
-
-def get_str(
-    body: dict[str, Any], key: str, *, required: bool = False, default: Any = None,
-    max_len: int = 1000, nullable: bool = True,
-) -> Any:
-    value = body.get(key, _MISSING)
-    if value is _MISSING or (value is None and nullable and not required):
-        if required:
-            raise field_error(key, "is required")
-        return default
-    if not isinstance(value, str):
-        raise field_error(key, "must be a string")
-    if required and not value.strip():
-        raise field_error(key, "must not be empty")
-    if len(value) > max_len:
-        raise field_error(key, f"must be at most {max_len} characters")
-    return value
-
-
-def get_bool(body: dict[str, Any], key: str, *, required: bool = False, default: Any = None) -> Any:
-    value = body.get(key, _MISSING)
-    if value is _MISSING:
-        if required:
-            raise field_error(key, "is required")
-        return default
-    if not isinstance(value, bool):
-        raise field_error(key, "must be true or false")
-    return value
-
-
-def get_number(
-    body: dict[str, Any], key: str, *, required: bool = False, default: Any = None,
-    lo: float | None = None, hi: float | None = None, integer: bool = False,
-) -> Any:
-    value = body.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if required:
-            raise field_error(key, "is required")
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise field_error(key, "must be a number")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        finite = False
-    if not finite:
-        raise field_error(key, "must be a finite number in range")
-    if integer and value != int(value):
-        raise field_error(key, "must be a whole number")
-    if lo is not None and value < lo:
-        raise field_error(key, f"must be at least {lo:g}")
-    if hi is not None and value > hi:
-        raise field_error(key, f"must be at most {hi:g}")
-    return int(value) if integer else float(value)
 
 
 def parse_time(value: Any, field: str) -> datetime:

@@ -1,8 +1,10 @@
 """Every error leaves as JSON: `{"error": {"code", "message", "details"}}`.
 
-Handlers raise `ApiError`; this middleware also turns aiohttp's own HTTP errors (unknown
-route, wrong method, body too large) and database outages into the same shape, and hides
-anything unexpected behind a logged 500, so a client never sees an HTML page or a traceback.
+Handlers raise `ApiError`; domain code raises `geopush.errors` exceptions, which are given
+their HTTP status here and only here (`DOMAIN_STATUS`). This middleware also turns aiohttp's
+own HTTP errors (unknown route, wrong method, body too large) and database outages into the
+same shape, and hides anything unexpected behind a logged 500, so a client never sees an
+HTML page or a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from geopush import errors
 from geopush.store.database import PoolTimeout
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,24 @@ _HTTP_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+# The one mapping from domain refusals to HTTP; the most specific class wins.
+DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
+    errors.Invalid: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Unprocessable: 422,
+}
+
+
+def domain_status(exc: errors.DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]  # type: ignore[index]
+    return 400
 
 
 class ApiError(Exception):
@@ -76,6 +97,18 @@ def error_response(
     return web.json_response(body, status=status, headers=headers)
 
 
+def _client_gone(request: web.Request) -> bool:
+    """True once the client's connection is closed or closing.
+
+    An OSError is a database outage only while the client is still there: the same
+    ConnectionResetError comes from a body the client stopped sending. (A disconnect that
+    cancels the handler raises asyncio.CancelledError, which is not an Exception and is
+    never caught here.)
+    """
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -86,6 +119,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             # The rest of a stalled body may never come: do not wait for it to drain.
             response.force_close()
         return response
+    except errors.DomainError as exc:
+        return error_response(domain_status(exc), exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -101,10 +136,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # SQLSTATE class 22 (or asyncpg refusing to encode an argument): a value the client
         # sent that PostgreSQL cannot hold, such as a NUL character or an out-of-range number.
         return error_response(400, "invalid", f"a value cannot be stored: {type(exc).__name__}")
-    except (OSError, asyncpg.exceptions.PostgresConnectionError,
+    except OSError as exc:
+        if _client_gone(request):
+            # The client hung up (its body cut short: aiohttp's ConnectionResetError
+            # "Connection lost"). Nobody will read an answer, and the database is fine.
+            log.debug("client disconnected: %s", type(exc).__name__)
+            return error_response(400, "client_disconnected", "the client disconnected")
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(503, "unavailable", "database unavailable, try again",
+                              headers={"Retry-After": "5"})
+    except (asyncpg.exceptions.PostgresConnectionError,
             asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError,
             # SQLSTATE class 57: the server is shutting down or restarting under us.
             asyncpg.exceptions.OperatorInterventionError,
+            # asyncpg's "unexpected protocol state", seen when a connection is cut in the
+            # middle of a statement by a server shutting down.
+            asyncpg.exceptions.InternalClientError,
             asyncpg.InterfaceError) as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(503, "unavailable", "database unavailable, try again",

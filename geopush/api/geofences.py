@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 from uuid import UUID
@@ -10,8 +11,9 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
-from geopush.api.auth import MARKETER, require_role
+from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import (
+    body_chunks,
     field_error,
     get_bool,
     get_number,
@@ -20,14 +22,15 @@ from geopush.api.body import (
     read_object,
 )
 from geopush.api.errors import ApiError, not_found
-from geopush.api.geofence_import import import_geofences
+from geopush.api.import_slots import running_import
 from geopush.api.pagination import page, page_params
-from geopush.geo.geometry import GeometryError, area_m2, parse_geometry
+from geopush.geo.feature_collection import FeatureCollectionError
+from geopush.places.geofence_import import TooManyFeatures, import_geofence_stream
+from geopush.places.geofences import COLUMNS as _COLUMNS
+from geopush.places.geofences import check_store, checked_geometry
 from geopush.runtime import RUNTIME
 from geopush.store.geofence_index import notify_changed
 
-_COLUMNS = ("geofence_id, name, store_id, geometry, dwell_s, enabled, area_m2,"
-            " created_at, updated_at")
 #: Geometries with more positions than this are checked in a worker thread (a 2,000-vertex
 #: polygon takes tens of milliseconds of GEOS and Python), smaller ones inline.
 _INLINE_CHECK_POSITIONS = 200
@@ -45,17 +48,6 @@ def geofence_json(row: asyncpg.Record) -> dict[str, Any]:
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
-
-
-def checked_geometry(obj: Any) -> tuple[Any, float]:
-    """The geometry as given and its area; 422 saying why when it is not a valid fence."""
-    try:
-        fence = parse_geometry(obj)
-    except GeometryError as exc:
-        raise ApiError(422, "invalid_geometry", exc.message,
-                       [{"field": "geometry", "reason": exc.reason, "message": exc.message}]
-                       ) from None
-    return obj, area_m2(fence)
 
 
 async def checked_geometry_off_loop(obj: Any) -> tuple[Any, float]:
@@ -80,19 +72,6 @@ def _positions(obj: Any) -> int:
     return count
 
 
-async def _check_store(conn: asyncpg.Connection, store_id: Any) -> UUID | None:
-    if store_id is None:
-        return None
-    try:
-        sid = UUID(str(store_id))
-    except ValueError:
-        raise field_error("store_id", "must be a store id") from None
-    if not await conn.fetchval("SELECT true FROM stores WHERE store_id = $1", sid):
-        raise ApiError(422, "unknown_store", "store_id names no store",
-                       [{"field": "store_id", "reason": "unknown_store"}])
-    return sid
-
-
 async def post_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     body = await read_object(request)
@@ -105,7 +84,7 @@ async def post_geofence(request: web.Request) -> web.Response:
         raise field_error("geometry", "is required")
     geometry, area = await checked_geometry_off_loop(body["geometry"])
     async with rt.pool.acquire() as conn, conn.transaction():
-        store_id = await _check_store(conn, body.get("store_id"))
+        store_id = await check_store(conn, body.get("store_id"))
         row = await conn.fetchrow(
             "INSERT INTO geofences (geofence_id, name, store_id, geometry, dwell_s, enabled,"
             f" area_m2) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
@@ -117,7 +96,8 @@ async def post_geofence(request: web.Request) -> web.Response:
 
 
 async def list_geofences(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
+    # Ops read the list too: the dashboard draws the fences on its map.
+    await require_role(request, *STATS)
     limit, cursor = page_params(request)
     conditions, args = [], [limit + 1]
     if cursor:
@@ -168,7 +148,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
             body["geometry"])
     async with rt.pool.acquire() as conn, conn.transaction():
         if "store_id" in body:
-            fields["store_id"] = await _check_store(conn, body["store_id"])
+            fields["store_id"] = await check_store(conn, body["store_id"])
         before = await conn.fetchrow(
             "SELECT geometry, enabled FROM geofences WHERE geofence_id = $1 FOR UPDATE", gid
         )
@@ -202,6 +182,30 @@ async def delete_geofence(request: web.Request) -> web.Response:
         await notify_changed(conn, gid)
     await rt.fences.reload(rt.pool)
     return web.Response(status=204)
+
+
+async def import_geofences(request: web.Request) -> web.Response:
+    """A FeatureCollection, streamed (see places/geofence_import.py): 408 when the body
+    stalls, 413 from Content-Length before reading, past `[limits] max_import_bytes`, or at
+    the 50,001st feature; at most `[limits] max_concurrent_imports` at once (429)."""
+    await require_role(request, *MARKETER)
+    rt = request.app[RUNTIME]
+    limit = rt.config.limits.max_import_bytes
+    what = "import ([limits] max_import_bytes)"
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"{what} larger than {limit} bytes")
+    with running_import(request):
+        try:
+            result = await import_geofence_stream(
+                rt.pool, rt.config, body_chunks(request, limit, what=what))
+        except FeatureCollectionError as exc:
+            raise ApiError(400, "invalid", str(exc)) from None
+        except TooManyFeatures as exc:
+            raise ApiError(413, "too_large", str(exc)) from None
+    await rt.fences.reload(rt.pool)
+    # Up to 50,000 errors: serialized off the event loop too.
+    body = await asyncio.to_thread(json.dumps, result)
+    return web.Response(body=body.encode(), content_type="application/json")
 
 
 def routes() -> list[web.RouteDef]:

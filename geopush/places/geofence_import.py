@@ -1,70 +1,43 @@
-"""`POST /v1/geofences/import` (and `geopush import geofences`): a GeoJSON FeatureCollection,
-streamed.
+"""A geofence import, streamed: a GeoJSON FeatureCollection as `POST /v1/geofences/import`
+and `geopush import geofences` take it.
 
-The body is read in chunks (408 when it stalls, 413 past `[limits] max_import_bytes`, or
-from Content-Length before reading anything) and every MiB of it is decoded and checked in
-a worker thread as it arrives (`FeatureCollectionReader` hands out each finished feature),
-so the event loop never holds a whole body and only the checked rows are kept. The 50,001st
-feature ends the import with 413 at once. No database connection is taken until every
-feature is checked; then one transaction creates the valid ones, in batches, and the
-answer lists the others by index.
+Every MiB of the stream is decoded and checked in a worker thread as it arrives
+(`FeatureCollectionReader` hands out each finished feature), so the event loop never holds
+a whole file and only the checked rows are kept. The 50,001st feature ends the import at
+once (`TooManyFeatures`). No database connection is taken until every feature is checked;
+then one transaction creates the valid ones, in batches, and the answer lists the others
+by index.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterable
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
-from geopush.api.auth import MARKETER, require_role
-from geopush.api.body import _has_unstorable_text, body_chunks
-from geopush.api.errors import ApiError
-from geopush.api.import_slots import running_import
 from geopush.config import Config
 from geopush.geo.feature_collection import FeatureCollectionError, FeatureCollectionReader
-from geopush.geo.geometry import GeometryError, area_m2, parse_geometry
-from geopush.runtime import RUNTIME
+from geopush.geo.geometry import GeometryError
+from geopush.places.geofences import MAX_IMPORT_FEATURES, feature_to_geofence
 from geopush.store.geofence_index import notify_changed
 
-MAX_IMPORT_FEATURES = 50_000
 #: Body bytes decoded and checked per trip to the worker thread.
 CHECK_BLOCK = 1024 * 1024
+#: Within a trip, bytes decoded and checked between pauses for the event loop's thread
+#: (a few milliseconds of work), and the pause.
+_SLICE = 16 * 1024
+_GIL_PAUSE_S = 0.0005
 #: Geofences per INSERT: each statement's arguments are encoded on the event loop.
 INSERT_ROWS = 1000
 
 
 class TooManyFeatures(Exception):
     """More than `MAX_IMPORT_FEATURES` features (the API answers 413)."""
-
-
-def feature_to_geofence(feature: Any, default_dwell_s: int) -> dict[str, Any]:
-    """One GeoJSON Feature as geofence fields; ValueError/GeometryError say why not."""
-    if not isinstance(feature, dict) or feature.get("type") != "Feature":
-        raise ValueError("not a GeoJSON Feature")
-    if _has_unstorable_text(feature):
-        raise ValueError("a NUL character or a lone surrogate in a string")
-    props = feature.get("properties") or {}
-    if not isinstance(props, dict):
-        raise ValueError("properties must be an object")
-    geometry = feature.get("geometry")
-    if isinstance(geometry, dict) and geometry.get("type") == "Point":
-        radius = props.get("radius_m")
-        if radius is None:
-            raise ValueError("a Point feature needs properties.radius_m")
-        geometry = {"type": "Circle", "center": geometry.get("coordinates"), "radius_m": radius}
-    fence = parse_geometry(geometry)
-    dwell = props.get("dwell_s", default_dwell_s)
-    if isinstance(dwell, bool) or not isinstance(dwell, int) or not 0 <= dwell <= 7 * 86400:
-        raise ValueError("properties.dwell_s must be a whole number of seconds")
-    name = props.get("name") or f"geofence {feature.get('id', '')}".strip()
-    store_ext = props.get("store_external_id")
-    return {"name": str(name)[:200], "geometry": geometry, "area_m2": area_m2(fence),
-            "dwell_s": dwell, "store_external_id": None if store_ext is None else str(store_ext)}
 
 
 class CheckedFeatures:
@@ -80,6 +53,18 @@ class CheckedFeatures:
         self.errors: list[dict[str, Any]] = []
 
     def take(self, data: bytes, final: bool = False) -> None:
+        """Decode and check `data`, the next bytes of the stream (in a worker thread).
+
+        The bytes are taken a slice at a time, with a pause for the GIL after each: the
+        event loop thread then gets it within a millisecond or two, instead of waiting out
+        the interpreter's switch interval on every wake-up while this thread computes.
+        """
+        for at in range(0, max(len(data), 1), _SLICE):
+            last = final and at + _SLICE >= len(data)
+            self._take(data[at:at + _SLICE], last)
+            time.sleep(_GIL_PAUSE_S)
+
+    def _take(self, data: bytes, final: bool) -> None:
         start = self.reader.features_seen
         features = self.reader.feed(data, final=final)
         if self.reader.features_seen > MAX_IMPORT_FEATURES:
@@ -164,24 +149,3 @@ async def import_geofence_stream(pool: asyncpg.Pool, config: Config,
     """
     checked = await check_features(chunks, config.geo.default_dwell_s)
     return await create_geofences(pool, checked)
-
-
-async def import_geofences(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
-    rt = request.app[RUNTIME]
-    limit = rt.config.limits.max_import_bytes
-    what = "import ([limits] max_import_bytes)"
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "too_large", f"{what} larger than {limit} bytes")
-    with running_import(request):
-        try:
-            result = await import_geofence_stream(
-                rt.pool, rt.config, body_chunks(request, limit, what=what))
-        except FeatureCollectionError as exc:
-            raise ApiError(400, "invalid", str(exc)) from None
-        except TooManyFeatures as exc:
-            raise ApiError(413, "too_large", str(exc)) from None
-    await rt.fences.reload(rt.pool)
-    # Up to 50,000 errors: serialized off the event loop too.
-    body = await asyncio.to_thread(json.dumps, result)
-    return web.Response(body=body.encode(), content_type="application/json")
