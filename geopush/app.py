@@ -92,18 +92,17 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
         rt.rules = RulesRefresher(rt.miner, url, config, rt.now)
         app[RUNTIME] = rt
         tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
-        background = None
-        if config.server.run_sender:
-            from geopush.background import Background
+        # Always: the sweeper and retention run on every node; the sender only where
+        # [server] run_sender is true (Background decides).
+        from geopush.background import Background
 
-            background = Background(config, url, rt.miner)
-            background.start()
+        background = Background(config, url, rt.miner)
+        background.start()
         _freeze_startup_objects()
         try:
             yield
         finally:
-            if background is not None:
-                await asyncio.get_running_loop().run_in_executor(None, background.stop)
+            await asyncio.get_running_loop().run_in_executor(None, background.stop)
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -1,6 +1,12 @@
 """Work that runs beside the API in a thread of its own: sender, dwell sweeper, retention,
 daily segments and basket rules.
 
+The dwell sweeper and retention run in every process, so no node's `[server] run_sender`
+setting can leave dwells unfired or personal data kept past its time: the sweeper locks each
+device row (SKIP LOCKED) and re-reads the visit under it, and retention takes an advisory
+lock (another node already at it: this one skips the round), so several at once are safe.
+The sender and the daily segment recompute run only where `run_sender` is true.
+
 Its own thread and event loop keep the FCM SDK's blocking token fetch and the periodic
 sweeps away from the ingest loop; its own small pool keeps them from taking ingest's
 connections.
@@ -25,6 +31,14 @@ from geopush.store.database import create_pool
 log = logging.getLogger(__name__)
 
 _RETENTION_EVERY_S = 3600.0
+# Without a sender, how often (at most) the outbox is settled.
+_SETTLE_MIN_S = 0.5
+
+
+def latest_due(now: datetime, hour: int) -> datetime:
+    """The most recent time (at or before `now`) the daily jobs were due: `hour`:00 UTC."""
+    due = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return due if due <= now else due - timedelta(days=1)
 
 
 class Background:
@@ -61,18 +75,25 @@ class Background:
         pool = await create_pool(self.dsn, max(2, self.config.fcm.max_concurrency + 2))
         tasks = []
         try:
-            if self.config.fcm.credentials_file:
+            sends = self.config.server.run_sender
+            if sends and self.config.fcm.credentials_file:
                 from geopush.delivery.sender import Sender
 
                 self.sender = Sender(self.config.fcm, pool, f"geopush-{os.getpid()}-{id(self)}")
                 tasks.append(asyncio.create_task(self.sender.run(self.dsn)))
-            else:
-                log.warning("[fcm] credentials_file is not set: deliveries stay queued")
+            elif sends:
+                # The sender's upkeep still runs: queued deliveries expire and are
+                # cancelled when their visit ends, instead of using up max_sends.
+                log.warning("[fcm] credentials_file is not set: nothing is sent; deliveries"
+                            " still expire and are cancelled when their visit ends")
+                tasks.append(asyncio.create_task(self._every(
+                    max(self.config.fcm.poll_interval_s, _SETTLE_MIN_S), self._settle, pool)))
             tasks.append(asyncio.create_task(self._every(
                 self.config.geo.sweep_interval_s, self._sweep, pool)))
             tasks.append(asyncio.create_task(self._every(
                 _RETENTION_EVERY_S, self._retention, pool)))
-            tasks.append(asyncio.create_task(self._daily_segments(pool)))
+            if sends:
+                tasks.append(asyncio.create_task(self._daily_segments(pool)))
             self._started.set()
             await self._stop.wait()
             if self.sender is not None:
@@ -103,6 +124,12 @@ class Background:
 
         await sweep_dwells(pool, self.config, datetime.now(UTC))
 
+    async def _settle(self, pool: asyncpg.Pool) -> None:
+        from geopush.delivery.upkeep import settle_outbox
+
+        async with pool.acquire() as conn:
+            await settle_outbox(conn)
+
     async def _retention(self, pool: asyncpg.Pool) -> None:
         from geopush.store.retention import apply_retention
 
@@ -110,12 +137,20 @@ class Background:
 
     async def _daily_segments(self, pool: asyncpg.Pool) -> None:
         hour = self.config.segments.daily_recompute_hour_utc
+        # A process that was down at the hour catches up when it starts: the last run is
+        # older than the latest due time. (A database that never had a run waits for the
+        # hour, or for `geopush segments recompute`.)
+        try:
+            last = await pool.fetchval("SELECT max(computed_at) FROM segment_runs")
+        except (OSError, asyncpg.PostgresError):
+            last = None  # the database is away: wait for the hour
+        catch_up = last is not None and last < latest_due(datetime.now(UTC), hour)
         while True:
-            now = datetime.now(UTC)
-            due = now.replace(hour=hour, minute=0, second=0, microsecond=0)
-            if due <= now:
-                due += timedelta(days=1)
-            await asyncio.sleep((due - now).total_seconds())
+            if not catch_up:
+                now = datetime.now(UTC)
+                await asyncio.sleep((latest_due(now, hour) + timedelta(days=1) - now)
+                                    .total_seconds())
+            catch_up = False
             try:
                 from geopush.crm.segments import recompute_segments
 

@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -40,7 +40,8 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    # Run the FCM sender and the background sweepers in this process (a thread of its own).
+    # Run the FCM sender and the daily segment recompute in this process (a thread of its
+    # own). The dwell sweeper and retention run in every process whatever this says.
     run_sender: bool = True
     shutdown_timeout_s: float = Field(10.0, ge=0)
 
@@ -136,6 +137,9 @@ class FcmConfig(_Section):
     # FCM's Retry-After is honoured up to this, never beyond (SPEC section 10): a hostile
     # or broken answer of `Retry-After: 1000000000` must not stop sending for good.
     max_retry_after_s: float = Field(3600.0, gt=0)
+    # How the bytes reach FCM: "aiohttp" (geopush's transport, the SDK still building,
+    # authorising and classifying every message) or "sdk" (send_each_async's httpx).
+    transport: Literal["aiohttp", "sdk"] = "aiohttp"
 
     @field_validator("endpoint")
     @classmethod
@@ -198,6 +202,18 @@ class LimitsConfig(_Section):
     body_timeout_s: float = Field(30.0, gt=0)
     # Imports running at once on this machine (every process sharing [data] dir); 429 beyond.
     max_concurrent_imports: int = Field(2, ge=1, le=64)
+    # POST /v1/devices per client address and per app key, in every process together
+    # (SPEC section 10). An address may be a carrier's NAT for many phones: 60 a minute is
+    # far above one person's installs and far below a script's. The app key is shared by
+    # every install of the app, so its limit is the whole app's registration rate.
+    register_rate_per_min: int = Field(60, ge=1)
+    register_key_rate_per_min: int = Field(600, ge=1)
+    # Ping batches per client address and process: what many invented devices behind one
+    # host can send together, each device having its own device_rate_per_s.
+    address_ping_rate_per_s: float = Field(100.0, gt=0)
+    # Reverse proxies in front of geopush that append to X-Forwarded-For; 0: the client
+    # address is the TCP peer and the header is ignored (a client can write anything in it).
+    trusted_proxy_hops: int = Field(0, ge=0, le=10)
 
 
 class ConsoleConfig(_Section):

@@ -18,8 +18,9 @@ from geopush.api.errors import DOMAIN_STATUS, domain_status
 
 PACKAGE = Path(__file__).resolve().parents[1] / "geopush"
 DOMAIN = ("geo", "campaigns", "crm", "ingest", "delivery", "places", "store")
-# Modules allowed to compose the HTTP layer: the app factory and the API itself.
-COMPOSERS = {"app.py"}
+# Modules allowed to compose the HTTP layer besides the API itself: the app factory and the
+# per-process state its handlers share (it holds the API's rate limiters).
+COMPOSERS = {"app.py", "runtime.py"}
 
 
 def _package_of(path: Path) -> str:

@@ -23,6 +23,7 @@ from geopush.campaigns.offers import DEFAULT_TTL_S
 from geopush.codes import DeliveryStatus
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.runtime import RUNTIME
+from geopush.store.erasure import ERASED_DEVICE
 
 _COLUMNS = (
     "delivery_id, offer_id, device_id, store_id, geofence_id, trigger, event_ts, status,"
@@ -95,7 +96,8 @@ def delivery_json(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "id": str(row["delivery_id"]),
         "offer_id": str(row["offer_id"]),
-        "device_id": _str(row["device_id"]),
+        # An erased device's deliveries keep the nil UUID in their key: no device, null.
+        "device_id": None if row["device_id"] == ERASED_DEVICE else str(row["device_id"]),
         "status": row["status"],
         "reason": row["reason"],
         "attempts": row["attempts"],

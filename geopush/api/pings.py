@@ -2,54 +2,71 @@
 
 from __future__ import annotations
 
-import math
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import WithJsonSchema
 
 from geopush import metrics
 from geopush.api.auth import require_device
-from geopush.api.body import field_error, read_object
+from geopush.api.body import read_model
+from geopush.api.client_address import client_address
 from geopush.api.errors import ApiError
+from geopush.api.schema import RequestBody, Text
+from geopush.api.token_buckets import retry_after
 from geopush.ingest.pipeline import process_batch
 from geopush.runtime import RUNTIME, Runtime
 
 MAX_PINGS = 500
 
+# Each ping is checked on its own by the filters of SPEC section 2: a malformed one is
+# rejected as `invalid` with its index, not a 400 for the whole batch. So items are any
+# JSON value here; the schema documents what a good ping is.
+PING_SCHEMA = {
+    "type": "object",
+    "required": ["lat", "lon", "accuracy_m", "ts"],
+    "properties": {
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "accuracy_m": {"type": "number", "minimum": 0},
+        "ts": {"type": "string", "format": "date-time"},
+        "speed_mps": {"type": ["number", "null"]},
+        "mocked": {"type": ["boolean", "null"]},
+    },
+}
 
-def _check_rate(rt: Runtime, device_id: Any) -> None:
-    """Token bucket per device and process: `device_rate_per_s`, bursts of 3 s worth."""
-    rate = rt.config.limits.device_rate_per_s
-    burst = max(3.0 * rate, 1.0)
+
+class PingBatch(RequestBody):
+    pings: Annotated[list[Annotated[Any, WithJsonSchema(PING_SCHEMA)]],
+                     WithJsonSchema({"type": "array", "items": PING_SCHEMA,
+                                     "maxItems": MAX_PINGS})]
+    batch_id: Text(200, min_length=1) | None = None  # type: ignore[valid-type]
+
+
+def _check_rate(request: web.Request, rt: Runtime, device_id: Any) -> None:
+    """Token buckets of this process: per device (`device_rate_per_s`), and per client
+    address (`address_ping_rate_per_s`) for the many devices one host can register."""
     now = time.monotonic()
-    bucket = rt.rate.get(device_id)
-    if bucket is None:
-        bucket = rt.rate[device_id] = [burst, now]
-        if len(rt.rate) > 100_000:  # forget idle devices, keep memory bounded
-            rt.rate.clear()
-            rt.rate[device_id] = bucket
-    tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
-    if tokens < 1.0:
-        wait = math.ceil((1.0 - tokens) / rate)
+    wait = rt.device_rate.take(device_id, now)
+    if wait > 0:
         raise ApiError(429, "rate_limited", "too many ping batches for this device",
-                       headers={"Retry-After": str(max(wait, 1))})
-    bucket[0], bucket[1] = tokens - 1.0, now
+                       headers={"Retry-After": retry_after(wait)})
+    address = client_address(request, rt.config.limits.trusted_proxy_hops)
+    wait = rt.address_rate.take(address, now)
+    if wait > 0:
+        raise ApiError(429, "rate_limited", "too many ping batches from this address",
+                       headers={"Retry-After": retry_after(wait)})
 
 
 async def post_pings(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    device_id = await require_device(request)
-    _check_rate(rt, device_id)
-    body = await read_object(request)
-    pings = body.get("pings")
-    if not isinstance(pings, list):
-        raise field_error("pings", "must be a list of pings")
+    device_id = await require_device(request, cached=True)
+    _check_rate(request, rt, device_id)
+    body = await read_model(request, PingBatch)
+    pings, batch_id = body.pings, body.batch_id
     if len(pings) > MAX_PINGS:
         raise ApiError(413, "too_many_pings", f"at most {MAX_PINGS} pings per batch")
-    batch_id = body.get("batch_id")
-    if batch_id is not None and (not isinstance(batch_id, str) or not 0 < len(batch_id) <= 200):
-        raise field_error("batch_id", "must be a string of 1 to 200 characters")
 
     started = time.perf_counter()
     async with rt.pool.acquire() as conn, conn.transaction():

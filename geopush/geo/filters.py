@@ -36,11 +36,15 @@ class Ping:
 
 @dataclass(frozen=True)
 class LastFix:
-    """The device's last accepted ping: what the sequential checks compare with."""
+    """The device's last accepted ping: what the sequential checks compare with.
+
+    Its position is None once retention has forgotten it: the order check still applies,
+    the speed check has nothing to measure from.
+    """
 
     ts: datetime
-    lat: float
-    lon: float
+    lat: float | None
+    lon: float | None
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,9 @@ _RFC3339 = re.compile(
 )
 
 
+MIN_YEAR, MAX_YEAR = 1, 9998
+
+
 def parse_rfc3339(text: str) -> datetime | None:
     """An RFC 3339 date-time as an aware UTC datetime, or None.
 
@@ -165,10 +172,12 @@ def parse_rfc3339(text: str) -> datetime | None:
         ts = datetime(
             year, month, day, hour, minute, 59 if leap else second, micro, timezone(offset)
         )
-        ts = ts.astimezone(UTC)
+        ts = ts.astimezone(UTC) + timedelta(seconds=1 if leap else 0)
     except (ValueError, OverflowError):
         return None
-    return ts + timedelta(seconds=1) if leap else ts
+    # Years 1 to 9998 only (SPEC section 10): a day or a time zone added to any accepted
+    # time must not overflow.
+    return ts if MIN_YEAR <= ts.year <= MAX_YEAR else None
 
 
 @dataclass(frozen=True)
@@ -197,6 +206,8 @@ def _sequential_reason(ping: Ping, last: LastFix | None, rules: PingRules) -> Pi
         return None
     if ping.ts <= last.ts:
         return PingRejection.OUT_OF_ORDER
+    if last.lat is None or last.lon is None:
+        return None
     elapsed = (ping.ts - last.ts).total_seconds()
     if distance_m(last.lon, last.lat, ping.lon, ping.lat) / elapsed > rules.max_speed_mps:
         return PingRejection.IMPLAUSIBLE_SPEED

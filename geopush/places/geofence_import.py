@@ -43,13 +43,16 @@ class TooManyFeatures(Exception):
 class CheckedFeatures:
     """The features of one import, decoded and checked block by block (in a worker thread).
 
-    Only what will be written is kept: the fields, with the geometry as JSON text.
+    Only what will be written is kept, as flat tuples of strings and numbers (the geometry
+    as JSON text): the garbage collector stops tracking those after one look, so tens of
+    thousands of checked features do not lengthen its full passes.
     """
 
     def __init__(self, default_dwell_s: int) -> None:
         self.reader = FeatureCollectionReader()
         self.default_dwell_s = default_dwell_s
-        self.good: list[tuple[int, dict[str, Any]]] = []
+        # (index, name, geometry JSON, dwell_s, area_m2, store_external_id)
+        self.good: list[tuple[int, str, str, int, float, str | None]] = []
         self.errors: list[dict[str, Any]] = []
 
     def take(self, data: bytes, final: bool = False) -> None:
@@ -77,8 +80,9 @@ class CheckedFeatures:
             except (ValueError, TypeError) as exc:
                 self.errors.append({"index": i, "reason": "invalid_feature", "message": str(exc)})
             else:
-                fields["geometry"] = json.dumps(fields["geometry"])
-                self.good.append((i, fields))
+                self.good.append((i, fields["name"], json.dumps(fields["geometry"]),
+                                  fields["dwell_s"], fields["area_m2"],
+                                  fields["store_external_id"]))
         if final and (self.reader.collection_type != "FeatureCollection"
                       or not self.reader.has_features):
             raise FeatureCollectionError("expected a GeoJSON FeatureCollection")
@@ -86,14 +90,13 @@ class CheckedFeatures:
     def rows(self, stores: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The rows to insert; features naming an unknown store join the errors."""
         rows = []
-        for i, g in self.good:
-            ext = g["store_external_id"]
+        for i, name, geometry, dwell_s, area, ext in self.good:
             if ext and ext not in stores:
                 self.errors.append({"index": i, "reason": "unknown_store",
                                     "message": f"no store with external_id {ext!r}"})
                 continue
-            rows.append((uuid.uuid4(), g["name"], stores.get(ext) if ext else None,
-                         g["geometry"], g["dwell_s"], True, g["area_m2"]))
+            rows.append((uuid.uuid4(), name, stores.get(ext) if ext else None, geometry,
+                         dwell_s, True, area))
         self.errors.sort(key=lambda e: e["index"])
         return rows
 
@@ -123,8 +126,7 @@ FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::int[], $6::bool[
 
 async def create_geofences(pool: asyncpg.Pool, checked: CheckedFeatures) -> dict[str, Any]:
     """Create the checked features in one transaction; `{"created", "errors"}`."""
-    externals = sorted({g["store_external_id"] for _, g in checked.good
-                        if g["store_external_id"]})
+    externals = sorted({g[5] for g in checked.good if g[5]})
     async with pool.acquire() as conn, conn.transaction():
         stores = {
             r["external_id"]: r["store_id"]
