@@ -12,12 +12,14 @@ from pydantic import Field
 from geopush.api.auth import APP, hash_secret, new_secret, require_device, require_role
 from geopush.api.body import field_error, read_model
 from geopush.api.errors import ApiError
+from geopush.api.openapi import BY_APP, BY_DEVICE, documented
 from geopush.api.registration_limits import check_registration_rate
 from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
 from geopush.identity import CustomerProofError, verify_customer_proof
 from geopush.runtime import RUNTIME, Runtime
 from geopush.store.consent import record_consent
+from geopush.timefmt import format_ts
 
 _DEVICE_COLUMNS = (
     "device_id, platform, locale, timezone, customer_id, fcm_token_active, "
@@ -39,8 +41,8 @@ def device_json(row: asyncpg.Record) -> dict[str, Any]:
             "push": row["consent_push"],
             "categories": row["consent_categories"],
         },
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "created_at": format_ts(row["created_at"]),
+        "updated_at": format_ts(row["updated_at"]),
     }
 
 
@@ -89,6 +91,8 @@ def _check_link(rt: Runtime, customer_id: str | None, proof: str | None) -> None
         raise ApiError(403, "customer_unverified", str(exc)) from None
 
 
+@documented("Register a device (consent starts off)", auth=BY_APP, body=DeviceRegistration,
+            status=201, errors=(429,))
 async def register(request: web.Request) -> web.Response:
     principal = await require_role(request, *APP)
     await check_registration_rate(request, principal)
@@ -106,6 +110,8 @@ async def register(request: web.Request) -> web.Response:
     return web.json_response({"device_id": str(device_id), "device_token": token}, status=201)
 
 
+@documented("Change the device: token, locale, timezone, customer link (with proof)",
+            auth=BY_DEVICE, body=DeviceUpdate, errors=(403,))
 async def patch_me(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     rt = request.app[RUNTIME]
@@ -131,6 +137,7 @@ async def patch_me(request: web.Request) -> web.Response:
     return web.json_response(device_json(row))
 
 
+@documented("The calling device", auth=BY_DEVICE)
 async def get_me(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -139,6 +146,7 @@ async def get_me(request: web.Request) -> web.Response:
     return web.json_response(device_json(row))
 
 
+@documented("Set consent; withdrawal takes effect at once", auth=BY_DEVICE, body=Consent)
 async def put_consent(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     consent = await read_model(request, Consent)
@@ -158,6 +166,7 @@ async def put_consent(request: web.Request) -> web.Response:
     return web.json_response(device_json(row))
 
 
+@documented("Erase the device's personal data", auth=BY_DEVICE, status=204, media=None)
 async def delete_me(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     from geopush.store.erasure import erase_device

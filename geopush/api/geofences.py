@@ -16,6 +16,7 @@ from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import body_chunks, field_error, path_id, read_model
 from geopush.api.errors import ApiError, not_found
 from geopush.api.import_slots import running_import
+from geopush.api.openapi import BY_MARKETER, BY_STATS, FEATURE_COLLECTION, PAGE, Query, documented
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import Name, RequestBody, Whole
 from geopush.geo.feature_collection import FeatureCollectionError
@@ -24,6 +25,7 @@ from geopush.places.geofences import COLUMNS as _COLUMNS
 from geopush.places.geofences import check_store, checked_geometry
 from geopush.runtime import RUNTIME
 from geopush.store.geofence_index import notify_changed
+from geopush.timefmt import format_ts
 
 MAX_DWELL_S = 7 * 86400
 # The shape is checked by `checked_geometry` (a 422 saying why), so here it is any JSON value.
@@ -71,8 +73,8 @@ def geofence_json(row: asyncpg.Record) -> dict[str, Any]:
         "dwell_s": row["dwell_s"],
         "enabled": row["enabled"],
         "area_m2": row["area_m2"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "created_at": format_ts(row["created_at"]),
+        "updated_at": format_ts(row["updated_at"]),
     }
 
 
@@ -98,6 +100,8 @@ def _positions(obj: Any) -> int:
     return count
 
 
+@documented("Create a geofence (422 saying why a geometry is invalid)", auth=BY_MARKETER,
+            body=GeofenceCreate, status=201, errors=(422,))
 async def post_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     body = await read_model(request, GeofenceCreate)
@@ -117,6 +121,8 @@ async def post_geofence(request: web.Request) -> web.Response:
     return web.json_response(geofence_json(row), status=201)
 
 
+@documented("List geofences", auth=BY_STATS,
+            query=(*PAGE, Query("store_id", {"type": "string", "format": "uuid"})))
 async def list_geofences(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     await require_role(request, *STATS)
@@ -141,6 +147,7 @@ async def list_geofences(request: web.Request) -> web.Response:
 
 
 
+@documented("One geofence", auth=BY_MARKETER)
 async def get_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -152,6 +159,8 @@ async def get_geofence(request: web.Request) -> web.Response:
     return web.json_response(geofence_json(row))
 
 
+@documented("Change a geofence (a new shape or disabling closes its visits)", auth=BY_MARKETER,
+            body=GeofencePatch, errors=(422,))
 async def patch_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     gid = path_id(request, "geofence_id", "geofence")
@@ -183,6 +192,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
     return web.json_response(geofence_json(row))
 
 
+@documented("Delete a geofence", auth=BY_MARKETER, status=204, media=None)
 async def delete_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     gid = path_id(request, "geofence_id", "geofence")
@@ -199,6 +209,8 @@ async def delete_geofence(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented("Import a GeoJSON FeatureCollection", auth=BY_MARKETER,
+            body_media={"application/json": FEATURE_COLLECTION}, errors=(429,))
 async def import_geofences(request: web.Request) -> web.Response:
     """A FeatureCollection, streamed (see places/geofence_import.py): 408 when the body
     stalls, 413 from Content-Length before reading, past `[limits] max_import_bytes`, or at

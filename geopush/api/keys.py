@@ -12,11 +12,13 @@ from pydantic import Field
 from geopush.api.auth import require_role
 from geopush.api.body import path_id, read_model
 from geopush.api.errors import not_found
+from geopush.api.openapi import BY_ADMIN, PAGE, documented
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import RequestBody, Text
 from geopush.codes import Role
 from geopush.runtime import RUNTIME
 from geopush.store.keys import create_key, revoke_key
+from geopush.timefmt import format_ts, format_ts_or_none
 
 
 class KeyRequest(RequestBody):
@@ -30,11 +32,12 @@ def key_json(row: asyncpg.Record) -> dict[str, Any]:
         "id": str(row["id"]),
         "name": row["name"],
         "role": row["role"],
-        "created_at": row["created_at"].isoformat(),
-        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+        "created_at": format_ts(row["created_at"]),
+        "revoked_at": format_ts_or_none(row["revoked_at"]),
     }
 
 
+@documented("Make a key (shown once)", auth=BY_ADMIN, body=KeyRequest, status=201)
 async def post_key(request: web.Request) -> web.Response:
     await require_role(request)  # admin only
     body = await read_model(request, KeyRequest)
@@ -49,6 +52,7 @@ ORDER BY created_at, id LIMIT $3
 """
 
 
+@documented("List keys (never the key itself)", auth=BY_ADMIN, query=PAGE)
 async def list_keys(request: web.Request) -> web.Response:
     await require_role(request)
     limit, cursor = page_params(request)
@@ -57,6 +61,7 @@ async def list_keys(request: web.Request) -> web.Response:
     return web.json_response(page([key_json(r) for r in rows], rows, limit, "id"))
 
 
+@documented("Revoke a key: every process refuses it within 1 s", auth=BY_ADMIN)
 async def delete_key(request: web.Request) -> web.Response:
     await require_role(request)
     row = await revoke_key(request.app[RUNTIME].pool, path_id(request, "key_id", "key"))

@@ -14,6 +14,7 @@ from pydantic import Field
 from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import path_id, read_body
 from geopush.api.errors import ApiError, not_found
+from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, documented, text_queries
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import INT4_MAX, Name, RequestBody, Text, Time, Whole
 from geopush.campaigns.offers import (
@@ -34,6 +35,7 @@ from geopush.campaigns.offers import (
 from geopush.codes import OfferStatus, Segment, Trigger
 from geopush.runtime import RUNTIME
 from geopush.store.offers import offer_from_row
+from geopush.timefmt import format_ts
 
 _COLUMNS = "offer_id, trigger, status, definition, created_at, updated_at"
 
@@ -105,7 +107,7 @@ class OfferPatch(OfferCreate):
 
 def offer_json(row: asyncpg.Record) -> dict[str, Any]:
     out = offer_to_json(offer_from_row(row))
-    out["updated_at"] = row["updated_at"].isoformat()
+    out["updated_at"] = format_ts(row["updated_at"])
     return out
 
 
@@ -149,6 +151,7 @@ def _definition(offer: Offer) -> dict[str, Any]:
     return d
 
 
+@documented("Create an offer", auth=BY_MARKETER, body=OfferCreate, status=201, errors=(422,))
 async def post_offer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     body = await read_body(request, OfferCreate)
@@ -171,6 +174,8 @@ async def post_offer(request: web.Request) -> web.Response:
 
 
 
+@documented("List offers", auth=BY_STATS,
+            query=(*PAGE, *text_queries("status", "trigger")))
 async def list_offers(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
     limit, cursor = page_params(request)
@@ -189,6 +194,7 @@ async def list_offers(request: web.Request) -> web.Response:
     return web.json_response(page([offer_json(r) for r in rows], rows, limit, "offer_id"))
 
 
+@documented("One offer", auth=BY_STATS)
 async def get_offer(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -200,6 +206,7 @@ async def get_offer(request: web.Request) -> web.Response:
     return web.json_response(offer_json(row))
 
 
+@documented("Change, pause or resume an offer", auth=BY_MARKETER, body=OfferPatch, errors=(422,))
 async def patch_offer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     offer_id = path_id(request, "offer_id", "offer")
@@ -231,6 +238,7 @@ async def patch_offer(request: web.Request) -> web.Response:
     return web.json_response(offer_json(row))
 
 
+@documented("Delete an offer (its results stay)", auth=BY_MARKETER, status=204, media=None)
 async def delete_offer(request: web.Request) -> web.Response:
     """Soft delete: the offer stops at once, its decisions and results stay readable."""
     await require_role(request, *MARKETER)

@@ -16,8 +16,10 @@ from aiohttp import web
 from geopush import metrics
 from geopush.api.auth import OPS, require_role
 from geopush.api.body import query_int
+from geopush.api.openapi import BY_OPS, Query, documented
 from geopush.codes import DeliveryStatus, Outcome
 from geopush.runtime import RUNTIME
+from geopush.timefmt import format_ts, format_ts_or_none
 
 DEFAULT_WINDOW_H = 24
 MAX_WINDOW_H = 30 * 24
@@ -63,7 +65,7 @@ _PINGS = "SELECT count(*) FROM pings WHERE received_at >= $1"
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return format_ts_or_none(value)
 
 
 def _ping_counts() -> dict[str, Any]:
@@ -87,6 +89,8 @@ def _new_funnel() -> dict[str, Any]:
     }
 
 
+@documented("Outbox, deliveries, funnels and pings for the dashboard", auth=BY_OPS,
+            query=(Query("hours", {"type": "integer", "minimum": 1}),))
 async def summary(request: web.Request) -> web.Response:
     """Outbox, deliveries, failures, offer funnels, geofences and pings, for the dashboard.
 
@@ -140,9 +144,9 @@ async def summary(request: web.Request) -> web.Response:
 
     oldest = outbox["oldest"]
     body = {
-        "generated_at": now.isoformat(),
+        "generated_at": format_ts(now),
         "window_hours": hours,
-        "since": since.isoformat(),
+        "since": format_ts(since),
         "outbox": {
             "depth": outbox["depth"],
             "due": outbox["due"],

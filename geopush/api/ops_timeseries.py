@@ -23,7 +23,9 @@ from aiohttp import web
 
 from geopush.api.auth import OPS, require_role
 from geopush.api.body import query_int
+from geopush.api.openapi import BY_OPS, Query, documented
 from geopush.runtime import RUNTIME
+from geopush.timefmt import format_ts
 
 DEFAULT_MINUTES = 60
 MAX_MINUTES = 24 * 60
@@ -75,6 +77,8 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
+@documented("Per-minute counts for the dashboard charts", auth=BY_OPS,
+            query=(Query("minutes", {"type": "integer", "minimum": 1}),))
 async def timeseries(request: web.Request) -> web.Response:
     await require_role(request, *OPS)
     minutes = query_int(request, "minutes", DEFAULT_MINUTES, 1, MAX_MINUTES)
@@ -99,8 +103,8 @@ async def timeseries(request: web.Request) -> web.Response:
         if 0 <= i < minutes:
             p50[i], p99[i] = _round(r["p50"]), _round(r["p99"])
     body: dict[str, Any] = {
-        "generated_at": now.isoformat(),
-        "start": start.isoformat(),
+        "generated_at": format_ts(now),
+        "start": format_ts(start),
         "step_s": 60,
         "minutes": minutes,
         "pings": _bucketed(pings, start, minutes, ("",))[""],

@@ -13,6 +13,7 @@ from geopush.api.auth import require_device
 from geopush.api.body import read_model
 from geopush.api.client_address import client_address
 from geopush.api.errors import ApiError
+from geopush.api.openapi import BY_DEVICE, documented
 from geopush.api.schema import RequestBody, Text
 from geopush.api.token_buckets import retry_after
 from geopush.ingest.pipeline import process_batch
@@ -59,6 +60,8 @@ def _check_rate(request: web.Request, rt: Runtime, device_id: Any) -> None:
                        headers={"Retry-After": retry_after(wait)})
 
 
+@documented("Send a batch of location pings (answered after COMMIT)", auth=BY_DEVICE,
+            body=PingBatch, status=202, errors=(403, 429))
 async def post_pings(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     device_id = await require_device(request, cached=True)

@@ -11,12 +11,14 @@ from pydantic import Field
 from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import path_id, read_body
 from geopush.api.errors import not_found
+from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, documented
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import Name, Number, RequestBody, TimeZone
 from geopush.places.stores import COLUMNS as _COLUMNS
 from geopush.places.stores import create_store, parse_store, update_store
 from geopush.places.stores import delete_store as remove_store
 from geopush.runtime import RUNTIME
+from geopush.timefmt import format_ts
 
 
 class Location(RequestBody):
@@ -62,11 +64,12 @@ def store_json(row: asyncpg.Record) -> dict[str, Any]:
         "location": {"lat": row["lat"], "lon": row["lon"]},
         "opening_hours": row["opening_hours"],
         "categories": list(row["categories"]),
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "created_at": format_ts(row["created_at"]),
+        "updated_at": format_ts(row["updated_at"]),
     }
 
 
+@documented("Create a store", auth=BY_MARKETER, body=StoreCreate, status=201, errors=(409,))
 async def post_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     fields = parse_store(await read_body(request, StoreCreate), partial=False)
@@ -75,6 +78,7 @@ async def post_store(request: web.Request) -> web.Response:
     return web.json_response(store_json(row), status=201)
 
 
+@documented("List stores", auth=BY_STATS, query=PAGE)
 async def list_stores(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     await require_role(request, *STATS)
@@ -91,6 +95,7 @@ async def list_stores(request: web.Request) -> web.Response:
 
 
 
+@documented("One store", auth=BY_MARKETER)
 async def get_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -101,6 +106,7 @@ async def get_store(request: web.Request) -> web.Response:
     return web.json_response(store_json(row))
 
 
+@documented("Change a store", auth=BY_MARKETER, body=StorePatch, errors=(409,))
 async def patch_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     store_id = path_id(request, "store_id", "store")
@@ -112,6 +118,7 @@ async def patch_store(request: web.Request) -> web.Response:
     return web.json_response(store_json(row))
 
 
+@documented("Delete a store (its geofences lose it)", auth=BY_MARKETER, status=204, media=None)
 async def delete_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
