@@ -42,6 +42,10 @@ class SpooledBody:
             yield chunk
 
 
+def _temporary_file(directory: Path) -> IO[bytes]:
+    return tempfile.TemporaryFile(mode="w+b", dir=directory)
+
+
 @contextlib.asynccontextmanager
 async def spooled_body(request: web.Request, limit: int, *, what: str = "import"
                        ) -> AsyncIterator[SpooledBody]:
@@ -49,7 +53,7 @@ async def spooled_body(request: web.Request, limit: int, *, what: str = "import"
     under `[data] dir/spool/`; the file is removed on leaving."""
     directory = Path(request.app[RUNTIME].config.data.dir).expanduser() / _DIRECTORY
     directory.mkdir(parents=True, exist_ok=True)
-    handle = await asyncio.to_thread(tempfile.TemporaryFile, dir=directory)
+    handle = await asyncio.to_thread(_temporary_file, directory)
     try:
         size = 0
         pending = bytearray()
