@@ -22,10 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def _route_modules() -> list:
-    from geopush.api import crm, deliveries, offer_stats, ops
+    from geopush.api import challenges, crm, deliveries, loyalty, offer_stats, ops
 
     return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
-            deliveries, ops]
+            deliveries, ops,
+            loyalty, challenges]
 
 
 def create_app(config: Config, *, database_url: str | None = None) -> web.Application:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from geopush.api.auth import MARKETER, require_role
 from geopush.api.errors import ApiError, not_found
+from geopush.api.loyalty import customer_loyalty
 from geopush.crm.imports import ImportFailed, import_stream
 from geopush.crm.segments import recompute_segments, segment_summary
 from geopush.runtime import RUNTIME
@@ -108,10 +109,14 @@ async def import_transactions(request: web.Request) -> web.Response:
 
 async def get_customer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    row = await request.app[RUNTIME].pool.fetchrow(_PROFILE, request.match_info["customer_id"])
+    rt = request.app[RUNTIME]
+    row = await rt.pool.fetchrow(_PROFILE, request.match_info["customer_id"])
     if row is None:
         raise not_found("customer")
-    return web.json_response(profile_json(row))
+    profile = profile_json(row)
+    profile["loyalty"] = await customer_loyalty(
+        rt.pool, rt.config.loyalty.levels, row["customer_id"])
+    return web.json_response(profile)
 
 
 async def delete_customer(request: web.Request) -> web.Response:

@@ -17,7 +17,7 @@ from geopush.runtime import RUNTIME
 _DEVICE_COLUMNS = (
     "device_id, platform, locale, timezone, customer_id, fcm_token_active, "
     "fcm_token IS NOT NULL AS has_fcm_token, consent_location, consent_push, "
-    "consent_categories, created_at, updated_at"
+    "consent_categories, created_at, updated_at, consent_leaderboard"
 )
 
 
@@ -33,6 +33,7 @@ def device_json(row: asyncpg.Record) -> dict[str, Any]:
             "location": row["consent_location"],
             "push": row["consent_push"],
             "categories": row["consent_categories"],
+            "leaderboard": row["consent_leaderboard"],
         },
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
@@ -104,6 +105,7 @@ async def put_consent(request: web.Request) -> web.Response:
     body = await read_object(request)
     location = get_bool(body, "location", required=True)
     push = get_bool(body, "push", required=True)
+    leaderboard = get_bool(body, "leaderboard")
     categories = body.get("categories")
     if categories is not None and (
         not isinstance(categories, list)
@@ -123,7 +125,27 @@ async def put_consent(request: web.Request) -> web.Response:
             " VALUES ($1, $2, $3, $4)",
             device_id, location, push, categories,
         )
+        if leaderboard is not None:
+            row = await set_leaderboard_consent(conn, device_id, leaderboard)
     return web.json_response(device_json(row))
+
+
+async def set_leaderboard_consent(conn: asyncpg.Connection, device_id: uuid.UUID,
+                                  leaderboard: bool) -> asyncpg.Record:
+    """Leaderboard consent (SPEC 11) is the customer's: set on one phone, it holds on all
+    their phones, so a withdrawal anywhere takes them off every leaderboard at once."""
+    await conn.execute(
+        "UPDATE devices SET consent_leaderboard = $2 WHERE device_id = $1"
+        " OR customer_id = (SELECT customer_id FROM devices WHERE device_id = $1)",
+        device_id, leaderboard,
+    )
+    await conn.execute(
+        "UPDATE consent_log SET leaderboard = $2"
+        " WHERE id = (SELECT max(id) FROM consent_log WHERE device_id = $1)",
+        device_id, leaderboard,
+    )
+    return await conn.fetchrow(
+        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id)
 
 
 async def delete_me(request: web.Request) -> web.Response:

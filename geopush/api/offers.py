@@ -50,6 +50,15 @@ def _uuids(values: tuple[str, ...], field: str) -> list[UUID]:
     return out
 
 
+def _check_levels(offer: Offer, levels: dict[str, int]) -> None:
+    """`levels` must name `[loyalty] levels`: a typo would silently never match anyone."""
+    for i, name in enumerate(offer.levels):
+        if name not in levels:
+            message = f"unknown level; the levels are {', '.join(levels)}"
+            raise ApiError(400, "invalid", f"levels[{i}]: {message}",
+                           [{"field": f"levels[{i}]", "message": message}])
+
+
 async def _check_targets(conn: asyncpg.Connection, offer: Offer) -> tuple[list[UUID], list[UUID]]:
     """Targets must name existing geofences and stores: a typo would silently never fire."""
     geofences = _uuids(offer.geofence_ids, "geofence_ids")
@@ -83,6 +92,7 @@ async def post_offer(request: web.Request) -> web.Response:
         offer = Offer(id=offer_id, created_at=rt.now(), **fields)
     except OfferError as exc:
         raise _offer_error(exc) from None
+    _check_levels(offer, rt.config.loyalty.levels)
     async with rt.pool.acquire() as conn, conn.transaction():
         geofences, stores = await _check_targets(conn, offer)
         row = await conn.fetchrow(
@@ -145,6 +155,7 @@ async def patch_offer(request: web.Request) -> web.Response:
             validate_offer(offer)
         except OfferError as exc:
             raise _offer_error(exc) from None
+        _check_levels(offer, rt.config.loyalty.levels)
         geofences, stores = await _check_targets(conn, offer)
         row = await conn.fetchrow(
             "UPDATE offers SET trigger = $2, geofence_ids = $3, store_ids = $4, status = $5,"

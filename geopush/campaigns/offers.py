@@ -112,6 +112,9 @@ class Offer:
     deeplink: str | None = None
     status: OfferStatus = OfferStatus.ACTIVE
     name: str | None = None
+    # Loyalty levels (SPEC 11) the offer is for; empty is everyone. Names are checked
+    # against `[loyalty] levels` by the API, which knows the configuration.
+    levels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -329,14 +332,14 @@ def parse_offer_fields(obj: object, partial: bool) -> dict[str, Any]:
         if name not in result:
             raise OfferError(name, "is required")
     full = {**_defaults(), **result}
-    _check_targets(full["geofence_ids"], full["store_ids"])
+    _check_targets(full["geofence_ids"], full["store_ids"], full["trigger"])
     _check_schedule(full["starts_at"], full["ends_at"])
     return full
 
 
 def validate_offer(offer: Offer) -> None:
     """The cross-field rules, for an offer built by merging a PATCH into the stored one."""
-    _check_targets(offer.geofence_ids, offer.store_ids)
+    _check_targets(offer.geofence_ids, offer.store_ids, offer.trigger)
     _check_schedule(offer.starts_at, offer.ends_at)
 
 
@@ -371,6 +374,7 @@ def offer_to_json(offer: Offer) -> dict[str, Any]:
         "deeplink": offer.deeplink,
         "status": str(offer.status),
         "created_at": _iso(offer.created_at),
+        "levels": list(offer.levels),
     }
 
 
@@ -393,7 +397,10 @@ def _defaults() -> dict[str, Any]:
     }
 
 
-def _check_targets(geofence_ids: tuple[str, ...], store_ids: tuple[str, ...]) -> None:
+def _check_targets(geofence_ids: tuple[str, ...], store_ids: tuple[str, ...],
+                   trigger: Trigger | None = None) -> None:
+    if trigger == Trigger.REWARD:
+        return  # a reward offer answers the challenge naming it, wherever that happened
     if not geofence_ids and not store_ids:
         raise OfferError("geofence_ids", "an offer needs at least one geofence_ids or store_ids")
 
@@ -593,6 +600,7 @@ _FIELD_PARSERS: dict[str, Any] = {
     "deeplink": _parse_deeplink,
     "status": _parse_status,
     "name": _parse_name,
+    "levels": _parse_ids,
 }
 
 

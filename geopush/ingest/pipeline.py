@@ -24,6 +24,7 @@ from geopush.config import Config
 from geopush.geo.filters import LastFix, PingRules, filter_pings
 from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitRules, advance
 from geopush.ingest.decisions import DecisionSummary, decide_events
+from geopush.loyalty.checkins import LoyaltyTally, record_checkins
 from geopush.store.geofence_index import LiveGeofenceIndex
 
 _LOCK_DEVICE = """
@@ -72,6 +73,7 @@ class BatchResult:
     replayed: bool = False
     events: list[VisitEvent] = field(default_factory=list)
     decisions: DecisionSummary = field(default_factory=DecisionSummary)
+    loyalty: LoyaltyTally = field(default_factory=LoyaltyTally)
 
 
 def ping_rules(config: Config) -> PingRules:
@@ -120,6 +122,7 @@ async def process_batch(
     accepted = filtered.accepted
     events: list[VisitEvent] = []
     summary = DecisionSummary()
+    loyalty = LoyaltyTally()
     if accepted:
         events = await _apply_visits(conn, fences, config, device, accepted)
         await conn.execute(
@@ -136,6 +139,8 @@ async def process_batch(
                 for e in events if (info := fences.info.get(e.geofence_id))
             }
             event_ids = await insert_events(conn, store_of, device_id, events, "ping")
+            loyalty = await record_checkins(conn, config, device, events, event_ids, store_of,
+                                            now)
             summary = await decide_events(conn, config, store_of, device, events, event_ids, now)
 
     response = {
@@ -145,7 +150,7 @@ async def process_batch(
     }
     if batch_id is not None:
         await conn.execute(_SAVE_BATCH, device_id, batch_id, response)
-    return BatchResult(response=response, events=events, decisions=summary)
+    return BatchResult(response=response, events=events, decisions=summary, loyalty=loyalty)
 
 
 async def _apply_visits(
