@@ -13,6 +13,7 @@ from geopush.api import devices, geofences, health, keys, offers, pings, stores
 from geopush.api.auth import hash_secret
 from geopush.api.errors import error_middleware
 from geopush.config import Config
+from geopush.identity import CustomerLinkKeys
 from geopush.runtime import RUNTIME, Runtime
 from geopush.store.database import create_pool, resolve_database_url
 from geopush.store.geofence_index import LiveGeofenceIndex
@@ -48,7 +49,10 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
         await fences.reload(pool)
         bootstrap = config.auth.bootstrap_admin_key
         rt = Runtime(config=config, pool=pool, fences=fences,
-                     bootstrap_admin_hash=hash_secret(bootstrap) if bootstrap else None)
+                     bootstrap_admin_hash=hash_secret(bootstrap) if bootstrap else None,
+                     link_keys=CustomerLinkKeys.from_config(
+                         config.auth.customer_link_secret,
+                         config.auth.customer_link_public_key_file))
         app[RUNTIME] = rt
         tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
         background = None

@@ -155,20 +155,68 @@ def keys_create(role: str, name: str, config_path: str | None) -> None:
     click.echo(f"id={created['id']} role={created['role']}", err=True)
 
 
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--config", "config_path", type=click.Path(), default=None)
+def keys_revoke(key_id: str, config_path: str | None) -> None:
+    """Revoke a key by its id; every running process refuses it within a second."""
+    import uuid
+
+    from geopush.api.keys import revoke_key
+
+    try:
+        ident = uuid.UUID(key_id)
+    except ValueError:
+        raise click.BadParameter("not a key id (a UUID)", param_hint="KEY_ID") from None
+    config = _config(config_path)
+    row = asyncio.run(_with_pool(config, lambda pool: revoke_key(pool, ident)))
+    if row is None:
+        raise click.ClickException(f"no key {ident}")
+    click.echo(f"revoked {row['id']} ({row['role']}) at {row['revoked_at'].isoformat()}")
+
+
 @main.command("import")
 @click.argument("kind", type=click.Choice(["stores", "geofences", "customers", "transactions"]))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--config", "config_path", type=click.Path(), default=None)
 def import_(kind: str, file: str, config_path: str | None) -> None:
     """Import a file (CSV for stores, customers, transactions; GeoJSON for geofences)."""
-    from geopush.crm.imports import run_import
-
     config = _config(config_path)
-    result = asyncio.run(_with_pool(config, lambda pool: run_import(pool, config, kind,
-                                                                     Path(file))))
+    result = asyncio.run(_with_pool(config, lambda pool: _run_import(pool, config, kind,
+                                                                      Path(file))))
     import json
 
     click.echo(json.dumps(result, indent=2, default=str))
+
+
+async def _run_import(pool: Any, config: Config, kind: str, path: Path) -> dict[str, Any]:
+    """The import's answer, with a progress bar over the bytes read.
+
+    The CLI is the operator's own tool, so `[limits] max_import_bytes` (an HTTP limit) does
+    not apply. A file that cannot be imported ends the command with its reason.
+    """
+    import contextlib
+
+    from tqdm import tqdm
+
+    from geopush.crm.csv_stream import file_chunks
+    from geopush.crm.imports import CSV_KINDS, ImportFailed, import_geofences_file, import_stream
+
+    size = path.stat().st_size
+    # disable=None: no bar when stderr is not a terminal (scripts, tests).
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"import {kind}",
+              disable=None) as progress:
+        try:
+            if kind == "geofences":
+                data = await asyncio.to_thread(path.read_bytes)
+                progress.update(len(data))
+                return await import_geofences_file(pool, config, data)
+            if kind not in CSV_KINDS:
+                raise ImportFailed(f"unknown import kind {kind!r}")
+            async with contextlib.aclosing(file_chunks(path, progress)) as chunks:
+                return await import_stream(pool, config, kind, chunks)
+        except ImportFailed as exc:
+            raise click.ClickException(f"{path}: {exc}; nothing was imported") from None
 
 
 @main.group()

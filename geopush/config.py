@@ -143,12 +143,33 @@ class PrivacyConfig(_Section):
 
 class AuthConfig(_Section):
     bootstrap_admin_key: str = ""
+    # Customer linking (SPEC section 7): the HS256 secret shared with the retailer's login
+    # backend, and/or the PEM public key (RSA or EC P-256) that verifies its RS256/ES256 proofs.
+    customer_link_secret: str = ""
+    customer_link_public_key_file: str = ""
 
     @field_validator("bootstrap_admin_key")
     @classmethod
     def _long_enough(cls, value: str) -> str:
         if value and len(value) < 16:
             raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("customer_link_secret")
+    @classmethod
+    def _strong_secret(cls, value: str) -> str:
+        # RFC 7518 section 3.2: an HS256 key at least as long as the hash (32 bytes).
+        if value and len(value.encode()) < 32:
+            raise ValueError("must be at least 32 bytes (RFC 7518 section 3.2)")
+        return value
+
+    @field_validator("customer_link_public_key_file")
+    @classmethod
+    def _readable_public_key(cls, value: str) -> str:
+        if value:
+            from geopush.identity import load_public_key
+
+            load_public_key(value)  # a ValueError naming what is wrong
         return value
 
 
@@ -232,6 +253,8 @@ class Config(_Section):
         data = self.model_dump()
         if data["auth"]["bootstrap_admin_key"]:
             data["auth"]["bootstrap_admin_key"] = "***"
+        if data["auth"]["customer_link_secret"]:
+            data["auth"]["customer_link_secret"] = "***"
         if "@" in data["database"]["url"]:
             data["database"]["url"] = "***"
         return data

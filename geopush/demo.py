@@ -27,6 +27,7 @@ from geopush.app import create_app
 from geopush.config import load_config
 from geopush.emulator.credentials import write_service_account
 from geopush.emulator.thread import EmulatorThread
+from geopush.identity import issue_customer_proof
 from geopush.store.database import embedded_server, ensure_database
 
 N_STORES = 12
@@ -88,7 +89,8 @@ class _Client:
             return data
 
 
-async def _scenario(client: _Client, admin: str, emulator_url: str) -> dict[str, Any]:
+async def _scenario(client: _Client, admin: str, emulator_url: str, link_secret: str
+                    ) -> dict[str, Any]:
     rows, source = _store_rows()
     print(f"stores: {len(rows)} Beijing stores from {source}; using {N_STORES}")
     marketer = (await client.call("POST", "/v1/keys", admin, {"role": "marketer",
@@ -133,6 +135,8 @@ async def _scenario(client: _Client, admin: str, emulator_url: str) -> dict[str,
         reg = await client.call("POST", "/v1/devices", app_key, {
             "fcm_token": f"demo-{run}-{i}", "platform": "android" if i % 2 else "ios",
             "locale": locale, "timezone": "Asia/Shanghai", "customer_id": f"demo-{run}-{i}",
+            # What the retailer's login backend hands the app once the shopper signs in.
+            "customer_proof": issue_customer_proof(f"demo-{run}-{i}", link_secret),
         })
         push = i != 4  # the last phone shares location but declines pushes
         await client.call("PUT", "/v1/devices/me/consent", reg["device_token"],
@@ -185,10 +189,11 @@ async def _main(port: int, duration: float, data_dir: str) -> int:
         sa = write_service_account(Path(data_dir) / "demo-service-account.json",
                                    emu.token_uri, "geopush-demo")
         admin = "demo-admin-" + secrets.token_hex(16)
+        link_secret = secrets.token_urlsafe(32)  # shared with the "retailer's backend" below
         port = _free_port(port)
         config = load_config(path=None, environ={}, overrides={
             "server": {"port": port}, "data": {"dir": data_dir},
-            "auth": {"bootstrap_admin_key": admin},
+            "auth": {"bootstrap_admin_key": admin, "customer_link_secret": link_secret},
             "fcm": {"credentials_file": str(sa), "endpoint": emu.base_url,
                     "poll_interval_s": 0.1},
             "geo": {"sweep_interval_s": 1},
@@ -205,7 +210,7 @@ async def _main(port: int, duration: float, data_dir: str) -> int:
         try:
             async with aiohttp.ClientSession() as session:
                 client = _Client(session, base)
-                result = await _scenario(client, admin, emu.base_url)
+                result = await _scenario(client, admin, emu.base_url, link_secret)
                 print(f"\ndashboard: {base}/dashboard  (ops key: {result['ops_key']})")
                 print(f"metrics:   {base}/metrics\n")
                 ends = time.monotonic() + duration if duration > 0 else math.inf

@@ -11,6 +11,7 @@ import asyncpg
 from aiohttp import web
 
 from geopush.config import Config
+from geopush.identity import CustomerLinkKeys
 
 if TYPE_CHECKING:
     from geopush.store.geofence_index import LiveGeofenceIndex
@@ -27,6 +28,7 @@ class Runtime:
     fences: LiveGeofenceIndex
     bootstrap_admin_hash: bytes | None = None
     now: Callable[[], datetime] = utc_now
+    link_keys: CustomerLinkKeys = field(default_factory=CustomerLinkKeys)
     key_cache: dict[bytes, Any] = field(default_factory=dict)
     # device id -> (window start, count), for the per-device ping rate limit
     rate: dict[Any, list[float]] = field(default_factory=dict)

@@ -66,7 +66,8 @@ async def bench(csv_path: Path, url: str) -> dict:
     from contextlib import aclosing
 
     from geopush.config import load_config
-    from geopush.crm.imports import _file_chunks, import_stream
+    from geopush.crm.csv_stream import file_chunks
+    from geopush.crm.imports import import_stream
     from geopush.crm.segments import recompute_segments
     from geopush.store.database import create_pool
     from geopush.store.migrations import migrate
@@ -87,7 +88,7 @@ async def bench(csv_path: Path, url: str) -> dict:
                 pass
 
         t0 = time.perf_counter()
-        async with aclosing(_file_chunks(csv_path, NoBar())) as chunks:
+        async with aclosing(file_chunks(csv_path, NoBar())) as chunks:
             result = await import_stream(pool, config, "transactions", chunks,
                                          recompute=False)
         t1 = time.perf_counter()

@@ -11,6 +11,12 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from geopush.identity import issue_customer_proof
+
+# The `[auth] customer_link_secret` of test servers: `Api.device(customer_id=...)` signs a
+# customer_proof with it, as the retailer's login backend would.
+CUSTOMER_LINK_SECRET = "test-customer-link-secret-" + "s" * 16
+
 EN_FR = {
     "default_locale": "en",
     "translations": {
@@ -123,6 +129,7 @@ class Api:
                                 "timezone": timezone or daytime_zone()}
         if customer_id is not None:
             body["customer_id"] = customer_id
+            body["customer_proof"] = issue_customer_proof(customer_id, CUSTOMER_LINK_SECRET)
         reg = (await self.as_role("app", "POST", "/v1/devices", json=body)).ok(201)
         device = Device(reg["device_id"], reg["device_token"], fcm_token)
         if location or push:

@@ -29,7 +29,7 @@ from geopush.config import Config, load_config
 from geopush.emulator.credentials import write_service_account
 from geopush.emulator.thread import EmulatorThread
 from geopush.store.migrations import migrate
-from tests.api_client import Api
+from tests.api_client import CUSTOMER_LINK_SECRET, Api
 
 ADMIN_KEY = "test-admin-key-" + "x" * 16
 PROJECT_ID = "geopush-test"
@@ -131,7 +131,8 @@ def make_config(emulator: EmulatorThread, service_account: Path, tmp_path: Path
     def make(**sections: dict[str, Any]) -> Config:
         overrides: dict[str, dict[str, Any]] = {
             "data": {"dir": str(tmp_path / "data")},
-            "auth": {"bootstrap_admin_key": ADMIN_KEY},
+            "auth": {"bootstrap_admin_key": ADMIN_KEY,
+                     "customer_link_secret": CUSTOMER_LINK_SECRET},
             "fcm": {"credentials_file": str(service_account), "endpoint": emulator.base_url,
                     "poll_interval_s": 0.05},
             "geo": {"sweep_interval_s": 0.2},

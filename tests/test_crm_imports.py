@@ -49,7 +49,7 @@ TRICKY_RECORDS = [
 
 
 def test_records_and_lines_do_not_depend_on_where_chunks_are_cut() -> None:
-    from geopush.crm.imports import CsvRecords
+    from geopush.crm.csv_stream import CsvRecords
 
     for cut in range(len(TRICKY) + 1):
         for second_cut in (cut, min(cut + 3, len(TRICKY))):
@@ -60,7 +60,7 @@ def test_records_and_lines_do_not_depend_on_where_chunks_are_cut() -> None:
 
 
 def test_a_truncated_quote_fails_only_at_the_end() -> None:
-    from geopush.crm.imports import CsvRecords, ImportFailed
+    from geopush.crm.csv_stream import CsvRecords, ImportFailed
 
     records = CsvRecords()
     assert records.feed(b'a,b\n1,"open\n') == [(1, ["a", "b"])]

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from geopush.api.errors import ApiError, bad_request, not_found
+from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds
+from geopush.api.schema import parse_model
+
+M = TypeVar("M", bound=BaseModel)
 
 _MISSING = object()
 
@@ -23,6 +28,8 @@ async def read_json(request: web.Request, limit: int | None = None) -> Any:
     raw = await request.read() if limit is None else await _read_limited(request, limit)
     if not raw:
         raise bad_request("request body is empty; expected JSON")
+    if json_depth_exceeds(raw, MAX_DEPTH):
+        raise bad_request(f"request body is nested deeper than {MAX_DEPTH} levels")
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -63,6 +70,11 @@ def _has_unstorable_text(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
+
+
+async def read_model(request: web.Request, model: type[M], limit: int | None = None) -> M:
+    """The JSON body validated as `model`: a 400 listing each bad field by its dotted path."""
+    return parse_model(model, await read_json(request, limit))
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from aiohttp import web
+from pydantic import Field
 
 from geopush.api.auth import APP, hash_secret, new_secret, require_device, require_role
-from geopush.api.body import field_error, get_bool, get_str, read_object
+from geopush.api.body import field_error, read_model
+from geopush.api.errors import ApiError
+from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
-from geopush.config import is_timezone
-from geopush.runtime import RUNTIME
+from geopush.identity import CustomerProofError, verify_customer_proof
+from geopush.runtime import RUNTIME, Runtime
 
 _DEVICE_COLUMNS = (
     "device_id, platform, locale, timezone, customer_id, fcm_token_active, "
@@ -40,52 +43,87 @@ def device_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _profile_fields(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    """The device fields a body sets; an unknown zone or an empty token is a 400."""
-    out: dict[str, Any] = {}
-    if "fcm_token" in body or not partial:
-        out["fcm_token"] = get_str(body, "fcm_token", required=not partial, max_len=4096)
-    if "locale" in body:
-        out["locale"] = get_str(body, "locale", max_len=35)
-    if "timezone" in body:
-        tz = get_str(body, "timezone", max_len=64)
-        if tz is not None and not is_timezone(tz):
-            raise field_error("timezone", f"unknown IANA time zone {tz!r}")
-        out["timezone"] = tz
-    if "customer_id" in body:
-        out["customer_id"] = get_str(body, "customer_id", max_len=200)
-    return out
+_LOCALE = r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$"
+Locale = Annotated[str, Field(min_length=2, max_length=35, pattern=_LOCALE,
+                              json_schema_extra={"examples": ["fr-CA"]})]
+
+
+class DeviceRegistration(RequestBody):
+    """`POST /v1/devices`: locale and timezone are required, so quiet hours and the message
+    language are the device's own from its first ping."""
+
+    fcm_token: Name(4096)  # type: ignore[valid-type]
+    platform: Annotated[Platform, Field(strict=False)]
+    locale: Locale
+    timezone: TimeZone
+    customer_id: Name(200) | None = None  # type: ignore[valid-type]
+    customer_proof: Text(8192) | None = None  # type: ignore[valid-type]
+
+
+class DeviceUpdate(RequestBody):
+    """`PATCH /v1/devices/me`: absent fields are unchanged; `customer_id: null` unlinks."""
+
+    fcm_token: Name(4096) = None  # type: ignore[valid-type]
+    locale: Locale = None  # type: ignore[assignment]
+    timezone: TimeZone = None  # type: ignore[assignment]
+    customer_id: Name(200) | None = None  # type: ignore[valid-type]
+    customer_proof: Text(8192) | None = None  # type: ignore[valid-type]
+
+
+class Consent(RequestBody):
+    location: bool
+    push: bool
+    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+    leaderboard: bool | None = None
+
+
+def _check_link(rt: Runtime, customer_id: str | None, proof: str | None) -> None:
+    """403 `customer_unverified` unless `proof` shows the device's user is `customer_id`."""
+    if customer_id is None:
+        if proof is not None:
+            raise field_error("customer_proof", "is only used with customer_id")
+        return
+    try:
+        verify_customer_proof(proof, customer_id, rt.link_keys)
+    except CustomerProofError as exc:
+        raise ApiError(403, "customer_unverified", str(exc)) from None
 
 
 async def register(request: web.Request) -> web.Response:
     await require_role(request, *APP)
-    body = await read_object(request)
-    platform = get_str(body, "platform", required=True)
-    if platform not in {p.value for p in Platform}:
-        raise field_error("platform", "must be android, ios or web")
-    fields = _profile_fields(body, partial=False)
+    rt = request.app[RUNTIME]
+    body = await read_model(request, DeviceRegistration)
+    _check_link(rt, body.customer_id, body.customer_proof)
     device_id = uuid.uuid4()
     token = new_secret("gpd")
-    await request.app[RUNTIME].pool.execute(
+    await rt.pool.execute(
         "INSERT INTO devices (device_id, token_hash, fcm_token, platform, locale, timezone,"
         " customer_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        device_id, hash_secret(token), fields["fcm_token"], platform,
-        fields.get("locale"), fields.get("timezone"), fields.get("customer_id"),
+        device_id, hash_secret(token), body.fcm_token, body.platform,
+        body.locale, body.timezone, body.customer_id,
     )
     return web.json_response({"device_id": str(device_id), "device_token": token}, status=201)
 
 
 async def patch_me(request: web.Request) -> web.Response:
     device_id = await require_device(request)
-    fields = _profile_fields(await read_object(request), partial=True)
-    if "fcm_token" in fields and fields["fcm_token"] is None:
-        raise field_error("fcm_token", "must be a string")
+    rt = request.app[RUNTIME]
+    body = await read_model(request, DeviceUpdate)
+    fields = body.given()
+    for name in ("fcm_token", "locale", "timezone"):
+        if name in fields and fields[name] is None:
+            raise field_error(name, "must not be null")
+    proof = fields.pop("customer_proof", None)
+    if "customer_id" in fields:
+        _check_link(rt, fields["customer_id"], proof)
+    elif proof is not None:
+        raise field_error("customer_proof", "is only used with customer_id")
     sets = [f"{name} = ${i}" for i, name in enumerate(fields, start=2)]
     if "fcm_token" in fields:
         # A new token from the app reactivates a device whose old token FCM refused.
         sets.append("fcm_token_active = true")
     sets.append("updated_at = now()")
-    row = await request.app[RUNTIME].pool.fetchrow(
+    row = await rt.pool.fetchrow(
         f"UPDATE devices SET {', '.join(sets)} WHERE device_id = $1 RETURNING {_DEVICE_COLUMNS}",
         device_id, *fields.values(),
     )
@@ -102,16 +140,9 @@ async def get_me(request: web.Request) -> web.Response:
 
 async def put_consent(request: web.Request) -> web.Response:
     device_id = await require_device(request)
-    body = await read_object(request)
-    location = get_bool(body, "location", required=True)
-    push = get_bool(body, "push", required=True)
-    leaderboard = get_bool(body, "leaderboard")
-    categories = body.get("categories")
-    if categories is not None and (
-        not isinstance(categories, list)
-        or not all(isinstance(c, str) and c and len(c) <= 100 for c in categories)
-    ):
-        raise field_error("categories", "must be a list of category names, or null for all")
+    consent = await read_model(request, Consent)
+    location, push, categories = consent.location, consent.push, consent.categories
+    leaderboard = consent.leaderboard
     pool = request.app[RUNTIME].pool
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(

@@ -1,15 +1,27 @@
-"""`POST /v1/keys`: an admin makes keys for marketers, ops and apps; shown once."""
+"""API keys: an admin makes keys for marketers, ops and apps (shown once), lists and revokes
+them. A revoked key is refused by every process within a second (see `auth.KEY_CACHE_S`)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Any
 
+import asyncpg
 from aiohttp import web
+from pydantic import Field
 
 from geopush.api.auth import hash_secret, new_secret, require_role
-from geopush.api.body import field_error, get_str, read_object
+from geopush.api.body import path_id, read_model
+from geopush.api.errors import not_found
+from geopush.api.pagination import page, page_params
+from geopush.api.schema import RequestBody, Text
 from geopush.codes import Role
 from geopush.runtime import RUNTIME
+
+
+class KeyRequest(RequestBody):
+    role: Annotated[Role, Field(strict=False)]
+    name: Text(200) | None = None  # type: ignore[valid-type]
 
 
 async def create_key(pool_or_conn: object, role: Role, name: str) -> dict[str, str]:
@@ -23,18 +35,64 @@ async def create_key(pool_or_conn: object, role: Role, name: str) -> dict[str, s
     return {"id": str(key_id), "key": key, "role": role.value}
 
 
+_REVOKE = """
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
+RETURNING id, name, role, created_at, revoked_at
+"""
+
+
+async def revoke_key(pool_or_conn: object, key_id: uuid.UUID) -> asyncpg.Record | None:
+    """Revoke a key (again is a no-op); None when there is no such key.
+
+    Used by the API and by `geopush keys revoke`.
+    """
+    return await pool_or_conn.fetchrow(_REVOKE, key_id)  # type: ignore[attr-defined]
+
+
+def key_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A key as listed: never the key itself, nor its hash."""
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "role": row["role"],
+        "created_at": row["created_at"].isoformat(),
+        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+    }
+
+
 async def post_key(request: web.Request) -> web.Response:
     await require_role(request)  # admin only
-    body = await read_object(request)
-    role_name = get_str(body, "role", required=True)
-    try:
-        role = Role(role_name)
-    except ValueError:
-        raise field_error("role", f"must be one of {', '.join(r.value for r in Role)}") from None
-    name = get_str(body, "name", default="", max_len=200) or ""
-    created = await create_key(request.app[RUNTIME].pool, role, name)
+    body = await read_model(request, KeyRequest)
+    created = await create_key(request.app[RUNTIME].pool, body.role, body.name or "")
     return web.json_response(created, status=201)
 
 
+_LIST = """
+SELECT id, name, role, created_at, revoked_at FROM api_keys
+WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
+ORDER BY created_at, id LIMIT $3
+"""
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    await require_role(request)
+    limit, cursor = page_params(request)
+    after, after_id = cursor or (None, None)
+    rows = await request.app[RUNTIME].pool.fetch(_LIST, after, after_id, limit + 1)
+    return web.json_response(page([key_json(r) for r in rows], rows, limit, "id"))
+
+
+async def delete_key(request: web.Request) -> web.Response:
+    await require_role(request)
+    row = await revoke_key(request.app[RUNTIME].pool, path_id(request, "key_id", "key"))
+    if row is None:
+        raise not_found("key")
+    return web.json_response(key_json(row))
+
+
 def routes() -> list[web.RouteDef]:
-    return [web.post("/v1/keys", post_key)]
+    return [
+        web.post("/v1/keys", post_key),
+        web.get("/v1/keys", list_keys),
+        web.delete("/v1/keys/{key_id}", delete_key),
+    ]

@@ -50,6 +50,9 @@ CREATE TEMP TABLE _frat_figures (
 # an ordinary hash aggregate instead of a sort per customer. Nothing here asks for an order
 # (the numbering is only a join key, and a profile sorts its categories when shown): at 1M
 # transactions, sorting 500k (customer, category) groups by text cost as much as the rest.
+# Frequency counts transactions, not lines: each transaction once, at its lowest line (the
+# probe runs only for lines above 1, so single-line data pays nothing for it); the amount
+# is the sum of every line.
 _FILL_FIGURES = """
 INSERT INTO _frat_figures
 SELECT row_number() OVER (), c.customer_id,
@@ -61,13 +64,17 @@ FROM customers c
 LEFT JOIN (
     SELECT customer_id, min(first_ts) AS first_ts, max(last_ts) AS last_ts,
            sum(frequency)::integer AS frequency, sum(amount) AS amount,
-           array_agg(category) FILTER (WHERE category IS NOT NULL AND frequency > 0) AS types
+           array_agg(category) FILTER (WHERE category IS NOT NULL AND lines > 0) AS types
     FROM (
         SELECT customer_id, category, min(ts) AS first_ts,
                max(ts) FILTER (WHERE ts >= $1) AS last_ts,
-               count(*) FILTER (WHERE ts >= $1) AS frequency,
+               count(*) FILTER (WHERE ts >= $1) AS lines,
+               count(*) FILTER (WHERE ts >= $1 AND (line = 1 OR NOT EXISTS (
+                   SELECT 1 FROM transactions first_line
+                   WHERE first_line.transaction_id = t.transaction_id
+                     AND first_line.line < t.line))) AS frequency,
                coalesce(sum(amount) FILTER (WHERE ts >= $1), 0) AS amount
-        FROM transactions
+        FROM transactions t
         GROUP BY customer_id, category
     ) per_category
     GROUP BY customer_id

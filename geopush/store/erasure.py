@@ -77,6 +77,9 @@ async def erase_customer(conn: asyncpg.Connection, customer_id: str) -> bool:
         "UPDATE transactions SET customer_id = '' WHERE customer_id = $1", customer_id
     )
     await conn.execute(
+        "DELETE FROM customer_recommendations WHERE customer_id = $1", customer_id
+    )
+    await conn.execute(
         "UPDATE decisions SET customer_id = NULL WHERE customer_id = $1", customer_id
     )
     await conn.execute(

@@ -1,0 +1,191 @@
+"""Request bodies as pydantic models: the field types every resource shares, and the 400.
+
+Models are strict (a string is never read as a number, a number never as a boolean) and
+refuse unknown fields, so a typo in a field name is an error rather than a silently ignored
+setting. Every limit a value must respect to be stored (PostgreSQL integer ranges, finite
+floats, years 1 to 9998, no NUL in text) is part of its type, so a bad value is a 400 that
+names the field, not a database error; and the same types give the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+from geopush.api.errors import ApiError, bad_request
+from geopush.config import is_timezone
+
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+
+
+class RequestBody(BaseModel):
+    """Base of every JSON request body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def given(self) -> dict[str, Any]:
+        """The fields the client sent (for PATCH: absent means unchanged, null means clear)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+M = TypeVar("M", bound=BaseModel)
+
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "model_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "int_type": "must be a whole number",
+    "float_type": "must be a number",
+}
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    """A 400 whose details list every problem as `{"field": "a.b.0", "message"}`."""
+    details = []
+    for item in exc.errors(include_url=False, include_input=False):
+        message = _MESSAGES.get(item["type"]) or item["msg"].removeprefix("Value error, ")
+        details.append({"field": field_path(item["loc"]), "message": message})
+    first = details[0]
+    headline = (f"{first['field']}: {first['message']}" if first["field"]
+                else f"request body {first['message']}")
+    return bad_request(headline, details)
+
+
+def parse_model(model: type[M], value: Any) -> M:
+    """`value` (decoded JSON) as `model`, or a 400 naming every bad field."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+# --- text -----------------------------------------------------------------------------------
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul", "must not contain a NUL character")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must not be empty")
+    return value
+
+
+def Text(max_length: int = 1000, *, min_length: int = 0) -> Any:
+    """A string of at most `max_length` characters that PostgreSQL text can hold."""
+    return Annotated[str, Field(min_length=min_length, max_length=max_length),
+                     AfterValidator(_storable)]
+
+
+def Name(max_length: int = 200) -> Any:
+    """A required, non-blank string."""
+    return Annotated[str, Field(min_length=1, max_length=max_length),
+                     AfterValidator(_storable), AfterValidator(_not_blank)]
+
+
+# --- numbers --------------------------------------------------------------------------------
+
+def _whole(value: Any) -> Any:
+    # 10.0 is read as 10: some JSON encoders write every number with a fraction.
+    if isinstance(value, float) and value.is_integer() and abs(value) <= INT8_MAX:
+        return int(value)
+    return value
+
+
+def Whole(ge: int = -INT4_MAX - 1, le: int = INT4_MAX) -> Any:
+    """An integer in [ge, le] (by default what a PostgreSQL `integer` holds)."""
+    return Annotated[int, BeforeValidator(_whole), Field(ge=ge, le=le)]
+
+
+def Number(ge: float | None = None, le: float | None = None) -> Any:
+    """A finite number (a JSON integer too large for a float is refused, not rounded)."""
+    return Annotated[float, Field(ge=ge, le=le, allow_inf_nan=False)]
+
+
+# --- times ----------------------------------------------------------------------------------
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+MIN_YEAR, MAX_YEAR = 1, 9998
+
+
+def parse_rfc3339(text: str) -> datetime | None:
+    """An RFC 3339 date-time as an aware UTC datetime, or None when it is not one.
+
+    Refuses what RFC 3339 refuses (no offset, a bare date) and what geopush cannot store or
+    compute with: a time whose UTC instant falls outside the years 1 to 9998 (so adding a
+    day or a time zone never overflows). A leap second (:60) is read as the next second.
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    micro = int((match[7] or "0")[:6].ljust(6, "0"))
+    offset = timedelta(0)
+    if match[9] is not None:
+        off_h, off_m = int(match[10]), int(match[11])
+        if off_h > 23 or off_m > 59:
+            return None
+        offset = timedelta(hours=off_h, minutes=off_m) * (-1 if match[9] == "-" else 1)
+    if not MIN_YEAR <= year <= MAX_YEAR or second > 60:
+        return None
+    try:
+        local = datetime(year, month, day, hour, minute, min(second, 59), micro,
+                         timezone(offset))
+        ts = local.astimezone(UTC) + timedelta(seconds=1 if second == 60 else 0)
+    except (ValueError, OverflowError):
+        return None
+    return ts if MIN_YEAR <= ts.year <= MAX_YEAR else None
+
+
+def _time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise PydanticCustomError("time_type", "must be an RFC 3339 time string")
+    parsed = parse_rfc3339(value)
+    if parsed is None:
+        raise PydanticCustomError(
+            "time", "must be an RFC 3339 time with an offset (e.g. 2025-05-01T09:00:00Z),"
+            " in the years 1 to 9998")
+    return parsed
+
+
+Time = Annotated[datetime, PlainValidator(_time),
+                 WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+def _zone(value: str) -> str:
+    if not is_timezone(value):
+        raise PydanticCustomError("timezone", "unknown IANA time zone {zone}", {"zone": value})
+    return value
+
+
+TimeZone = Annotated[str, Field(min_length=1, max_length=64,
+                                json_schema_extra={"examples": ["Europe/Paris"]}),
+                     AfterValidator(_zone)]

@@ -1,0 +1,79 @@
+"""The customers CSV (`customer_id,first_name,language,created_at`): its rows and merge."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+from geopush.crm.csv_stream import CsvKind, Row, RowParser
+from geopush.crm.csv_values import (
+    MAX_ID_LEN,
+    MAX_TEXT_LEN,
+    columns_getter,
+    date_or_time,
+    show,
+    width_error,
+)
+
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
+
+
+def customer_parser(positions: dict[str, int], width: int) -> RowParser:
+    get = columns_getter(positions, ("customer_id", "first_name", "language", "created_at"))
+
+    def parse(line: int, fields: list[str]) -> Row | str:
+        if len(fields) != width:
+            return width_error(fields, width)
+        customer_id, first_name, language, created_raw = get(fields)
+        if not customer_id:
+            return "customer_id: is empty"
+        if len(customer_id) > MAX_ID_LEN:
+            return f"customer_id: longer than {MAX_ID_LEN} characters"
+        if len(first_name) > MAX_TEXT_LEN:
+            return f"first_name: longer than {MAX_TEXT_LEN} characters"
+        if language and not _LANGUAGE.fullmatch(language):
+            return f"language: not a language tag such as fr or fr-CA: {show(language)}"
+        created_at = date_or_time(created_raw, "created_at")
+        if isinstance(created_at, str):
+            return created_at
+        return (line, customer_id, first_name or None, language or None, created_at)
+
+    return parse
+
+
+async def merge_customers(conn: asyncpg.Connection, columns: frozenset[str]
+                          ) -> dict[str, int]:
+    # The last line naming a customer wins (an export listing someone twice lists the
+    # newer record last). A file with no created_at keeps a known one. Rows are written in
+    # id order, so two imports of overlapping files lock rows in the same order.
+    upserted = await conn.fetchval("""
+        WITH up AS (
+            INSERT INTO customers (customer_id, first_name, language, created_at)
+            SELECT customer_id, first_name, language, created_at FROM (
+                SELECT DISTINCT ON (customer_id) customer_id, first_name, language, created_at
+                FROM _import_customers ORDER BY customer_id, line DESC
+            ) latest ORDER BY customer_id
+            ON CONFLICT (customer_id) DO UPDATE
+            SET first_name = EXCLUDED.first_name, language = EXCLUDED.language,
+                created_at = coalesce(EXCLUDED.created_at, customers.created_at),
+                imported_at = now()
+            RETURNING 1
+        )
+        SELECT count(*) FROM up
+    """)
+    return {"upserted": upserted}
+
+
+CUSTOMERS = CsvKind(
+    name="customers",
+    required=("customer_id", "first_name", "language", "created_at"),
+    optional=(),
+    staging_table="_import_customers",
+    staging_ddl="CREATE TEMP TABLE _import_customers (line integer, customer_id text,"
+                " first_name text, language text, created_at timestamptz) ON COMMIT DROP",
+    staging_columns=("line", "customer_id", "first_name", "language", "created_at"),
+    row_parser=customer_parser,
+    merge=merge_customers,
+    feeds_segments=True,
+)

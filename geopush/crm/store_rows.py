@@ -1,0 +1,101 @@
+"""The stores CSV (`external_id,name,timezone,lat,lon[,opening_hours,categories]`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from geopush.crm.csv_stream import CsvKind, Row, RowParser
+from geopush.crm.csv_values import columns_getter, show, width_error
+
+
+def store_parser(positions: dict[str, int], width: int) -> RowParser:
+    # The same checks as POST /v1/stores, so a store imported is a store the API accepts.
+    from geopush.api.errors import ApiError
+    from geopush.api.stores import parse_store
+
+    get = columns_getter(positions, ("external_id", "name", "timezone", "lat", "lon"))
+    hours_at = positions.get("opening_hours")
+    categories_at = positions.get("categories")
+
+    def parse(line: int, fields: list[str]) -> Row | str:
+        if len(fields) != width:
+            return width_error(fields, width)
+        external_id, name, timezone, lat, lon = get(fields)
+        body: dict[str, Any] = {"external_id": external_id, "name": name,
+                                "timezone": timezone}
+        try:
+            body["location"] = {"lat": float(lat), "lon": float(lon)}
+        except ValueError:
+            return f"lat, lon: not numbers: {show(lat)}, {show(lon)}"
+        if hours_at is not None:
+            raw = fields[hours_at].strip()
+            try:
+                body["opening_hours"] = json.loads(raw) if raw else None
+            except ValueError:
+                return "opening_hours: not JSON"
+        if categories_at is not None:
+            body["categories"] = [c.strip() for c in fields[categories_at].split(";")
+                                  if c.strip()]
+        try:
+            store = parse_store(body, partial=False)
+        except ApiError as exc:
+            return exc.message
+        hours = store.get("opening_hours")
+        return (line, store["external_id"], store["name"], store["timezone"], store["lat"],
+                store["lon"], None if hours is None else json.dumps(hours),
+                store.get("categories"))
+
+    return parse
+
+
+async def merge_stores(conn: asyncpg.Connection, columns: frozenset[str]) -> dict[str, int]:
+    # Upsert by external_id (the last line wins); a column the file lacks keeps its value.
+    # Transactions imported before their store existed are linked to it now, so they count
+    # for conversions from here on.
+    row = await conn.fetchrow("""
+        WITH up AS (
+            INSERT INTO stores (store_id, external_id, name, timezone, lat, lon,
+                                opening_hours, categories)
+            SELECT gen_random_uuid(), external_id, name, timezone, lat, lon,
+                   opening_hours::jsonb, coalesce(categories, '{}')
+            FROM (
+                SELECT DISTINCT ON (external_id) * FROM _import_stores
+                ORDER BY external_id, line DESC
+            ) latest ORDER BY external_id
+            ON CONFLICT (external_id) DO UPDATE
+            SET name = EXCLUDED.name, timezone = EXCLUDED.timezone, lat = EXCLUDED.lat,
+                lon = EXCLUDED.lon,
+                opening_hours = CASE WHEN $1 THEN EXCLUDED.opening_hours
+                                     ELSE stores.opening_hours END,
+                categories = CASE WHEN $2 THEN EXCLUDED.categories ELSE stores.categories END,
+                updated_at = now()
+            RETURNING (xmax = 0) AS created, external_id, store_id
+        ), linked AS (
+            UPDATE transactions t SET store_id = up.store_id
+            FROM up WHERE t.store_id IS NULL AND t.store_external_id = up.external_id
+            RETURNING 1
+        )
+        SELECT count(*) FILTER (WHERE created) AS created,
+               count(*) FILTER (WHERE NOT created) AS updated,
+               (SELECT count(*) FROM linked) AS transactions_linked
+        FROM up
+    """, "opening_hours" in columns, "categories" in columns)
+    return dict(row)
+
+
+STORES = CsvKind(
+    name="stores",
+    required=("external_id", "name", "timezone", "lat", "lon"),
+    optional=("opening_hours", "categories"),
+    staging_table="_import_stores",
+    staging_ddl="CREATE TEMP TABLE _import_stores (line integer, external_id text, name text,"
+                " timezone text, lat double precision, lon double precision,"
+                " opening_hours text, categories text[]) ON COMMIT DROP",
+    staging_columns=("line", "external_id", "name", "timezone", "lat", "lon",
+                     "opening_hours", "categories"),
+    row_parser=store_parser,
+    merge=merge_stores,
+)
