@@ -92,6 +92,8 @@ class DeliveryReason(StrEnum):
     # device was erased while the delivery was queued.
     NO_TOKEN = "no_token"
     ERASED = "erased"
+    # SPEC section 10: consent withdrawn before the delivery could be sent.
+    CONSENT_WITHDRAWN = "consent_withdrawn"
 
 
 class Segment(StrEnum):

@@ -119,6 +119,9 @@ class FcmConfig(_Section):
     # demos shorten them so a retry scenario takes milliseconds, not minutes.
     retry_base_s: float = Field(1.0, gt=0)
     retry_cap_s: float = Field(300.0, gt=0)
+    # FCM's Retry-After is honoured up to this, never beyond (SPEC section 10): a hostile
+    # or broken answer of `Retry-After: 1000000000` must not stop sending for good.
+    max_retry_after_s: float = Field(3600.0, gt=0)
 
     @field_validator("endpoint")
     @classmethod

@@ -95,3 +95,14 @@ async def test_profile_patch_and_new_token_reactivates(api: Api, db) -> None:
     me = (await api.call("PATCH", "/v1/devices/me", key=dev.token,
                          json={"fcm_token": unique_token(), "locale": "fr-CA"})).ok(200)
     assert me["fcm_token_active"] is True and me["locale"] == "fr-CA"
+
+
+async def test_customer_known_only_from_devices_is_erased(api: Api, db) -> None:
+    # Linked at registration, never imported from the CRM: the id is personal data all
+    # the same, and erasing it must not answer 404.
+    dev = await api.device(unique_token(), customer_id="C-ONLY-ON-DEVICE")
+    assert (await api.as_role("marketer", "DELETE", "/v1/customers/C-ONLY-ON-DEVICE")
+            ).status == 204
+    assert await db.fetchval("SELECT customer_id FROM devices WHERE device_id = $1",
+                             dev.device_id) is None
+    assert (await api.as_role("marketer", "DELETE", "/v1/customers/C-NOBODY")).status == 404

@@ -16,6 +16,7 @@ from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
 from geopush.identity import CustomerProofError, verify_customer_proof
 from geopush.runtime import RUNTIME, Runtime
+from geopush.store.consent import record_consent
 
 _DEVICE_COLUMNS = (
     "device_id, platform, locale, timezone, customer_id, fcm_token_active, "
@@ -145,19 +146,18 @@ async def put_consent(request: web.Request) -> web.Response:
     leaderboard = consent.leaderboard
     pool = request.app[RUNTIME].pool
     async with pool.acquire() as conn, conn.transaction():
+        # The UPDATE locks the device row first, as ingest and the sweeper do.
         row = await conn.fetchrow(
             "UPDATE devices SET consent_location = $2, consent_push = $3,"
             " consent_categories = $4, updated_at = now() WHERE device_id = $1"
             f" RETURNING {_DEVICE_COLUMNS}",
             device_id, location, push, categories,
         )
-        await conn.execute(
-            "INSERT INTO consent_log (device_id, location, push, categories)"
-            " VALUES ($1, $2, $3, $4)",
-            device_id, location, push, categories,
-        )
+        withdrawal = await record_consent(conn, device_id, location=location, push=push,
+                                          categories=categories)
         if leaderboard is not None:
             row = await set_leaderboard_consent(conn, device_id, leaderboard)
+    withdrawal.observe()
     return web.json_response(device_json(row))
 
 

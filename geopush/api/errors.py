@@ -73,6 +73,18 @@ def error_response(
     return web.json_response(body, status=status, headers=headers)
 
 
+def _client_gone(request: web.Request) -> bool:
+    """True once the client's connection is closed or closing.
+
+    An OSError is a database outage only while the client is still there: the same
+    ConnectionResetError comes from a body the client stopped sending. (A disconnect that
+    cancels the handler raises asyncio.CancelledError, which is not an Exception and is
+    never caught here.)
+    """
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -89,7 +101,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # SQLSTATE class 22 (or asyncpg refusing to encode an argument): a value the client
         # sent that PostgreSQL cannot hold, such as a NUL character or an out-of-range number.
         return error_response(400, "invalid", f"a value cannot be stored: {type(exc).__name__}")
-    except (OSError, asyncpg.exceptions.PostgresConnectionError,
+    except OSError as exc:
+        if _client_gone(request):
+            # The client hung up (its body cut short: aiohttp's ConnectionResetError
+            # "Connection lost"). Nobody will read an answer, and the database is fine.
+            log.debug("client disconnected: %s", type(exc).__name__)
+            return error_response(400, "client_disconnected", "the client disconnected")
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(503, "unavailable", "database unavailable, try again",
+                              headers={"Retry-After": "5"})
+    except (asyncpg.exceptions.PostgresConnectionError,
             asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError,
             asyncpg.InterfaceError) as exc:
         log.warning("database unavailable: %s", type(exc).__name__)

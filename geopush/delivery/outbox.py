@@ -43,13 +43,23 @@ WHERE d.delivery_id = due.delivery_id
 RETURNING d.delivery_id, d.device_id, d.offer_id, d.store_id, d.geofence_id, d.title,
           d.body, d.deeplink, d.expires_at, d.event_ts, d.attempts
 """
+# The pause is capped when written and when read ([fcm] max_retry_after_s, $1): a row
+# written before the cap existed, or under a larger one, is cut down to it here (the UPDATE
+# runs only then), so a Retry-After of a billion seconds cannot stop sending for good.
 _PAUSE_LEFT = """
-SELECT extract(epoch FROM until - clock_timestamp())::float8 FROM sender_pause
+WITH clamp AS (
+    UPDATE sender_pause SET until = clock_timestamp() + make_interval(secs => $1::float8)
+    WHERE until > clock_timestamp() + make_interval(secs => $1::float8)
+)
+SELECT least(extract(epoch FROM until - clock_timestamp())::float8, $1::float8)
+FROM sender_pause
 WHERE until > clock_timestamp()
 """
 _PAUSE = """
-INSERT INTO sender_pause (id, until) VALUES (true, clock_timestamp() + make_interval(secs => $1))
-ON CONFLICT (id) DO UPDATE SET until = greatest(sender_pause.until, EXCLUDED.until)
+INSERT INTO sender_pause (id, until)
+VALUES (true, clock_timestamp() + make_interval(secs => least($1::float8, $2::float8)))
+ON CONFLICT (id) DO UPDATE SET until = least(greatest(sender_pause.until, EXCLUDED.until),
+                                             clock_timestamp() + make_interval(secs => $2::float8))
 """
 _TOKENS = """
 SELECT device_id, fcm_token, fcm_token_active FROM devices WHERE device_id = ANY($1::uuid[])
@@ -84,6 +94,17 @@ WHERE d.delivery_id IN (
                       AND v.geofence_id = q.geofence_id AND v.entered_at <= q.event_ts)
     LIMIT $1 FOR UPDATE SKIP LOCKED)
 RETURNING delivery_id
+"""
+# Right before sending: which claimed rows are still this sender's (queued, under the
+# attempt count of its claim: not erased, not retried by ops), and of those, which belong to
+# a device that has since withdrawn the consent they need (SPEC section 10).
+_RECHECK = """
+SELECT q.delivery_id,
+       coalesce(NOT d.consent_push OR (NOT d.consent_location AND q.trigger = ANY($3::text[])),
+                false) AS withdrawn
+FROM unnest($1::uuid[], $2::int[]) AS u(id, attempts)
+JOIN deliveries q ON q.delivery_id = u.id AND q.attempts = u.attempts AND q.status = 'queued'
+LEFT JOIN devices d ON d.device_id = q.device_id
 """
 _DEACTIVATE = """
 UPDATE devices d SET fcm_token_active = false, updated_at = now()
@@ -137,14 +158,43 @@ async def cancel_left(conn: asyncpg.Connection, limit: int) -> int:
     return len(await conn.fetch(_CANCEL_LEFT, limit))
 
 
-async def pause_left(conn: asyncpg.Connection) -> float:
-    """Seconds left of the pause a sender recorded for QUOTA_EXCEEDED (0: none)."""
-    return float(await conn.fetchval(_PAUSE_LEFT) or 0.0)
+async def pause_left(conn: asyncpg.Connection, cap_s: float) -> float:
+    """Seconds left of the pause a sender recorded for QUOTA_EXCEEDED (0: none), at most
+    `cap_s`; a longer pause in the row is cut down to `cap_s` from now."""
+    return float(await conn.fetchval(_PAUSE_LEFT, cap_s) or 0.0)
 
 
-async def pause(conn: asyncpg.Connection, seconds: float) -> None:
-    """Make every sender wait `seconds` from now (a longer pause already recorded stays)."""
-    await conn.execute(_PAUSE, seconds)
+async def pause(conn: asyncpg.Connection, seconds: float, cap_s: float) -> None:
+    """Make every sender wait `seconds` (at most `cap_s`) from now; a longer pause already
+    recorded stays, up to `cap_s` from now."""
+    await conn.execute(_PAUSE, seconds, cap_s)
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """A claimed batch split right before sending."""
+
+    sendable: list[Claimed]
+    withdrawn: list[Claimed]  # the device withdrew consent: cancel, never send
+
+
+async def recheck(conn: asyncpg.Connection, claimed: Sequence[Claimed],
+                  location_triggers: Sequence[str]) -> Recheck:
+    """Drop rows no longer this sender's; set apart those whose device withdrew consent.
+
+    One query per batch. Consent can still be withdrawn in the milliseconds between this
+    check and FCM accepting the message; such a push is recorded as `sent`, truthfully.
+    """
+    rows = await conn.fetch(
+        _RECHECK, [c.delivery_id for c in claimed], [c.attempts for c in claimed],
+        list(location_triggers),
+    )
+    withdrawn_ids = {r["delivery_id"] for r in rows if r["withdrawn"]}
+    ours = {r["delivery_id"] for r in rows}
+    return Recheck(
+        [c for c in claimed if c.delivery_id in ours and c.delivery_id not in withdrawn_ids],
+        [c for c in claimed if c.delivery_id in withdrawn_ids],
+    )
 
 
 async def claim(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[Claimed]:

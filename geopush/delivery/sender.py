@@ -34,9 +34,11 @@ from geopush.delivery.outbox import (
     finish,
     pause,
     pause_left,
+    recheck,
 )
 from geopush.delivery.retry import QUOTA_MIN_DELAY_S, next_delay
 from geopush.ingest.decisions import OUTBOX_CHANNEL
+from geopush.store.consent import LOCATION_TRIGGERS
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,8 @@ class Sender:
             left = await cancel_left(conn, 1000)
             if left:
                 metrics.DELIVERIES.labels("cancelled", "left_geofence").inc(left)
-            paused = await pause_left(conn)  # another process may have hit the quota
+            # Another process may have hit the quota.
+            paused = await pause_left(conn, self.config.max_retry_after_s)
             if paused > 0:
                 self.paused_until = max(self.paused_until, time.monotonic() + paused)
                 return []
@@ -137,11 +140,18 @@ class Sender:
 
     async def send_batch(self, claimed: list[Claimed]) -> int:
         """Send one claimed batch and record every outcome in one statement."""
-        now = datetime.now(UTC)
         results: list[Finish] = []
         deactivate: list[tuple[UUID, str]] = []
         sendable: list[Claimed] = []
-        for c in claimed:
+        # Consent may have been withdrawn (or the device erased) since the claim: check
+        # again right before sending (SPEC section 10).
+        async with self.pool.acquire() as conn:
+            checked = await recheck(conn, claimed, LOCATION_TRIGGERS)
+        for c in checked.withdrawn:
+            results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.CANCELLED,
+                                  DeliveryReason.CONSENT_WITHDRAWN))
+        now = datetime.now(UTC)
+        for c in checked.sendable:
             if c.token is None:
                 results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
                                       DeliveryReason.NO_TOKEN))
@@ -170,11 +180,12 @@ class Sender:
             outcomes += await self._send_chunk(messages[start:start + SDK_CHUNK])
         for c, outcome in zip(sendable, outcomes, strict=True):
             results.append(self._outcome(c, outcome, deactivate))
-        quota_waits = [_quota_wait(o) for o in outcomes if o.action is fcm.SendAction.QUOTA]
+        quota_waits = [self._quota_wait(o) for o in outcomes
+                       if o.action is fcm.SendAction.QUOTA]
         async with self.pool.acquire() as conn, conn.transaction():
             await finish(conn, results, deactivate)
             if quota_waits:  # FCM's quota is the project's: every sender process waits
-                await pause(conn, max(quota_waits))
+                await pause(conn, max(quota_waits), self.config.max_retry_after_s)
         done_at = datetime.now(UTC)
         for r in results:
             if r.status != DeliveryStatus.QUEUED:
@@ -209,16 +220,23 @@ class Sender:
                           error=outcome.error)
         quota = outcome.action is fcm.SendAction.QUOTA
         if quota:  # the whole sender waits, not just this message
-            self.paused_until = max(self.paused_until, time.monotonic() + _quota_wait(outcome))
+            self.paused_until = max(self.paused_until,
+                                    time.monotonic() + self._quota_wait(outcome))
         if c.attempts >= self.config.max_attempts:
             return Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
                           DeliveryReason.RETRIES_EXHAUSTED, error=outcome.error)
-        delay = next_delay(c.attempts, outcome.retry_after, self.rng,
+        delay = next_delay(c.attempts, self._retry_after(outcome), self.rng,
                            self.config.retry_base_s, self.config.retry_cap_s, quota=quota)
         return Finish(c.delivery_id, c.attempts, DeliveryStatus.QUEUED, None,
                       next_at=datetime.now(UTC) + timedelta(seconds=delay), error=outcome.error)
 
+    def _retry_after(self, outcome: fcm.SendOutcome) -> float | None:
+        """FCM's Retry-After, honoured up to `[fcm] max_retry_after_s` and never beyond."""
+        if outcome.retry_after is None:
+            return None
+        return min(outcome.retry_after, self.config.max_retry_after_s)
 
-def _quota_wait(outcome: fcm.SendOutcome) -> float:
-    """How long QUOTA_EXCEEDED stops sending: Retry-After, or a minute without it."""
-    return outcome.retry_after if outcome.retry_after is not None else QUOTA_MIN_DELAY_S
+    def _quota_wait(self, outcome: fcm.SendOutcome) -> float:
+        """How long QUOTA_EXCEEDED stops sending: Retry-After (capped), or a minute."""
+        retry_after = self._retry_after(outcome)
+        return retry_after if retry_after is not None else QUOTA_MIN_DELAY_S

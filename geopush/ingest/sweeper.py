@@ -1,6 +1,8 @@
 """Dwell for phones that stop sending: a visit whose device's last ping was inside gets its
 dwell when the time is up, even without another ping (SPEC section 3), unless the device
-has been silent past `visit_timeout_s` (its visit is over, only not yet closed).
+has been silent past `visit_timeout_s` (its visit is over, only not yet closed) or has
+withdrawn location consent (SPEC section 10: the sweeper fires nothing for it; the
+withdrawal also closed its visits, this is the check under the lock).
 
 Each device is handled in its own transaction under the same device row lock as ingest
 (`SKIP LOCKED`: a device whose batch is being processed is left for the next sweep), and the
@@ -27,7 +29,7 @@ from geopush.loyalty.checkins import record_checkins
 _DUE_DEVICES = """
 SELECT DISTINCT v.device_id FROM visits v JOIN geofences g USING (geofence_id)
 JOIN devices d ON d.device_id = v.device_id
-WHERE NOT v.dwell_fired AND v.last_inside AND g.enabled
+WHERE NOT v.dwell_fired AND v.last_inside AND g.enabled AND d.consent_location
   AND v.entered_at + make_interval(secs => g.dwell_s) <= $1
   AND d.last_ping_ts >= $1::timestamptz - make_interval(secs => $3)
 LIMIT $2
@@ -35,7 +37,8 @@ LIMIT $2
 _LOCK_DEVICE = """
 SELECT device_id, customer_id, consent_location, consent_push, consent_categories,
        fcm_token, fcm_token_active, locale, timezone
-FROM devices WHERE device_id = $1 AND last_ping_ts >= $2::timestamptz - make_interval(secs => $3)
+FROM devices WHERE device_id = $1 AND consent_location
+  AND last_ping_ts >= $2::timestamptz - make_interval(secs => $3)
 FOR UPDATE SKIP LOCKED
 """
 _DUE_VISITS = """

@@ -68,29 +68,33 @@ async def erase_customer(conn: asyncpg.Connection, customer_id: str) -> bool:
     Transactions keep amount, category, store and time for the stores' totals, under no
     customer; queued deliveries to them are cancelled (`erased`). Their devices stay, as
     anonymous devices: a device's own data is erased by the app (`DELETE /v1/devices/me`).
-    Returns False when the customer is unknown.
+    Returns False when geopush holds nothing under that id. A customer id known only from
+    devices (linked at registration, never imported from the CRM) or only from
+    transactions is still erased: the id is personal data wherever it is.
     """
-    found = await conn.fetchval(
-        "DELETE FROM customers WHERE customer_id = $1 RETURNING true", customer_id
-    )
-    await conn.execute(
-        "UPDATE transactions SET customer_id = '' WHERE customer_id = $1", customer_id
-    )
-    await conn.execute(
-        "DELETE FROM customer_recommendations WHERE customer_id = $1", customer_id
-    )
-    await conn.execute(
-        "UPDATE decisions SET customer_id = NULL WHERE customer_id = $1", customer_id
-    )
-    await conn.execute(
-        "UPDATE deliveries SET customer_id = NULL, title = NULL, body = NULL,"
-        " fcm_message_name = NULL,"
-        " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
-        " status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END"
-        " WHERE customer_id = $1", customer_id,
-    )
-    await conn.execute(
-        "UPDATE devices SET customer_id = NULL WHERE customer_id = $1", customer_id
-    )
-    await erase_loyalty(conn, f"c:{customer_id}")
-    return bool(found)
+    touched = 0
+    for statement in _ERASE_CUSTOMER:
+        status = await conn.execute(statement, customer_id)
+        touched += int(status.split()[-1])
+    return touched > 0
+
+
+_ERASE_CUSTOMER = (
+    "DELETE FROM customers WHERE customer_id = $1",
+    "UPDATE transactions SET customer_id = '' WHERE customer_id = $1",
+    "DELETE FROM customer_recommendations WHERE customer_id = $1",
+    "UPDATE decisions SET customer_id = NULL WHERE customer_id = $1",
+    "UPDATE deliveries SET customer_id = NULL, title = NULL, body = NULL,"
+    " fcm_message_name = NULL,"
+    " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
+    " status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END"
+    " WHERE customer_id = $1",
+    "UPDATE devices SET customer_id = NULL WHERE customer_id = $1",
+    # Loyalty: points, badges and completions stay for the totals, without the customer.
+    "UPDATE loyalty_ledger SET subject = NULL, customer_id = NULL, device_id = NULL,"
+    " note = NULL WHERE subject = 'c:' || $1",
+    "UPDATE loyalty_badges SET subject = NULL, customer_id = NULL, device_id = NULL"
+    " WHERE subject = 'c:' || $1",
+    "UPDATE challenge_completions SET subject = NULL, customer_id = NULL, device_id = NULL"
+    " WHERE subject = 'c:' || $1",
+)
