@@ -33,11 +33,11 @@ async def test_a_completed_challenge_credits_its_reward_and_sends_its_offer(
     challenge = (await api.as_role("marketer", "POST", "/v1/challenges",
                                    json=_challenge(offer_id=offer["id"]))).ok(201)
     ada = await api.device(unique_token(), customer_id="C-1")
-    await check_in(api, ada, shops[0], hours_ago(0.2))
+    await check_in(api, ada, shops[0], hours_ago(0.3))
     halfway = await loyalty(api, ada)
     assert halfway["challenges"] == [{"id": challenge["id"], "name": "Two shops",
                                       "progress": 1, "target": 2, "completed_at": None}]
-    await check_in(api, ada, shops[1], hours_ago(0.1))
+    await check_in(api, ada, shops[1], hours_ago(0.2))
     done = await loyalty(api, ada)
     assert done["points"] == 10 + 10 + 25
     [progress] = done["challenges"]
@@ -60,7 +60,7 @@ async def test_a_completed_challenge_credits_its_reward_and_sends_its_offer(
     assert stats["suppressed"] == {"no_push_consent": 1}
     assert await db.fetchval("SELECT count(*) FROM challenge_completions") == 2
     # Completed once: more check-ins credit nothing more for it.
-    await check_in(api, ada, shops[0], hours_ago(0.05))
+    await check_in(api, ada, shops[0], hours_ago(0.1))
     assert await db.fetchval(
         "SELECT count(*) FROM loyalty_ledger WHERE reason = 'challenge'") == 2
 
