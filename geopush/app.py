@@ -10,23 +10,36 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from geopush.api import devices, geofences, health, keys, offers, pings, stores
-from geopush.api.auth import hash_secret
 from geopush.api.errors import error_middleware
 from geopush.config import Config
 from geopush.identity import CustomerLinkKeys
 from geopush.runtime import RUNTIME, Runtime
 from geopush.store.database import create_pool, resolve_database_url
 from geopush.store.geofence_index import LiveGeofenceIndex
+from geopush.store.keys import hash_secret
 from geopush.store.migrations import migrate
 
 log = logging.getLogger(__name__)
 
 
 def _route_modules() -> list:
-    from geopush.api import challenges, crm, deliveries, loyalty, offer_stats, ops
+    from geopush.api import (
+        challenges,
+        crm,
+        deliveries,
+        insights,
+        loyalty,
+        offer_daily,
+        offer_stats,
+        ops,
+        ops_timeseries,
+        pages,
+    )
 
     return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
             deliveries, ops,
+            pages, ops_timeseries, offer_daily,
+            insights,
             loyalty, challenges]
 
 
@@ -53,24 +66,31 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
                      link_keys=CustomerLinkKeys.from_config(
                          config.auth.customer_link_secret,
                          config.auth.customer_link_public_key_file))
+        from geopush.insights.mining_pool import MiningPool
+        from geopush.insights.refresh import RulesRefresher
+
+        rt.database_url = url
+        rt.miner = MiningPool()
+        rt.rules = RulesRefresher(rt.miner, url, config, rt.now)
         app[RUNTIME] = rt
         tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
-        background = None
-        if config.server.run_sender:
-            from geopush.background import Background
+        # Always: the sweeper and retention run on every node; the sender only where
+        # [server] run_sender is true (Background decides).
+        from geopush.background import Background
 
-            background = Background(config, url)
-            background.start()
+        background = Background(config, url, rt.miner)
+        background.start()
         try:
             yield
         finally:
-            if background is not None:
-                await asyncio.get_running_loop().run_in_executor(None, background.stop)
+            await asyncio.get_running_loop().run_in_executor(None, background.stop)
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await rt.rules.close()
+            rt.miner.shutdown()
             await pool.close()
 
     app.cleanup_ctx.append(resources)

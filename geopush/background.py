@@ -1,5 +1,11 @@
 """Work that runs beside the API in a thread of its own: sender, dwell sweeper, retention,
-daily segments.
+daily segments and basket rules.
+
+The dwell sweeper and retention run in every process, so no node's `[server] run_sender`
+setting can leave dwells unfired or personal data kept past its time: the sweeper locks each
+device row (SKIP LOCKED) and re-reads the visit under it, and retention takes an advisory
+lock (another node already at it: this one skips the round), so several at once are safe.
+The sender and the daily segment recompute run only where `run_sender` is true.
 
 Its own thread and event loop keep the FCM SDK's blocking token fetch and the periodic
 sweeps away from the ingest loop; its own small pool keeps them from taking ingest's
@@ -15,6 +21,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -24,12 +31,16 @@ from geopush.store.database import create_pool
 log = logging.getLogger(__name__)
 
 _RETENTION_EVERY_S = 3600.0
+# Without a sender, how often (at most) the outbox is settled.
+_SETTLE_MIN_S = 0.5
 
 
 class Background:
-    def __init__(self, config: Config, dsn: str) -> None:
+    def __init__(self, config: Config, dsn: str, miner: Any = None) -> None:
         self.config = config
         self.dsn = dsn
+        # Mines the daily basket rules in a child process (a MiningPool); none: no mining.
+        self.miner = miner
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._main, name="geopush-background",
@@ -58,18 +69,25 @@ class Background:
         pool = await create_pool(self.dsn, max(2, self.config.fcm.max_concurrency + 2))
         tasks = []
         try:
-            if self.config.fcm.credentials_file:
+            sends = self.config.server.run_sender
+            if sends and self.config.fcm.credentials_file:
                 from geopush.delivery.sender import Sender
 
                 self.sender = Sender(self.config.fcm, pool, f"geopush-{os.getpid()}-{id(self)}")
                 tasks.append(asyncio.create_task(self.sender.run(self.dsn)))
-            else:
-                log.warning("[fcm] credentials_file is not set: deliveries stay queued")
+            elif sends:
+                # The sender's upkeep still runs: queued deliveries expire and are
+                # cancelled when their visit ends, instead of using up max_sends.
+                log.warning("[fcm] credentials_file is not set: nothing is sent; deliveries"
+                            " still expire and are cancelled when their visit ends")
+                tasks.append(asyncio.create_task(self._every(
+                    max(self.config.fcm.poll_interval_s, _SETTLE_MIN_S), self._settle, pool)))
             tasks.append(asyncio.create_task(self._every(
                 self.config.geo.sweep_interval_s, self._sweep, pool)))
             tasks.append(asyncio.create_task(self._every(
                 _RETENTION_EVERY_S, self._retention, pool)))
-            tasks.append(asyncio.create_task(self._daily_segments(pool)))
+            if sends:
+                tasks.append(asyncio.create_task(self._daily_segments(pool)))
             self._started.set()
             await self._stop.wait()
             if self.sender is not None:
@@ -100,6 +118,12 @@ class Background:
 
         await sweep_dwells(pool, self.config, datetime.now(UTC))
 
+    async def _settle(self, pool: asyncpg.Pool) -> None:
+        from geopush.delivery.upkeep import settle_outbox
+
+        async with pool.acquire() as conn:
+            await settle_outbox(conn)
+
     async def _retention(self, pool: asyncpg.Pool) -> None:
         from geopush.store.retention import apply_retention
 
@@ -121,3 +145,17 @@ class Background:
                 raise
             except Exception:
                 log.exception("daily segment recompute failed")
+            # After the segments: the rules' audiences read them.
+            await self._daily_rules()
+
+    async def _daily_rules(self) -> None:
+        if self.miner is None:
+            return
+        from geopush.insights.basket_rules import recompute_job
+
+        try:
+            await self.miner.run(recompute_job, self.dsn, self.config, datetime.now(UTC))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("daily basket rules recompute failed")

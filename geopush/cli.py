@@ -1,4 +1,5 @@
-"""The `geopush` command: serve, demo, migrate, keys, import, segments, fcm-emulator."""
+"""The `geopush` command: serve, demo, migrate, keys, import, segments, insights,
+fcm-emulator."""
 
 from __future__ import annotations
 
@@ -27,37 +28,52 @@ def _config(path: str | None, overrides: dict[str, dict[str, Any]] | None = None
 
 async def _with_pool(config: Config, job: Any) -> Any:
     from geopush.store.database import create_pool, resolve_database_url
-    from geopush.store.migrations import migrate
+    from geopush.store.migrations import MigrationChanged, migrate
 
     url = await asyncio.get_running_loop().run_in_executor(None, resolve_database_url, config)
     pool = await create_pool(url, 4)
     try:
         async with pool.acquire() as conn:
-            await migrate(conn)
+            try:
+                await migrate(conn)
+            except MigrationChanged as exc:
+                raise click.ClickException(str(exc)) from None
         return await job(pool)
     finally:
         await pool.close()
 
 
+LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                          case_sensitive=False)
+
+
 @click.group()
-@click.option("--log-level", default="INFO", show_default=True)
-def main(log_level: str) -> None:
+@click.option("--log-level", type=LOG_LEVELS, default="INFO", show_default=True)
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
     """geopush: location pings in, store visits out, offers pushed through FCM."""
     from geopush.logs import setup_logging
 
-    setup_logging(log_level)
+    ctx.obj = {"log_level": log_level.upper()}
+    setup_logging(log_level.upper())
 
 
-def _serve_worker(config: Config, url: str, host: str, port: int, reuse_port: bool) -> None:
+def _serve_worker(config: Config, url: str, host: str, port: int, reuse_port: bool,
+                  log_level: str) -> None:
     from aiohttp import web
 
     from geopush.app import create_app
     from geopush.logs import setup_logging
+    from geopush.store.migrations import MigrationChanged
 
-    setup_logging()
-    web.run_app(create_app(config, database_url=url), host=host, port=port,
-                reuse_port=reuse_port, print=None, access_log=None,
-                shutdown_timeout=config.server.shutdown_timeout_s)
+    # Spawned workers start with fresh logging: the level must be handed over.
+    setup_logging(log_level)
+    try:
+        web.run_app(create_app(config, database_url=url), host=host, port=port,
+                    reuse_port=reuse_port, print=None, access_log=None,
+                    shutdown_timeout=config.server.shutdown_timeout_s)
+    except MigrationChanged as exc:
+        sys.exit(f"geopush: not started: {exc}")
 
 
 @main.command()
@@ -65,9 +81,13 @@ def _serve_worker(config: Config, url: str, host: str, port: int, reuse_port: bo
 @click.option("--host", default=None)
 @click.option("--port", type=int, default=None)
 @click.option("--workers", type=int, default=None)
-def serve(config_path: str | None, host: str | None, port: int | None,
-          workers: int | None) -> None:
+@click.option("--log-level", type=LOG_LEVELS, default=None,
+              help="Overrides the level given before the command.")
+@click.pass_context
+def serve(ctx: click.Context, config_path: str | None, host: str | None, port: int | None,
+          workers: int | None, log_level: str | None) -> None:
     """Run the HTTP service (and, unless disabled, the sender and sweepers)."""
+    level = (log_level or (ctx.obj or {}).get("log_level") or "INFO").upper()
     server: dict[str, Any] = {}
     for key, value in (("host", host), ("port", port), ("workers", workers)):
         if value is not None:
@@ -80,12 +100,12 @@ def serve(config_path: str | None, host: str | None, port: int | None,
     click.echo(f"geopush listening on http://{config.server.host}:{config.server.port}"
                f" ({n} worker{'s' if n > 1 else ''})", err=True)
     if n == 1:
-        _serve_worker(config, url, config.server.host, config.server.port, False)
+        _serve_worker(config, url, config.server.host, config.server.port, False, level)
         return
-    _serve_workers(config, url, n)
+    _serve_workers(config, url, n, level)
 
 
-def _serve_workers(config: Config, url: str, n: int) -> None:
+def _serve_workers(config: Config, url: str, n: int, log_level: str) -> None:
     """N spawned workers on one port (SO_REUSEPORT), with one metrics view across them."""
     from geopush.metrics import MULTIPROC_ENV
 
@@ -97,7 +117,8 @@ def _serve_workers(config: Config, url: str, n: int) -> None:
         os.environ[MULTIPROC_ENV] = metrics_dir
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_serve_worker,
-                         args=(config, url, config.server.host, config.server.port, True))
+                         args=(config, url, config.server.host, config.server.port, True,
+                               log_level))
              for _ in range(n)]
     for p in procs:
         p.start()
@@ -147,7 +168,7 @@ def keys() -> None:
 @click.option("--config", "config_path", type=click.Path(), default=None)
 def keys_create(role: str, name: str, config_path: str | None) -> None:
     """Make an API key; it is printed once and stored only hashed."""
-    from geopush.api.keys import create_key
+    from geopush.store.keys import create_key
 
     config = _config(config_path)
     created = asyncio.run(_with_pool(config, lambda pool: create_key(pool, Role(role), name)))
@@ -162,7 +183,7 @@ def keys_revoke(key_id: str, config_path: str | None) -> None:
     """Revoke a key by its id; every running process refuses it within a second."""
     import uuid
 
-    from geopush.api.keys import revoke_key
+    from geopush.store.keys import revoke_key
 
     try:
         ident = uuid.UUID(key_id)
@@ -239,6 +260,37 @@ def segments_recompute(config_path: str | None) -> None:
     click.echo(json.dumps(result, indent=2, default=str))
 
 
+@main.group()
+def insights() -> None:
+    """Basket analysis: association rules, recommended categories."""
+
+
+@insights.command("recompute")
+@click.option("--config", "config_path", type=click.Path(), default=None)
+def insights_recompute(config_path: str | None) -> None:
+    """Mine the basket rules now and rewrite every customer's recommended categories."""
+    import json
+    from datetime import UTC, datetime
+
+    from tqdm import tqdm
+
+    from geopush.insights.basket_rules import recompute_rules
+
+    config = _config(config_path)
+    # The operator's own process mines (nothing else is served here), with a progress bar
+    # over the search's top-level branches; disable=None: no bar when not on a terminal.
+    with tqdm(desc="mining baskets", unit="item", disable=None) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        result = asyncio.run(_with_pool(
+            config, lambda pool: recompute_rules(pool, config, datetime.now(UTC), progress)))
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
 @main.command("fcm-emulator")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8085, show_default=True)
@@ -255,15 +307,20 @@ def fcm_emulator(host: str, port: int, write_credentials: str | None, project_id
 
 
 @main.command()
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--duration", type=float, default=90.0, show_default=True,
-              help="seconds to keep running after the scenario; 0 = until Ctrl-C")
+@click.option("--port", type=int, default=8080, show_default=True,
+              help="geopush's port (another free one if taken)")
+@click.option("--duration", type=float, default=0.0, show_default=True,
+              help="seconds to run; 0 = until Ctrl-C")
+@click.option("--speedup", type=click.FloatRange(1, 200), default=10.0, show_default=True,
+              help="how much faster than real time the traces are replayed")
+@click.option("--phones", type=click.IntRange(5, 200), default=15, show_default=True)
 @click.option("--data-dir", default=".geopush", show_default=True)
-def demo(port: int, duration: float, data_dir: str) -> None:
-    """Everything on this machine: PostgreSQL, the FCM emulator, stores, walking phones."""
+def demo(port: int, duration: float, speedup: float, phones: int, data_dir: str) -> None:
+    """Everything on this machine: PostgreSQL, the FCM emulator, stores, phones on real traces."""
     from geopush.demo import run_demo
 
-    sys.exit(run_demo(port=port, duration=duration, data_dir=data_dir))
+    sys.exit(run_demo(port=port, duration=duration, data_dir=data_dir, speedup=speedup,
+                      phones=phones))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    # Run the FCM sender and the background sweepers in this process (a thread of its own).
+    # Run the FCM sender and the daily segment recompute in this process (a thread of its
+    # own). The dwell sweeper and retention run in every process whatever this says.
     run_sender: bool = True
     shutdown_timeout_s: float = Field(10.0, ge=0)
 
@@ -102,6 +103,18 @@ class SegmentsConfig(_Section):
     inactive_days: int = Field(180, ge=1)
     # Hour of the day (UTC) of the daily recompute.
     daily_recompute_hour_utc: int = Field(3, ge=0, le=23)
+
+
+class InsightsConfig(_Section):
+    """Thresholds of the basket rules mined in the background (SPEC section 12 defaults);
+    cross-sell audiences and recommended categories are drawn from them."""
+
+    min_support: float = Field(0.01, gt=0, le=1)
+    min_confidence: float = Field(0.2, ge=0, le=1)
+    min_lift: float = Field(1.0, ge=0)
+    max_len: int = Field(3, ge=2, le=6)
+    # How many rules (single consequent, best lift first) GET /v1/insights/cross-sell shows.
+    cross_sell_rules: int = Field(10, ge=1, le=100)
 
 
 class FcmConfig(_Section):
@@ -180,6 +193,32 @@ class LimitsConfig(_Section):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_import_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     device_rate_per_s: float = Field(10.0, gt=0)
+    # POST /v1/devices per client address and per app key, in every process together
+    # (SPEC section 10). An address may be a carrier's NAT for many phones: 60 a minute is
+    # far above one person's installs and far below a script's. The app key is shared by
+    # every install of the app, so its limit is the whole app's registration rate.
+    register_rate_per_min: int = Field(60, ge=1)
+    register_key_rate_per_min: int = Field(600, ge=1)
+    # Ping batches per client address and process: what many invented devices behind one
+    # host can send together, each device having its own device_rate_per_s.
+    address_ping_rate_per_s: float = Field(100.0, gt=0)
+    # Reverse proxies in front of geopush that append to X-Forwarded-For; 0: the client
+    # address is the TCP peer and the header is ignored (a client can write anything in it).
+    trusted_proxy_hops: int = Field(0, ge=0, le=10)
+
+
+class ConsoleConfig(_Section):
+    # A slippy-map tile URL such as https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty:
+    # the console's map is a plain background with a scale bar (no network needed).
+    tile_url: str = ""
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        if value and not (value.startswith(("http://", "https://"))
+                          and all(p in value for p in ("{z}", "{x}", "{y}"))):
+            raise ValueError("must be an http(s) URL with {z}, {x} and {y}")
+        return value
 
 
 #: Badge codes of SPEC section 11, in the order they are usually earned.
@@ -245,10 +284,12 @@ class Config(_Section):
     geo: GeoConfig = GeoConfig()
     campaigns: CampaignsConfig = CampaignsConfig()
     segments: SegmentsConfig = SegmentsConfig()
+    insights: InsightsConfig = InsightsConfig()
     fcm: FcmConfig = FcmConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
+    console: ConsoleConfig = ConsoleConfig()
     loyalty: LoyaltyConfig = LoyaltyConfig()
 
     def redacted(self) -> dict[str, Any]:

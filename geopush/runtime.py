@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from aiohttp import web
 
+from geopush.api.token_buckets import TokenBuckets
 from geopush.config import Config
 from geopush.identity import CustomerLinkKeys
 
@@ -30,8 +31,21 @@ class Runtime:
     now: Callable[[], datetime] = utc_now
     link_keys: CustomerLinkKeys = field(default_factory=CustomerLinkKeys)
     key_cache: dict[bytes, Any] = field(default_factory=dict)
-    # device id -> (window start, count), for the per-device ping rate limit
-    rate: dict[Any, list[float]] = field(default_factory=dict)
+    database_url: str = ""
+    # Basket mining in child processes (MiningPool) and the rules' refresher.
+    miner: Any = None
+    rules: Any = None
+    # The ping rate limits of this process, per device and per client address.
+    device_rate: TokenBuckets = field(init=False)
+    address_rate: TokenBuckets = field(init=False)
+
+    def __post_init__(self) -> None:
+        limits = self.config.limits
+        # Bursts of 3 s worth; the maps forget the least recently used beyond their size.
+        self.device_rate = TokenBuckets(limits.device_rate_per_s,
+                                        max(3.0 * limits.device_rate_per_s, 1.0), 100_000)
+        self.address_rate = TokenBuckets(limits.address_ping_rate_per_s,
+                                         max(3.0 * limits.address_ping_rate_per_s, 1.0), 20_000)
 
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)

@@ -101,7 +101,8 @@ async def main() -> None:
     port = free_port()
     env = {**os.environ, "GEOPUSH_DATABASE_URL": url, "GEOPUSH_SERVER_PORT": str(port),
            "GEOPUSH_SERVER_RUN_SENDER": "false", "GEOPUSH_AUTH_BOOTSTRAP_ADMIN_KEY": ADMIN,
-           "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "100000", "GEOPUSH_DATABASE_POOL_SIZE": "20"}
+           "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "100000", "GEOPUSH_DATABASE_POOL_SIZE": "20",
+           "GEOPUSH_LIMITS_ADDRESS_PING_RATE_PER_S": "100000"}
     proc = subprocess.Popen([sys.executable, "-m", "geopush", "serve"], env=env, cwd=tmp,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -126,7 +126,7 @@ def service_account(emulator: EmulatorThread, tmp_path_factory: pytest.TempPathF
 @pytest.fixture
 def make_config(emulator: EmulatorThread, service_account: Path, tmp_path: Path
                 ) -> Callable[..., Config]:
-    """A Config for a test server: FCM at the emulator, fast sweeps, generous rate limit."""
+    """A Config for a test server: FCM at the emulator, fast sweeps, generous rate limits."""
 
     def make(**sections: dict[str, Any]) -> Config:
         overrides: dict[str, dict[str, Any]] = {
@@ -136,7 +136,8 @@ def make_config(emulator: EmulatorThread, service_account: Path, tmp_path: Path
             "fcm": {"credentials_file": str(service_account), "endpoint": emulator.base_url,
                     "poll_interval_s": 0.05},
             "geo": {"sweep_interval_s": 0.2},
-            "limits": {"device_rate_per_s": 1000},
+            "limits": {"device_rate_per_s": 1000, "address_ping_rate_per_s": 100_000,
+                       "register_rate_per_min": 100_000, "register_key_rate_per_min": 100_000},
         }
         for name, values in sections.items():
             overrides.setdefault(name, {}).update(values)
@@ -201,3 +202,11 @@ async def gp(start_server: Callable[..., Any]) -> AsyncIterator[Api]:
     server = await start_server(**FAST)
     async with Api(server.url, ADMIN_KEY) as client:
         yield client
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser tests left their screenshots."""
+    from tests.browser import ARTIFACTS
+
+    for path in ARTIFACTS:
+        terminalreporter.write_line(f"browser screenshots: {path}")

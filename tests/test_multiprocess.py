@@ -61,7 +61,7 @@ async def serve_process(database_url: str, tmp_path: Path
     """Start real `geopush serve` processes (from a directory with no config) on loopback."""
     procs: list[subprocess.Popen] = []
 
-    async def start(*args: str) -> str:
+    async def start(*args: str, **settings: str) -> str:
         port = _free_port()
         env = {
             **os.environ,
@@ -70,6 +70,8 @@ async def serve_process(database_url: str, tmp_path: Path
             "GEOPUSH_SERVER_RUN_SENDER": "false",
             "GEOPUSH_AUTH_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
             "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "1000",
+            "GEOPUSH_LIMITS_ADDRESS_PING_RATE_PER_S": "100000",
+            **settings,
         }
         proc = subprocess.Popen(
             [sys.executable, "-m", "geopush", "serve", *args], cwd=tmp_path, env=env,
@@ -156,3 +158,22 @@ async def test_workers_answer_one_set_of_metrics(serve_process) -> None:
         # The dashboard's summary counts over the workers too.
         summary = (await api.as_role("ops", "GET", "/v1/ops/summary")).ok(200)
         assert summary["pings"]["since_start"]["accepted"] == 40
+
+
+async def test_registration_limit_is_shared_by_two_serve_processes(serve_process, db) -> None:
+    limit = {"GEOPUSH_LIMITS_REGISTER_RATE_PER_MIN": "4"}
+    url_a, url_b = await asyncio.gather(serve_process(**limit), serve_process(**limit))
+    async with Api(url_a, ADMIN_KEY) as a, Api(url_b, ADMIN_KEY) as b:
+        app_key = await a.key("app")
+        second = await db.fetchval("SELECT extract(second FROM now())::float8")
+        if second > 45:  # one minute's window for the whole test
+            await asyncio.sleep(61 - second)
+        statuses = []
+        for i in range(6):
+            reply = await (a if i % 2 else b).call(
+                "POST", "/v1/devices", key=app_key,
+                json={"fcm_token": unique_token(), "platform": "ios", "locale": "en",
+                      "timezone": "Europe/Paris"})
+            statuses.append(reply.status)
+        assert statuses == [201, 201, 201, 201, 429, 429]
+        assert "Retry-After" in reply.headers

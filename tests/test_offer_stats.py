@@ -246,3 +246,41 @@ async def test_the_window_comes_from_the_config(start_server: Any, db: asyncpg.C
         await import_transactions(api, [("t1", "A", T0 + timedelta(days=20))])
         conversion = (await stats(api, offer["id"]))["conversion"]
     assert conversion["window_days"] == 30 and conversion["treatment"]["converted"] == 1
+
+
+async def test_conversions_count_whenever_the_store_came_to_be(api: Api,
+                                                              db: asyncpg.Connection) -> None:
+    """Transactions imported before their store existed count once it is created, edited
+    to their external id, or deleted and created again (a new store id) through the API."""
+    day = timedelta(days=1)
+    await import_transactions(api, [
+        ("t1", "NEW", T0 + day), ("c1", "NEW", T0 + day),
+        ("t2", "RENAMED", T0 + day), ("c2", "RENAMED", T0 + day),
+    ])
+
+    async def lift_of(store: dict[str, Any], treated: str, held: str) -> dict[str, Any]:
+        offer = await api.offer(store_ids=[store["id"]])
+        await decide(db, offer["id"], treated, "queued")
+        await decide(db, offer["id"], held, "control")
+        await decide(db, offer["id"], f"{held}-x", "control")
+        return (await stats(api, offer["id"]))["conversion"]
+
+    # Created after its transactions.
+    created = await api.store(external_id="NEW")
+    first = await lift_of(created, "t1", "c1")
+    assert (first["treatment"]["converted"], first["control"]["converted"]) == (1, 1)
+    assert first["lift"] == 1.0  # 1/1 against 1/2
+
+    # Edited to the external id its transactions name.
+    renamed = await api.store(external_id="OLD")
+    (await api.as_role("marketer", "PATCH", f"/v1/stores/{renamed['id']}",
+                       json={"external_id": "RENAMED"})).ok(200)
+    assert (await lift_of(renamed, "t2", "c2"))["lift"] == 1.0
+
+    # Deleted and created again: a new store id, the same transactions.
+    assert (await api.as_role("marketer", "DELETE", f"/v1/stores/{created['id']}")).status == 204
+    again = await api.store(external_id="NEW")
+    assert again["id"] != created["id"]
+    second = await lift_of(again, "t1", "c1")
+    assert (second["treatment"]["converted"], second["control"]["converted"]) == (1, 1)
+    assert second["lift"] == 1.0

@@ -6,7 +6,6 @@ random, so a plain hash is enough: there is nothing to brute-force).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from aiohttp import web
 from geopush.api.errors import ApiError
 from geopush.codes import Role
 from geopush.runtime import RUNTIME
+from geopush.store.keys import hash_secret, new_secret  # noqa: F401  (re-exported)
 
 # Which roles may call what, beyond admin who may call everything.
 MARKETER = (Role.MARKETER,)
@@ -29,14 +29,6 @@ APP = (Role.APP,)
 # and one indexed lookup per key and process twice a second costs nothing.
 KEY_CACHE_S = 0.5
 _KEY_CACHE_MAX = 10_000
-
-
-def new_secret(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(32)}"
-
-
-def hash_secret(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -15,9 +14,10 @@ from geopush.api.errors import ApiError, bad_request, not_found
 from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds
 from geopush.api.schema import parse_model
 
-M = TypeVar("M", bound=BaseModel)
+# The value checks live with the domain (importers use them too); re-exported for handlers.
+from geopush.validate import field_error, get_bool, get_number, get_str  # noqa: F401
 
-_MISSING = object()
+M = TypeVar("M", bound=BaseModel)
 
 
 async def read_json(request: web.Request, limit: int | None = None) -> Any:
@@ -82,65 +82,6 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
     return body
-
-
-def field_error(field: str, message: str) -> ApiError:
-    return bad_request(f"{field}: {message}", [{"field": field, "message": message}])
-
-
-def get_str(
-    body: dict[str, Any], key: str, *, required: bool = False, default: Any = None,
-    max_len: int = 1000, nullable: bool = True,
-) -> Any:
-    value = body.get(key, _MISSING)
-    if value is _MISSING or (value is None and nullable and not required):
-        if required:
-            raise field_error(key, "is required")
-        return default
-    if not isinstance(value, str):
-        raise field_error(key, "must be a string")
-    if required and not value.strip():
-        raise field_error(key, "must not be empty")
-    if len(value) > max_len:
-        raise field_error(key, f"must be at most {max_len} characters")
-    return value
-
-
-def get_bool(body: dict[str, Any], key: str, *, required: bool = False, default: Any = None) -> Any:
-    value = body.get(key, _MISSING)
-    if value is _MISSING:
-        if required:
-            raise field_error(key, "is required")
-        return default
-    if not isinstance(value, bool):
-        raise field_error(key, "must be true or false")
-    return value
-
-
-def get_number(
-    body: dict[str, Any], key: str, *, required: bool = False, default: Any = None,
-    lo: float | None = None, hi: float | None = None, integer: bool = False,
-) -> Any:
-    value = body.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if required:
-            raise field_error(key, "is required")
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise field_error(key, "must be a number")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        finite = False
-    if not finite:
-        raise field_error(key, "must be a finite number in range")
-    if integer and value != int(value):
-        raise field_error(key, "must be a whole number")
-    if lo is not None and value < lo:
-        raise field_error(key, f"must be at least {lo:g}")
-    if hi is not None and value > hi:
-        raise field_error(key, f"must be at most {hi:g}")
-    return int(value) if integer else float(value)
 
 
 def parse_time(value: Any, field: str) -> datetime:

@@ -29,7 +29,9 @@ _PROFILE = """
 SELECT c.customer_id, c.first_name, c.language, c.created_at, c.imported_at, c.segment,
        c.r_score, c.f_score, c.a_score, c.recency_days, c.frequency, c.amount, c.types,
        c.segment_computed_at,
-       (SELECT count(*) FROM devices d WHERE d.customer_id = c.customer_id) AS devices
+       (SELECT count(*) FROM devices d WHERE d.customer_id = c.customer_id) AS devices,
+       (SELECT r.categories FROM customer_recommendations r
+        WHERE r.customer_id = c.customer_id) AS recommended_categories
 FROM customers c WHERE c.customer_id = $1
 """
 
@@ -62,6 +64,8 @@ def profile_json(row: Any) -> dict[str, Any]:
         "segment_computed_at": _iso(row["segment_computed_at"]),
         "imported_at": _iso(row["imported_at"]),
         "devices": row["devices"],
+        # Best first, as the last basket-rules run computed them (SPEC section 12).
+        "recommended_categories": list(row["recommended_categories"] or []),
     }
 
 
@@ -96,6 +100,9 @@ async def _import(request: web.Request, kind: str) -> web.Response:
     except ImportFailed as exc:
         details = [] if exc.line is None else [{"line": exc.line, "reason": exc.reason}]
         raise ApiError(400, "invalid_csv", f"{exc}; nothing was imported", details) from None
+    if kind == "transactions" and rt.rules is not None:
+        # New baskets: mine the rules again, in the background (the answer does not wait).
+        rt.rules.request()
     return web.json_response(result)
 
 

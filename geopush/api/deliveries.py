@@ -21,7 +21,7 @@ from geopush.api.errors import ApiError, not_found
 from geopush.api.pagination import page, page_params
 from geopush.campaigns.offers import DEFAULT_TTL_S
 from geopush.codes import DeliveryStatus
-from geopush.ingest.decisions import OUTBOX_CHANNEL
+from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.runtime import RUNTIME
 
 _COLUMNS = (

@@ -12,6 +12,7 @@ from pydantic import Field
 from geopush.api.auth import APP, hash_secret, new_secret, require_device, require_role
 from geopush.api.body import field_error, read_model
 from geopush.api.errors import ApiError
+from geopush.api.registration_limits import check_registration_rate
 from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
 from geopush.identity import CustomerProofError, verify_customer_proof
@@ -91,7 +92,8 @@ def _check_link(rt: Runtime, customer_id: str | None, proof: str | None) -> None
 
 
 async def register(request: web.Request) -> web.Response:
-    await require_role(request, *APP)
+    principal = await require_role(request, *APP)
+    await check_registration_rate(request, principal)
     rt = request.app[RUNTIME]
     body = await read_model(request, DeviceRegistration)
     _check_link(rt, body.customer_id, body.customer_proof)

@@ -1,8 +1,10 @@
 """Every error leaves as JSON: `{"error": {"code", "message", "details"}}`.
 
-Handlers raise `ApiError`; this middleware also turns aiohttp's own HTTP errors (unknown
-route, wrong method, body too large) and database outages into the same shape, and hides
-anything unexpected behind a logged 500, so a client never sees an HTML page or a traceback.
+Handlers raise `ApiError`; domain code raises `geopush.errors` exceptions, which are given
+their HTTP status here and only here (`DOMAIN_STATUS`). This middleware also turns aiohttp's
+own HTTP errors (unknown route, wrong method, body too large) and database outages into the
+same shape, and hides anything unexpected behind a logged 500, so a client never sees an
+HTML page or a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+
+from geopush import errors
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,24 @@ _HTTP_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+# The one mapping from domain refusals to HTTP; the most specific class wins.
+DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
+    errors.Invalid: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Unprocessable: 422,
+}
+
+
+def domain_status(exc: errors.DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]  # type: ignore[index]
+    return 400
 
 
 class ApiError(Exception):
@@ -91,6 +113,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    except errors.DomainError as exc:
+        return error_response(domain_status(exc), exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -3,50 +3,25 @@ them. A revoked key is refused by every process within a second (see `auth.KEY_C
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 import asyncpg
 from aiohttp import web
 from pydantic import Field
 
-from geopush.api.auth import hash_secret, new_secret, require_role
+from geopush.api.auth import require_role
 from geopush.api.body import path_id, read_model
 from geopush.api.errors import not_found
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import RequestBody, Text
 from geopush.codes import Role
 from geopush.runtime import RUNTIME
+from geopush.store.keys import create_key, revoke_key
 
 
 class KeyRequest(RequestBody):
     role: Annotated[Role, Field(strict=False)]
     name: Text(200) | None = None  # type: ignore[valid-type]
-
-
-async def create_key(pool_or_conn: object, role: Role, name: str) -> dict[str, str]:
-    """Make a key; used by the API and by `geopush keys create`."""
-    key = new_secret("gpk")
-    key_id = uuid.uuid4()
-    await pool_or_conn.execute(  # type: ignore[attr-defined]
-        "INSERT INTO api_keys (id, name, role, key_hash) VALUES ($1, $2, $3, $4)",
-        key_id, name, role.value, hash_secret(key),
-    )
-    return {"id": str(key_id), "key": key, "role": role.value}
-
-
-_REVOKE = """
-UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
-RETURNING id, name, role, created_at, revoked_at
-"""
-
-
-async def revoke_key(pool_or_conn: object, key_id: uuid.UUID) -> asyncpg.Record | None:
-    """Revoke a key (again is a no-op); None when there is no such key.
-
-    Used by the API and by `geopush keys revoke`.
-    """
-    return await pool_or_conn.fetchrow(_REVOKE, key_id)  # type: ignore[attr-defined]
 
 
 def key_json(row: asyncpg.Record) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -11,36 +10,34 @@ from aiohttp import web
 from geopush import metrics
 from geopush.api.auth import require_device
 from geopush.api.body import field_error, read_object
+from geopush.api.client_address import client_address
 from geopush.api.errors import ApiError
+from geopush.api.token_buckets import retry_after
 from geopush.ingest.pipeline import process_batch
 from geopush.runtime import RUNTIME, Runtime
 
 MAX_PINGS = 500
 
 
-def _check_rate(rt: Runtime, device_id: Any) -> None:
-    """Token bucket per device and process: `device_rate_per_s`, bursts of 3 s worth."""
-    rate = rt.config.limits.device_rate_per_s
-    burst = max(3.0 * rate, 1.0)
+def _check_rate(request: web.Request, rt: Runtime, device_id: Any) -> None:
+    """Token buckets of this process: per device (`device_rate_per_s`), and per client
+    address (`address_ping_rate_per_s`) for the many devices one host can register."""
     now = time.monotonic()
-    bucket = rt.rate.get(device_id)
-    if bucket is None:
-        bucket = rt.rate[device_id] = [burst, now]
-        if len(rt.rate) > 100_000:  # forget idle devices, keep memory bounded
-            rt.rate.clear()
-            rt.rate[device_id] = bucket
-    tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
-    if tokens < 1.0:
-        wait = math.ceil((1.0 - tokens) / rate)
+    wait = rt.device_rate.take(device_id, now)
+    if wait > 0:
         raise ApiError(429, "rate_limited", "too many ping batches for this device",
-                       headers={"Retry-After": str(max(wait, 1))})
-    bucket[0], bucket[1] = tokens - 1.0, now
+                       headers={"Retry-After": retry_after(wait)})
+    address = client_address(request, rt.config.limits.trusted_proxy_hops)
+    wait = rt.address_rate.take(address, now)
+    if wait > 0:
+        raise ApiError(429, "rate_limited", "too many ping batches from this address",
+                       headers={"Retry-After": retry_after(wait)})
 
 
 async def post_pings(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     device_id = await require_device(request)
-    _check_rate(rt, device_id)
+    _check_rate(request, rt, device_id)
     body = await read_object(request)
     pings = body.get("pings")
     if not isinstance(pings, list):

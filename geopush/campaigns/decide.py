@@ -51,6 +51,8 @@ class DecisionFacts:
     - `segment`: the customer's FRAT segment; ignored (taken as `unknown`) without customer.
     - `purchase_categories`: categories the customer bought (recommended: the FRAT lookback,
       the same set as the profile's `types`); empty without customer.
+    - `recommended_categories`: the customer's recommended categories, best first, as the
+      last basket-rules run left them (never mined here); empty without customer.
     - `consent_categories`: `None` means every category is consented to.
     - `timezone`: the device's IANA zone; an unknown name falls back to UTC.
     - `offer_sends`: per offer id, deliveries made so far (for `max_sends`).
@@ -66,6 +68,7 @@ class DecisionFacts:
     customer_id: str | None = None
     segment: Segment = Segment.UNKNOWN
     purchase_categories: frozenset[str] = frozenset()
+    recommended_categories: tuple[str, ...] = ()
     consent_categories: frozenset[str] | None = None
     timezone: str = "UTC"
     offer_sends: Mapping[str, int] = field(default_factory=dict, hash=False)
@@ -173,7 +176,8 @@ def check_offer(
         return R.SEGMENT_MISMATCH
     if offer.levels and facts.level not in offer.levels:
         return R.LEVEL_MISMATCH
-    if offer.audience is not None and not offer.audience.matches(facts.purchase_categories):
+    if offer.audience is not None and not offer.audience.matches(
+            facts.purchase_categories, facts.recommended_categories, offer.category):
         return R.AUDIENCE_MISMATCH
     if not facts.push_consent:
         return R.NO_PUSH_CONSENT

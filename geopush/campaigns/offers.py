@@ -71,17 +71,45 @@ class DailyWindow:
         return in_time_window(local, self.start, self.end)
 
 
+#: How many of a customer's recommended categories an offer with `recommended` may match.
+TOP_RECOMMENDED = 3
+
+
 @dataclass(frozen=True)
 class Audience:
-    """Cross-selling by product type: who bought any of these, and none of those."""
+    """Cross-selling by product type: who bought any of these (or all of those), none of
+    those; or, with `recommended`, whose top recommended categories hold the offer's one.
+
+    `bought_all` is an addition to SPEC section 4's lists: an association rule with several
+    antecedents ({bread, butter} → jam) aims at those who bought every one of them, which
+    `bought_any` cannot say.
+    """
 
     bought_any: tuple[str, ...] = ()
     not_bought: tuple[str, ...] = ()
+    bought_all: tuple[str, ...] = ()
+    recommended: bool = False
 
-    def matches(self, purchase_categories: frozenset[str]) -> bool:
+    def matches(self, purchase_categories: frozenset[str],
+                recommended_categories: tuple[str, ...] = (),
+                category: str | None = None) -> bool:
         if self.bought_any and purchase_categories.isdisjoint(self.bought_any):
             return False
+        if self.bought_all and not purchase_categories.issuperset(self.bought_all):
+            return False
+        if self.recommended and (category is None
+                                 or category not in recommended_categories[:TOP_RECOMMENDED]):
+            return False
         return purchase_categories.isdisjoint(self.not_bought)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"bought_any": list(self.bought_any),
+                               "not_bought": list(self.not_bought)}
+        if self.bought_all:
+            out["bought_all"] = list(self.bought_all)
+        if self.recommended:
+            out["recommended"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -334,6 +362,7 @@ def parse_offer_fields(obj: object, partial: bool) -> dict[str, Any]:
     full = {**_defaults(), **result}
     _check_targets(full["geofence_ids"], full["store_ids"], full["trigger"])
     _check_schedule(full["starts_at"], full["ends_at"])
+    _check_recommended(full["audience"], full["category"])
     return full
 
 
@@ -341,6 +370,7 @@ def validate_offer(offer: Offer) -> None:
     """The cross-field rules, for an offer built by merging a PATCH into the stored one."""
     _check_targets(offer.geofence_ids, offer.store_ids, offer.trigger)
     _check_schedule(offer.starts_at, offer.ends_at)
+    _check_recommended(offer.audience, offer.category)
 
 
 def offer_to_json(offer: Offer) -> dict[str, Any]:
@@ -354,12 +384,7 @@ def offer_to_json(offer: Offer) -> dict[str, Any]:
         "store_ids": list(offer.store_ids),
         "segments": [str(s) for s in offer.segments],
         "category": offer.category,
-        "audience": None
-        if offer.audience is None
-        else {
-            "bought_any": list(offer.audience.bought_any),
-            "not_bought": list(offer.audience.not_bought),
-        },
+        "audience": None if offer.audience is None else offer.audience.as_json(),
         "message": offer.message,
         "starts_at": _iso(offer.starts_at),
         "ends_at": _iso(offer.ends_at),
@@ -403,6 +428,12 @@ def _check_targets(geofence_ids: tuple[str, ...], store_ids: tuple[str, ...],
         return  # a reward offer answers the challenge naming it, wherever that happened
     if not geofence_ids and not store_ids:
         raise OfferError("geofence_ids", "an offer needs at least one geofence_ids or store_ids")
+
+
+def _check_recommended(audience: Audience | None, category: str | None) -> None:
+    # The recommendation names a category; the offer must say which one it is about.
+    if audience is not None and audience.recommended and category is None:
+        raise OfferError("category", "an audience with recommended needs the offer's category")
 
 
 def _check_schedule(starts_at: datetime | None, ends_at: datetime | None) -> None:
@@ -482,16 +513,23 @@ def _parse_audience(value: object, path: str) -> Audience | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise OfferError(path, "must be an object with bought_any and/or not_bought, or null")
-    _reject_unknown(value, {"bought_any", "not_bought"}, path)
+        raise OfferError(path, "must be an object with bought_any, bought_all, not_bought"
+                               " and/or recommended, or null")
+    _reject_unknown(value, {"bought_any", "bought_all", "not_bought", "recommended"}, path)
     bought_any = _parse_categories(value.get("bought_any", []), f"{path}.bought_any")
+    bought_all = _parse_categories(value.get("bought_all", []), f"{path}.bought_all")
     not_bought = _parse_categories(value.get("not_bought", []), f"{path}.not_bought")
-    both = set(bought_any) & set(not_bought)
-    if both:
-        raise OfferError(path, f"{sorted(both)[0]!r} is in both bought_any and not_bought")
-    if not bought_any and not not_bought:
+    recommended = value.get("recommended", False)
+    if not isinstance(recommended, bool):
+        raise OfferError(f"{path}.recommended", "must be true or false")
+    for name, bought in (("bought_any", bought_any), ("bought_all", bought_all)):
+        both = set(bought) & set(not_bought)
+        if both:
+            raise OfferError(path, f"{sorted(both)[0]!r} is in both {name} and not_bought")
+    if not bought_any and not bought_all and not not_bought and not recommended:
         return None
-    return Audience(bought_any=bought_any, not_bought=not_bought)
+    return Audience(bought_any=bought_any, not_bought=not_bought, bought_all=bought_all,
+                    recommended=recommended)
 
 
 def _parse_message(value: object, path: str) -> dict[str, Any]:

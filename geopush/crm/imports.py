@@ -67,7 +67,7 @@ async def _import_purchases(pool: asyncpg.Pool, config: Config, chunks: AsyncIte
 async def import_geofences_file(pool: asyncpg.Pool, config: Config, data: bytes
                                 ) -> dict[str, Any]:
     """A GeoJSON FeatureCollection, as `POST /v1/geofences/import` takes it."""
-    from geopush.api.geofences import import_features
+    from geopush.places.geofences import import_features
 
     try:
         body = json.loads(data)

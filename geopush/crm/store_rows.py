@@ -13,8 +13,8 @@ from geopush.crm.csv_values import columns_getter, show, width_error
 
 def store_parser(positions: dict[str, int], width: int) -> RowParser:
     # The same checks as POST /v1/stores, so a store imported is a store the API accepts.
-    from geopush.api.errors import ApiError
-    from geopush.api.stores import parse_store
+    from geopush.errors import Invalid
+    from geopush.places.stores import parse_store
 
     get = columns_getter(positions, ("external_id", "name", "timezone", "lat", "lon"))
     hours_at = positions.get("opening_hours")
@@ -41,7 +41,7 @@ def store_parser(positions: dict[str, int], width: int) -> RowParser:
                                   if c.strip()]
         try:
             store = parse_store(body, partial=False)
-        except ApiError as exc:
+        except Invalid as exc:
             return exc.message
         hours = store.get("opening_hours")
         return (line, store["external_id"], store["name"], store["timezone"], store["lat"],
@@ -75,7 +75,8 @@ async def merge_stores(conn: asyncpg.Connection, columns: frozenset[str]) -> dic
             RETURNING (xmax = 0) AS created, external_id, store_id
         ), linked AS (
             UPDATE transactions t SET store_id = up.store_id
-            FROM up WHERE t.store_id IS NULL AND t.store_external_id = up.external_id
+            FROM up WHERE t.store_external_id = up.external_id
+              AND t.store_id IS DISTINCT FROM up.store_id
             RETURNING 1
         )
         SELECT count(*) FILTER (WHERE created) AS created,

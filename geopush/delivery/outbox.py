@@ -17,6 +17,9 @@ from uuid import UUID
 
 import asyncpg
 
+# NOTIFY on this channel wakes the senders: a delivery was queued or made due now.
+OUTBOX_CHANNEL = "geopush_outbox"
+
 _EXPIRE = """
 UPDATE deliveries SET status = 'failed', reason = 'expired', finished_at = now(),
        lease_until = NULL

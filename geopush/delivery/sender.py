@@ -26,18 +26,17 @@ from geopush.codes import DeliveryReason, DeliveryStatus
 from geopush.config import FcmConfig
 from geopush.delivery import fcm
 from geopush.delivery.outbox import (
+    OUTBOX_CHANNEL,
     Claimed,
     Finish,
-    cancel_left,
     claim,
-    expire,
     finish,
     pause,
     pause_left,
     recheck,
 )
 from geopush.delivery.retry import QUOTA_MIN_DELAY_S, next_delay
-from geopush.ingest.decisions import OUTBOX_CHANNEL
+from geopush.delivery.upkeep import settle_outbox
 from geopush.store.consent import LOCATION_TRIGGERS
 
 log = logging.getLogger(__name__)
@@ -118,12 +117,7 @@ class Sender:
 
     async def _claim(self) -> list[Claimed]:
         async with self.pool.acquire() as conn:
-            expired = await expire(conn, 1000)
-            if expired:
-                metrics.DELIVERIES.labels("failed", "expired").inc(expired)
-            left = await cancel_left(conn, 1000)
-            if left:
-                metrics.DELIVERIES.labels("cancelled", "left_geofence").inc(left)
+            await settle_outbox(conn)
             # Another process may have hit the quota.
             paused = await pause_left(conn, self.config.max_retry_after_s)
             if paused > 0:

@@ -36,11 +36,15 @@ class Ping:
 
 @dataclass(frozen=True)
 class LastFix:
-    """The device's last accepted ping: what the sequential checks compare with."""
+    """The device's last accepted ping: what the sequential checks compare with.
+
+    Its position is None once retention has forgotten it: the order check still applies,
+    the speed check has nothing to measure from.
+    """
 
     ts: datetime
-    lat: float
-    lon: float
+    lat: float | None
+    lon: float | None
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,8 @@ def _sequential_reason(ping: Ping, last: LastFix | None, rules: PingRules) -> Pi
         return None
     if ping.ts <= last.ts:
         return PingRejection.OUT_OF_ORDER
+    if last.lat is None or last.lon is None:
+        return None
     elapsed = (ping.ts - last.ts).total_seconds()
     if distance_m(last.lon, last.lat, ping.lon, ping.lat) / elapsed > rules.max_speed_mps:
         return PingRejection.IMPLAUSIBLE_SPEED

@@ -30,6 +30,7 @@ from geopush.campaigns.decide import (
 from geopush.campaigns.templates import render
 from geopush.codes import EventType, Outcome, Segment
 from geopush.config import Config
+from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.geo.visits import VisitEvent
 from geopush.loyalty.levels import subject_level
 from geopush.store.offers import offer_from_row, store_from_row
@@ -43,12 +44,15 @@ _STORES = """
 SELECT store_id, name, timezone, opening_hours FROM stores WHERE store_id = ANY($1::uuid[])
 """
 # Purchase categories for `audience`: those bought within the FRAT lookback, the same set
-# as the customer's FRAT "types".
+# as the customer's FRAT "types". Recommended categories are read as the last basket-rules
+# run wrote them: a decision never mines.
 _CUSTOMER = """
 SELECT c.segment, c.first_name,
        ARRAY(SELECT DISTINCT t.category FROM transactions t
              WHERE t.customer_id = c.customer_id AND t.category IS NOT NULL
-               AND t.ts >= $2::timestamptz - make_interval(days => $3)) AS categories
+               AND t.ts >= $2::timestamptz - make_interval(days => $3)) AS categories,
+       coalesce((SELECT r.categories FROM customer_recommendations r
+                 WHERE r.customer_id = c.customer_id), '{}') AS recommended
 FROM customers c WHERE c.customer_id = $1
 """
 _ENSURE_OFFER_LOCKS = """
@@ -65,14 +69,22 @@ SELECT offer_id, count(*) AS sends FROM deliveries
 WHERE offer_id = ANY($1::uuid[]) AND status IN ('queued', 'sent')
 GROUP BY offer_id
 """
-_LAST_CONTACT_CUSTOMER = """
+# The cooldown counts a delivery queued, sent or held out (control); one cancelled, expired
+# or failed does not (SPEC section 4), so a push cancelled as left_geofence leaves the offer
+# free for the next visit.
+_CONTACTED = """
+outcome = 'control' OR (outcome = 'queued' AND NOT EXISTS (
+    SELECT 1 FROM deliveries v WHERE v.decision_id = decisions.decision_id
+    AND v.status IN ('cancelled', 'failed')))
+"""
+_LAST_CONTACT_CUSTOMER = f"""
 SELECT offer_id, max(decided_at) AS at FROM decisions
-WHERE customer_id = $1 AND offer_id = ANY($2::uuid[]) AND outcome IN ('queued', 'control')
+WHERE customer_id = $1 AND offer_id = ANY($2::uuid[]) AND ({_CONTACTED})
 GROUP BY offer_id
 """
-_LAST_CONTACT_DEVICE = """
+_LAST_CONTACT_DEVICE = f"""
 SELECT offer_id, max(decided_at) AS at FROM decisions
-WHERE device_id = $1 AND offer_id = ANY($2::uuid[]) AND outcome IN ('queued', 'control')
+WHERE device_id = $1 AND offer_id = ANY($2::uuid[]) AND ({_CONTACTED})
 GROUP BY offer_id
 """
 _SENT_TODAY_CUSTOMER = """
@@ -110,7 +122,6 @@ WHERE d.device_id = $1 AND d.status = 'queued' AND d.geofence_id = u.geofence_id
   AND (d.lease_until IS NULL OR d.lease_until < now())
 RETURNING d.delivery_id
 """
-OUTBOX_CHANNEL = "geopush_outbox"
 
 
 @dataclass
@@ -193,12 +204,14 @@ async def _decide_with_offers(
     stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES, store_ids)}
 
     segment, first_name, bought = Segment.UNKNOWN, None, frozenset()
+    recommended: tuple[str, ...] = ()
     if customer_id is not None:
         row = await conn.fetchrow(_CUSTOMER, customer_id, now, config.segments.lookback_days)
         if row is not None:
             segment = Segment(row["segment"])
             first_name = row["first_name"]
             bought = frozenset(row["categories"])
+            recommended = tuple(row["recommended"])
         contacts = await conn.fetch(_LAST_CONTACT_CUSTOMER, customer_id, offer_ids)
     else:
         contacts = await conn.fetch(_LAST_CONTACT_DEVICE, device_id, offer_ids)
@@ -224,7 +237,8 @@ async def _decide_with_offers(
             continue
         facts = DecisionFacts(
             device_id=str(device_id), customer_id=customer_id, segment=segment,
-            purchase_categories=bought, push_consent=device["consent_push"],
+            purchase_categories=bought, recommended_categories=recommended,
+            push_consent=device["consent_push"],
             consent_categories=(None if device["consent_categories"] is None
                                 else frozenset(device["consent_categories"])),
             timezone=tz, token_active=token_active,

@@ -18,9 +18,9 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from geopush.api.errors import ApiError
 from geopush.codes import EventType
 from geopush.config import Config
+from geopush.errors import Forbidden, Unauthorized
 from geopush.geo.filters import LastFix, PingRules, filter_pings
 from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitRules, advance
 from geopush.ingest.decisions import DecisionSummary, decide_events
@@ -106,10 +106,10 @@ async def process_batch(
     """Apply one batch for one device; the caller holds the transaction."""
     device = await conn.fetchrow(_LOCK_DEVICE, device_id)
     if device is None:
-        raise ApiError(401, "unauthorized", "unknown device token")
+        raise Unauthorized("unknown device token")
     if not device["consent_location"]:
-        raise ApiError(403, "no_location_consent",
-                       "the device has not consented to location; pings are not stored")
+        raise Forbidden("the device has not consented to location; pings are not stored",
+                        code="no_location_consent")
     if batch_id is not None:
         prior = await conn.fetchval(_PRIOR_BATCH, device_id, batch_id)
         if prior is not None:

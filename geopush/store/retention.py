@@ -1,29 +1,103 @@
-"""Retention (SPEC section 10): raw pings are kept `ping_retention_days`, then deleted."""
+"""Retention (SPEC section 10): personal data is kept `[privacy] ping_retention_days`.
+
+Past that age go: raw pings, a device's last known position (`devices.last_lat/last_lon`,
+whose `last_ping_ts` stays: a time is not a place, and ingest still orders pings by it), the
+idempotency answers of ping batches (at most a week: a client retries within minutes), and
+the rate limits' finished windows.
+
+Every node runs this (see `geopush.background`). A session advisory lock lets one node at
+a time do a round; the others skip theirs. Every step is also an idempotent delete in
+bounded chunks, so a round cut short (a crash, a lost lock) is simply finished by the next.
+"""
 
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
 
 import asyncpg
 
 from geopush.config import Config
+from geopush.store.rate_windows import forget_old_windows
 
+log = logging.getLogger(__name__)
+
+_LOCK_KEY = 0x6765_6F72  # "geor": retention's advisory lock
 _BATCH = 50_000
+# Answers to repeated batch_ids are kept at most this long (a retry comes within minutes).
+_BATCH_ANSWER_DAYS = 7
+# Finished rate-limit windows are kept this long (a minute's window is over after 60 s).
+_RATE_WINDOW_KEEP_S = 3600.0
+
+_DELETE_PINGS = """
+WITH gone AS (DELETE FROM pings WHERE ctid IN (SELECT ctid FROM pings
+    WHERE ts < now() - make_interval(days => $1) LIMIT $2) RETURNING 1)
+SELECT count(*) FROM gone
+"""
+# Rows a batch is locking right now are skipped: that device is pinging, so its position is
+# being replaced by a fresh one anyway.
+_FORGET_POSITIONS = """
+WITH gone AS (
+    UPDATE devices SET last_lat = NULL, last_lon = NULL
+    WHERE device_id IN (SELECT device_id FROM devices
+                        WHERE last_ping_ts < now() - make_interval(days => $1)
+                          AND (last_lat IS NOT NULL OR last_lon IS NOT NULL)
+                        LIMIT $2 FOR UPDATE SKIP LOCKED)
+    RETURNING 1)
+SELECT count(*) FROM gone
+"""
+_DELETE_BATCH_ANSWERS = """
+WITH gone AS (DELETE FROM ping_batches WHERE ctid IN (SELECT ctid FROM ping_batches
+    WHERE created_at < now() - make_interval(days => $1) LIMIT $2) RETURNING 1)
+SELECT count(*) FROM gone
+"""
+
+
+@dataclass(frozen=True)
+class RetentionRound:
+    """What one round removed (all zero when another node held the lock)."""
+
+    pings: int = 0
+    positions: int = 0
+    batch_answers: int = 0
+    rate_windows: int = 0
+    skipped: bool = False
 
 
 async def apply_retention(pool: asyncpg.Pool, config: Config) -> int:
-    """Delete expired pings and idempotency answers in bounded chunks; return pings deleted."""
+    """Apply retention once; return the number of pings deleted (0 if another node is at it).
+
+    The one entry point the background loop and the tests call.
+    """
+    return (await retention_round(pool, config)).pings
+
+
+async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
     days = config.privacy.ping_retention_days
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
+            return RetentionRound(skipped=True)
+        try:
+            done = RetentionRound(
+                pings=await _chunked(conn, _DELETE_PINGS, days),
+                positions=await _chunked(conn, _FORGET_POSITIONS, days),
+                batch_answers=await _chunked(conn, _DELETE_BATCH_ANSWERS,
+                                             min(days, _BATCH_ANSWER_DAYS)),
+                rate_windows=await forget_old_windows(conn, _RATE_WINDOW_KEEP_S),
+            )
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+    if done.pings or done.positions:
+        log.info("retention: %d pings deleted, %d last positions forgotten",
+                 done.pings, done.positions)
+    return done
+
+
+async def _chunked(conn: asyncpg.Connection, statement: str, days: int) -> int:
+    """Run a bounded delete until a chunk comes back short; return the rows removed."""
     total = 0
     while True:
-        deleted = await pool.fetchval(
-            "WITH gone AS (DELETE FROM pings WHERE ctid IN (SELECT ctid FROM pings"
-            " WHERE ts < now() - make_interval(days => $1) LIMIT $2) RETURNING 1)"
-            " SELECT count(*) FROM gone", days, _BATCH,
-        )
-        total += deleted
-        if deleted < _BATCH:
-            break
-    await pool.execute(
-        "DELETE FROM ping_batches WHERE created_at < now() - make_interval(days => $1)",
-        min(days, 7),
-    )
-    return total
+        n = await conn.fetchval(statement, days, _BATCH)
+        total += n
+        if n < _BATCH:
+            return total

@@ -1,0 +1,135 @@
+"""Basket analysis for marketers (SPEC section 12): association rules, cross-sell audiences,
+up-selling figures, and a recompute of the rules the decisions use.
+
+Mining runs in a child process (`MiningPool`): a marketer's query never holds the event
+loop that ingest shares.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+
+from geopush.api.auth import MARKETER, require_role
+from geopush.api.body import field_error, parse_time, query_int
+from geopush.insights.audiences import cross_sell_audiences, stored_rules, upsell
+from geopush.insights.basket_data import LEVELS
+from geopush.insights.basket_rules import configured_params, lookback_start, mine_job
+from geopush.insights.rules import RuleParams
+from geopush.runtime import RUNTIME
+
+#: Most rules one answer lists (best lift first); `truncated` tells when more passed.
+MAX_RULES = 10_000
+DEFAULT_RULES = 1000
+
+
+def _query_float(request: web.Request, key: str, default: float, lo: float, hi: float,
+                 *, open_low: bool = False) -> float:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise field_error(key, "must be a number") from None
+    if not (lo < value if open_low else lo <= value) or not value <= hi:
+        low = f"above {lo:g}" if open_low else f"at least {lo:g}"
+        raise field_error(key, f"must be {low} and at most {hi:g}")
+    return value
+
+
+def _query_store(request: web.Request) -> UUID | None:
+    raw = request.query.get("store_id")
+    if not raw:
+        return None
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise field_error("store_id", "must be a store id") from None
+
+
+def _query_since(request: web.Request, default: datetime) -> datetime:
+    raw = request.query.get("since")
+    return default if not raw else parse_time(raw, "since")
+
+
+async def get_basket_rules(request: web.Request) -> web.Response:
+    """`GET /v1/insights/basket`: rules mined now over the baskets asked for."""
+    await require_role(request, *MARKETER)
+    rt = request.app[RUNTIME]
+    level = request.query.get("level", "category")
+    if level not in LEVELS:
+        raise field_error("level", "must be category or product")
+    defaults = RuleParams()
+    params = RuleParams(
+        min_support=_query_float(request, "min_support", defaults.min_support, 0, 1,
+                                 open_low=True),
+        min_confidence=_query_float(request, "min_confidence", defaults.min_confidence, 0, 1),
+        min_lift=_query_float(request, "min_lift", defaults.min_lift, 0, 1e9),
+        max_len=query_int(request, "max_len", defaults.max_len, 2, 6),
+    )
+    limit = query_int(request, "limit", DEFAULT_RULES, 1, MAX_RULES)
+    store_id = _query_store(request)
+    since = _query_since(request, lookback_start(rt.config, rt.now()))
+    n, rules = await rt.miner.run(mine_job, rt.database_url, level, params, since, store_id)
+    return web.json_response({
+        "baskets": n, "level": level, "since": since.isoformat(), "store_id":
+        None if store_id is None else str(store_id), **params.as_json(),
+        "rules": [r.as_json() for r in rules[:limit]], "truncated": len(rules) > limit,
+    })
+
+
+async def get_cross_sell(request: web.Request) -> web.Response:
+    """`GET /v1/insights/cross-sell`: the best single-consequent rules and their audiences.
+
+    Without `store_id` the rules are the background run's (the ones recommendations use);
+    with it, they are mined now over that store's baskets with the same thresholds. The
+    audience is over every purchase, as an offer's audience check reads it.
+    """
+    await require_role(request, *MARKETER)
+    rt = request.app[RUNTIME]
+    limit = query_int(request, "limit", rt.config.insights.cross_sell_rules, 1, 100)
+    store_id = _query_store(request)
+    since = lookback_start(rt.config, rt.now())
+    run: dict[str, Any] | None
+    if store_id is None:
+        run, rules = await stored_rules(rt.pool, limit)
+        answer: dict[str, Any] = {
+            "computed_at": None if run is None else run["computed_at"].isoformat(),
+            "baskets": None if run is None else run["baskets"],
+        }
+    else:
+        n, mined = await rt.miner.run(mine_job, rt.database_url, "category",
+                                      configured_params(rt.config), since, store_id)
+        rules = [r for r in mined if len(r.consequent) == 1][:limit]
+        answer = {"computed_at": rt.now().isoformat(), "baskets": n}
+    answer.update(store_id=None if store_id is None else str(store_id),
+                  lookback_days=rt.config.segments.lookback_days,
+                  rules=await cross_sell_audiences(rt.pool, rules, since))
+    return web.json_response(answer)
+
+
+async def get_upsell(request: web.Request) -> web.Response:
+    """`GET /v1/insights/upsell`: average baskets per FRAT segment, per category."""
+    await require_role(request, *MARKETER)
+    rt = request.app[RUNTIME]
+    since = _query_since(request, lookback_start(rt.config, rt.now()))
+    return web.json_response(await upsell(rt.pool, since, _query_store(request)))
+
+
+async def post_recompute(request: web.Request) -> web.Response:
+    """`POST /v1/insights/recompute`: mine the rules the decisions use now; the summary."""
+    await require_role(request, *MARKETER)
+    return web.json_response(await request.app[RUNTIME].rules.recompute())
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v1/insights/basket", get_basket_rules),
+        web.get("/v1/insights/cross-sell", get_cross_sell),
+        web.get("/v1/insights/upsell", get_upsell),
+        web.post("/v1/insights/recompute", post_recompute),
+    ]

@@ -1,0 +1,1 @@
+"""Basket analysis: frequent itemsets, association rules, cross-sell and up-sell insights."""

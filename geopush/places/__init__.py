@@ -1,0 +1,1 @@
+"""Places: stores and the geofences around them — checking, creating and importing them."""

@@ -1,0 +1,108 @@
+"""Geofences: checking shapes, and importing a GeoJSON FeatureCollection in one go."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from geopush.errors import Unprocessable
+from geopush.geo.geometry import GeometryError, area_m2, parse_geometry
+from geopush.store.geofence_index import notify_changed
+from geopush.validate import field_error
+
+COLUMNS = ("geofence_id, name, store_id, geometry, dwell_s, enabled, area_m2,"
+           " created_at, updated_at")
+MAX_IMPORT_FEATURES = 50_000
+
+
+def checked_geometry(obj: Any) -> tuple[Any, float]:
+    """The geometry as given and its area; `Unprocessable` saying why when it is no fence."""
+    try:
+        fence = parse_geometry(obj)
+    except GeometryError as exc:
+        raise Unprocessable(
+            exc.message, code="invalid_geometry",
+            details=[{"field": "geometry", "reason": exc.reason, "message": exc.message}],
+        ) from None
+    return obj, area_m2(fence)
+
+
+async def check_store(conn: asyncpg.Connection, store_id: Any) -> UUID | None:
+    if store_id is None:
+        return None
+    try:
+        sid = UUID(str(store_id))
+    except ValueError:
+        raise field_error("store_id", "must be a store id") from None
+    if not await conn.fetchval("SELECT true FROM stores WHERE store_id = $1", sid):
+        raise Unprocessable("store_id names no store", code="unknown_store",
+                            details=[{"field": "store_id", "reason": "unknown_store"}])
+    return sid
+
+
+def feature_to_geofence(feature: Any, default_dwell_s: int) -> dict[str, Any]:
+    """One GeoJSON Feature as geofence fields; ValueError/GeometryError say why not."""
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise ValueError("not a GeoJSON Feature")
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        raise ValueError("properties must be an object")
+    geometry = feature.get("geometry")
+    if isinstance(geometry, dict) and geometry.get("type") == "Point":
+        radius = props.get("radius_m")
+        if radius is None:
+            raise ValueError("a Point feature needs properties.radius_m")
+        geometry = {"type": "Circle", "center": geometry.get("coordinates"), "radius_m": radius}
+    fence = parse_geometry(geometry)
+    dwell = props.get("dwell_s", default_dwell_s)
+    if isinstance(dwell, bool) or not isinstance(dwell, int) or not 0 <= dwell <= 7 * 86400:
+        raise ValueError("properties.dwell_s must be a whole number of seconds")
+    name = props.get("name") or f"geofence {feature.get('id', '')}".strip()
+    store_ext = props.get("store_external_id")
+    return {"name": str(name)[:200], "geometry": geometry, "area_m2": area_m2(fence),
+            "dwell_s": dwell, "store_external_id": None if store_ext is None else str(store_ext)}
+
+
+async def import_features(
+    conn: asyncpg.Connection, features: list[Any], default_dwell_s: int
+) -> dict[str, Any]:
+    """Create the valid features in one transaction; report the others by index."""
+    errors: list[dict[str, Any]] = []
+    good: list[tuple[int, dict[str, Any]]] = []
+    for i, feature in enumerate(features):
+        try:
+            good.append((i, feature_to_geofence(feature, default_dwell_s)))
+        except GeometryError as exc:
+            errors.append({"index": i, "reason": exc.reason, "message": exc.message})
+        except (ValueError, TypeError) as exc:
+            errors.append({"index": i, "reason": "invalid_feature", "message": str(exc)})
+    externals = sorted({g["store_external_id"] for _, g in good if g["store_external_id"]})
+    stores = {
+        r["external_id"]: r["store_id"]
+        for r in await conn.fetch(
+            "SELECT external_id, store_id FROM stores WHERE external_id = ANY($1)", externals
+        )
+    }
+    rows = []
+    for i, g in good:
+        ext = g["store_external_id"]
+        if ext and ext not in stores:
+            errors.append({"index": i, "reason": "unknown_store",
+                           "message": f"no store with external_id {ext!r}"})
+            continue
+        rows.append((uuid.uuid4(), g["name"], stores.get(ext) if ext else None, g["geometry"],
+                     g["dwell_s"], True, g["area_m2"]))
+    if rows:
+        cols = list(zip(*rows, strict=True))
+        await conn.execute(
+            "INSERT INTO geofences (geofence_id, name, store_id, geometry, dwell_s, enabled,"
+            " area_m2) SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[],"
+            " $5::int[], $6::bool[], $7::float8[])",
+            *[list(c) for c in cols],
+        )
+        await notify_changed(conn)
+    errors.sort(key=lambda e: e["index"])
+    return {"created": len(rows), "errors": errors}

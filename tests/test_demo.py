@@ -1,0 +1,103 @@
+"""`geopush demo` as a user runs it: a real process, bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SEGMENTS = {"new", "good", "best", "at_risk", "inactive"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _demo(data_dir: Path, port: int, duration: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "geopush", "demo", "--duration", str(duration), "--port",
+         str(port), "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def _line(proc: subprocess.Popen[str], pattern: str, within: float) -> re.Match[str]:
+    """The first stdout line matching `pattern`, read off the event loop."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if not line and proc.poll() is not None:
+            break
+        match = re.search(pattern, line)
+        if match:
+            return match
+    raise AssertionError(f"no line matching {pattern!r}; stderr: "
+                         f"{proc.stderr.read() if proc.poll() is not None and proc.stderr else ''}")
+
+
+async def test_demo_runs_the_whole_product_for_a_minute(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = _demo(tmp_path / "data", port, 60)
+    try:
+        console = await _line(proc, r"console:\s+(\S+)\s+\(marketer key: (\S+)\)", 120)
+        dashboard = await _line(proc, r"dashboard:\s+(\S+)\s+\(ops key: (\S+)\)", 5)
+        emulator = await _line(proc, r"FCM emulator: (\S+)/messages", 5)
+        url, marketer = console.group(1), console.group(2)
+        assert url == f"http://127.0.0.1:{port}/console"
+        ops = dashboard.group(2)
+
+        # A second demo on the same data says so and leaves the first one alone.
+        second = _demo(tmp_path / "data", _free_port(), 10)
+        _, err = await asyncio.to_thread(second.communicate, timeout=60)
+        assert second.returncode == 1
+        assert "already running" in err
+
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as r:
+                assert r.status == 200 and "geopush console" in await r.text()
+            auth = {"Authorization": f"Bearer {marketer}"}
+            async with http.get(f"http://127.0.0.1:{port}/v1/segments", headers=auth) as r:
+                segments = (await r.json())["segments"]
+            assert {k for k, v in segments.items() if v > 0} >= SEGMENTS, segments
+
+            pushes: list[dict] = []
+            deadline = time.monotonic() + 50
+            while not pushes and time.monotonic() < deadline:
+                async with http.get(f"{emulator.group(1)}/messages") as r:
+                    pushes = (await r.json())["messages"]
+                await asyncio.sleep(1)
+            assert pushes, "no push reached the emulator"
+            assert all(m["message"]["notification"]["title"] for m in pushes)
+            assert "{first_name}" not in str(pushes) and "{store_name}" not in str(pushes)
+            async with http.get(f"http://127.0.0.1:{port}/v1/ops/summary",
+                                headers={"Authorization": f"Bearer {ops}"}) as r:
+                summary = await r.json()
+            assert summary["deliveries"]["by_status"]["sent"] >= 1
+            assert len(summary["offers"]) == 4
+
+        # Ctrl-C stops everything cleanly.
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+        assert proc.returncode == 0, err
+        assert "geopush demo: stopped." in out
+        # The summary, not the logs, is on the terminal; the logs are in the file.
+        assert "pushes     sent" in out and '"level"' not in out + err
+        assert (tmp_path / "data" / "demo.log").stat().st_size > 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 30)
+    # The embedded PostgreSQL stopped with it.
+    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()

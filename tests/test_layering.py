@@ -1,0 +1,89 @@
+"""The layering rule: domain and storage code never imports the HTTP layer.
+
+`geopush.api` may use everything below it; `geo`, `campaigns`, `crm`, `ingest`, `delivery`,
+`places` and `store` (and the shared modules beside them) must work without it, so the CLI,
+the importers and the background tasks do not drag aiohttp handlers in, and refusals are
+domain exceptions that only the API's error middleware turns into HTTP.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from geopush import errors
+from geopush.api.errors import DOMAIN_STATUS, domain_status
+
+PACKAGE = Path(__file__).resolve().parents[1] / "geopush"
+DOMAIN = ("geo", "campaigns", "crm", "ingest", "delivery", "places", "store")
+# Modules allowed to compose the HTTP layer besides the API itself: the app factory and the
+# per-process state its handlers share (it holds the API's rate limiters).
+COMPOSERS = {"app.py", "runtime.py"}
+
+
+def _package_of(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+
+
+def _imported_modules(source: str, package: str) -> list[tuple[int, str]]:
+    """Every module a source file imports, including imports inside functions."""
+    tree = ast.parse(source)
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+            # `from geopush import api`
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def _reaches_api(module: str) -> bool:
+    return module == "geopush.api" or module.startswith("geopush.api.")
+
+
+def _files_outside_api() -> list[Path]:
+    files = [p for p in PACKAGE.rglob("*.py") if "api" not in p.relative_to(PACKAGE).parts[:1]]
+    return [p for p in files if p.relative_to(PACKAGE).as_posix() not in COMPOSERS]
+
+
+def test_domain_packages_exist():
+    # A renamed package would make the rule below check nothing.
+    for name in DOMAIN:
+        assert (PACKAGE / name / "__init__.py").is_file(), name
+
+
+@pytest.mark.parametrize("path", _files_outside_api(),
+                         ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_no_module_below_the_api_imports_it(path: Path):
+    imports = _imported_modules(path.read_text(), _package_of(path))
+    offending = [f"line {line}: {module}" for line, module in imports if _reaches_api(module)]
+    assert not offending, f"{path.relative_to(PACKAGE)} imports the HTTP layer: {offending}"
+
+
+@pytest.mark.parametrize("source", [
+    "def f():\n    from geopush.api.stores import parse_store\n",  # hidden in a function
+    "import geopush.api.keys\n",
+    "from geopush import api\n",
+    "from ..api import errors\n",
+])
+def test_the_check_sees_every_form_of_import(source: str):
+    assert any(_reaches_api(m) for _, m in _imported_modules(source, "geopush.crm"))
+
+
+def test_every_domain_error_has_one_status():
+    kinds = [cls for cls in vars(errors).values()
+             if isinstance(cls, type) and issubclass(cls, errors.DomainError)
+             and cls is not errors.DomainError]
+    assert kinds and all(cls in DOMAIN_STATUS for cls in kinds)
+    assert domain_status(errors.NotFound("store")) == 404
+    assert domain_status(errors.Invalid("lat", "must be a number")) == 400
+    assert domain_status(errors.Conflict("dup", code="duplicate")) == 409
