@@ -34,12 +34,14 @@ def _route_modules() -> list:
         ops,
         ops_timeseries,
         pages,
+        reference,
     )
 
     return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
             deliveries, ops,
             pages, ops_timeseries, offer_daily,
             insights,
+            reference,
             loyalty, challenges]
 
 

@@ -35,6 +35,12 @@ _RETENTION_EVERY_S = 3600.0
 _SETTLE_MIN_S = 0.5
 
 
+def latest_due(now: datetime, hour: int) -> datetime:
+    """The most recent time (at or before `now`) the daily jobs were due: `hour`:00 UTC."""
+    due = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return due if due <= now else due - timedelta(days=1)
+
+
 class Background:
     def __init__(self, config: Config, dsn: str, miner: Any = None) -> None:
         self.config = config
@@ -131,12 +137,20 @@ class Background:
 
     async def _daily_segments(self, pool: asyncpg.Pool) -> None:
         hour = self.config.segments.daily_recompute_hour_utc
+        # A process that was down at the hour catches up when it starts: the last run is
+        # older than the latest due time. (A database that never had a run waits for the
+        # hour, or for `geopush segments recompute`.)
+        try:
+            last = await pool.fetchval("SELECT max(computed_at) FROM segment_runs")
+        except (OSError, asyncpg.PostgresError):
+            last = None  # the database is away: wait for the hour
+        catch_up = last is not None and last < latest_due(datetime.now(UTC), hour)
         while True:
-            now = datetime.now(UTC)
-            due = now.replace(hour=hour, minute=0, second=0, microsecond=0)
-            if due <= now:
-                due += timedelta(days=1)
-            await asyncio.sleep((due - now).total_seconds())
+            if not catch_up:
+                now = datetime.now(UTC)
+                await asyncio.sleep((latest_due(now, hour) + timedelta(days=1) - now)
+                                    .total_seconds())
+            catch_up = False
             try:
                 from geopush.crm.segments import recompute_segments
 

@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -135,6 +135,9 @@ class FcmConfig(_Section):
     # FCM's Retry-After is honoured up to this, never beyond (SPEC section 10): a hostile
     # or broken answer of `Retry-After: 1000000000` must not stop sending for good.
     max_retry_after_s: float = Field(3600.0, gt=0)
+    # How the bytes reach FCM: "aiohttp" (geopush's transport, the SDK still building,
+    # authorising and classifying every message) or "sdk" (send_each_async's httpx).
+    transport: Literal["aiohttp", "sdk"] = "aiohttp"
 
     @field_validator("endpoint")
     @classmethod

@@ -1,24 +1,37 @@
 #!/usr/bin/env python3
-"""End-to-end ingest: real GeoLife pings over HTTP into `geopush serve` on embedded
-PostgreSQL, 1,000 geofences, many devices at once. Compares batches of 500 pings with
-batches of 10 (a chatty client: the per-request and per-transaction cost), side by side.
+"""End-to-end ingest over HTTP: `geopush serve` on embedded PostgreSQL, 10,000 circle fences,
+2,000 devices walking near them, 64 clients at once, each request answered after COMMIT.
 
-    .venv/bin/python scripts/bench_ingest.py [--devices 16] [--pings-per-device 5000]
+    .venv/bin/python scripts/bench_ingest.py [--seconds 15] [--workers 1 2] [--batches 1 10 100]
+                                             [--offers 0 20] [--code DIR] [--no-write]
+
+For every (workers, active offers, pings per request): a load generator in another process
+(aiohttp on loopback, `--clients` connections, bounded by `--seconds` and a request cap)
+sends batches and reports requests/s, pings/s and the latency of each request (p50, p99).
+With 20 offers, each targets 500 of the fences on `enter` (5 of them with `max_sends`), so
+events lead to decisions; the sender is off, so deliveries stay queued.
+`--code DIR` runs the server from another checkout (e.g. an older commit, for before/after).
+`--profile` records py-spy's raw stacks of the (first) worker for each run, in the temp
+directory (`pip install py-spy`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import json
+import math
 import os
+import random
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -27,17 +40,81 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geopush.store.database import embedded_server, ensure_database
-from scripts.bench_geo import fences
-from tests.geolife import geolife_fixes
-
 ADMIN = "bench-admin-key-0123456789abcdef"
+MESSAGE = {"default_locale": "en", "translations": {"en": {"title": "Hi", "body": "Offer"}}}
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# --- the load generator (its own process) --------------------------------------------------
+
+
+async def load(url: str, tokens_file: str, batch: int, clients: int, seconds: float,
+               max_requests: int) -> dict[str, float]:
+    devices = json.loads(Path(tokens_file).read_text())
+    rng = random.Random(batch)
+    state = [{"token": d["token"], "lon": d["lon"], "lat": d["lat"],
+              "heading": rng.uniform(0, 2 * math.pi), "ts": time.time() - 60}
+             for d in devices]
+    latencies: list[float] = []
+    pings_sent = 0
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    step_s = 0.01  # device time between the pings of one batch
+
+    def next_batch(dev: dict) -> list[dict]:
+        now = time.time()
+        base = max(dev["ts"] + step_s, now - batch * step_s)
+        out = []
+        for k in range(batch):
+            ts = base + k * step_s
+            walked = 5.0 * (ts - dev["ts"])  # 5 m/s in device time
+            dev["ts"] = ts
+            dev["lon"] += walked * math.cos(dev["heading"]) / 85_000
+            dev["lat"] += walked * math.sin(dev["heading"]) / 111_000
+            if rng.random() < 0.05:
+                dev["heading"] = rng.uniform(0, 2 * math.pi)
+            out.append({"lat": dev["lat"], "lon": dev["lon"], "accuracy_m": 10,
+                        "ts": datetime.fromtimestamp(ts, UTC).isoformat().replace(
+                            "+00:00", "Z")})
+        return out
+
+    async def client(i: int, session: aiohttp.ClientSession) -> None:
+        nonlocal pings_sent, errors
+        mine = state[i::clients]
+        k = 0
+        while time.perf_counter() < deadline and len(latencies) < max_requests:
+            dev = mine[k % len(mine)]
+            k += 1
+            body = {"pings": next_batch(dev)}
+            t = time.perf_counter()
+            async with session.post(f"{url}/v1/pings", json=body,
+                                    headers={"Authorization": f"Bearer {dev['token']}"}) as r:
+                await r.read()
+                if r.status != 202:
+                    errors += 1
+                    continue
+            latencies.append(time.perf_counter() - t)
+            pings_sent += batch
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i, session) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    n = len(latencies)
+    return {"requests": n, "seconds": elapsed, "rps": n / elapsed,
+            "pings_per_s": pings_sent / elapsed, "errors": errors,
+            "p50_ms": latencies[n // 2] * 1000 if n else 0,
+            "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0}
+
+
+# --- the harness -----------------------------------------------------------------------------
 
 
 async def call(session: aiohttp.ClientSession, method: str, url: str, key: str,
@@ -50,98 +127,224 @@ async def call(session: aiohttp.ClientSession, method: str, url: str, key: str,
         return data
 
 
-async def run(base: str, devices: int, per_device: int, batch: int) -> dict:
-    fixes = geolife_fixes()
-    tracks = [fixes["001"], fixes["005"]]
-    async with aiohttp.ClientSession() as s:
-        app_key = (await call(s, "POST", f"{base}/v1/keys", ADMIN, {"role": "app"}))["key"]
-        tokens = []
-        for i in range(devices):
-            reg = await call(s, "POST", f"{base}/v1/devices", app_key, {
-                "fcm_token": f"bench-{batch}-{i}", "platform": "android", "locale": "en",
-                "timezone": "Asia/Shanghai"})
-            await call(s, "PUT", f"{base}/v1/devices/me/consent", reg["device_token"],
-                       {"location": True, "push": True, "categories": None})
-            tokens.append(reg["device_token"])
-        now = datetime.now(UTC)
-        latencies: list[float] = []
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from geopush.store.database import embedded_server, ensure_database
 
-        async def device(i: int) -> int:
-            track = tracks[i % 2]
-            offset = (i // 2) * per_device % max(1, len(track) - per_device)
-            part = track[offset:offset + per_device]
-            shift = now - timedelta(seconds=30) - part[-1].ts
-            pings = [{"lat": f.lat, "lon": f.lon, "accuracy_m": 10,
-                      "ts": (f.ts + shift).isoformat().replace("+00:00", "Z")} for f in part]
-            for k in range(0, len(pings), batch):
-                t = time.perf_counter()
-                await call(s, "POST", f"{base}/v1/pings", tokens[i],
-                           {"pings": pings[k:k + batch]})
-                latencies.append(time.perf_counter() - t)
-            return len(pings)
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="gpbench"))
+        self.pg = embedded_server(self.tmp / "pg")
+        self.dsn = ensure_database(self.pg, "bench")
+        self.proc: subprocess.Popen | None = None
+        self.base = ""
 
-        t = time.perf_counter()
-        sent = sum(await asyncio.gather(*[device(i) for i in range(devices)]))
-        elapsed = time.perf_counter() - t
-    latencies.sort()
-    return {"pings": sent, "seconds": elapsed, "rate": sent / elapsed,
-            "p50_ms": statistics.median(latencies) * 1000,
-            "p95_ms": latencies[int(len(latencies) * 0.95)] * 1000}
+    def close(self) -> None:
+        self.stop()
+        self.pg.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
-
-async def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--devices", type=int, default=16)
-    ap.add_argument("--pings-per-device", type=int, default=5000)
-    ap.add_argument("--fences", type=int, default=1000)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="gpbench"))
-    server = embedded_server(tmp)
-    url = ensure_database(server, "bench")
-    port = free_port()
-    env = {**os.environ, "GEOPUSH_DATABASE_URL": url, "GEOPUSH_SERVER_PORT": str(port),
-           "GEOPUSH_SERVER_RUN_SENDER": "false", "GEOPUSH_AUTH_BOOTSTRAP_ADMIN_KEY": ADMIN,
-           "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "100000", "GEOPUSH_DATABASE_POOL_SIZE": "20",
-           "GEOPUSH_LIMITS_ADDRESS_PING_RATE_PER_S": "100000"}
-    proc = subprocess.Popen([sys.executable, "-m", "geopush", "serve"], env=env, cwd=tmp,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    async def start(self, workers: int) -> None:
+        port = free_port()
+        env = {**os.environ, "GEOPUSH_DATABASE_URL": self.dsn,
+               "GEOPUSH_SERVER_PORT": str(port), "GEOPUSH_SERVER_WORKERS": str(workers),
+               "GEOPUSH_SERVER_RUN_SENDER": "false", "GEOPUSH_AUTH_BOOTSTRAP_ADMIN_KEY": ADMIN,
+               "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "100000",
+               "GEOPUSH_LIMITS_ADDRESS_PING_RATE_PER_S": "1000000",
+               "GEOPUSH_DATABASE_POOL_SIZE": "20"}
+        if self.args.code:
+            env["PYTHONPATH"] = str(Path(self.args.code).resolve())
+        self.proc = subprocess.Popen([sys.executable, "-m", "geopush", "serve"], env=env,
+                                     cwd=self.tmp, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as s:
-            for _ in range(300):
+            for _ in range(600):
                 try:
-                    async with s.get(f"{base}/readyz") as r:
+                    async with s.get(f"{self.base}/readyz") as r:
                         if r.status == 200:
-                            break
+                            return
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
-            mk = (await call(s, "POST", f"{base}/v1/keys", ADMIN, {"role": "marketer"}))["key"]
-            features = [{"type": "Feature", "properties": {"name": gid, **(
-                {"radius_m": g["radius_m"]} if g["type"] == "Circle" else {})},
-                "geometry": ({"type": "Point", "coordinates": g["center"]}
-                             if g["type"] == "Circle" else g)}
-                for gid, g in fences(args.fences).items()]
-            await call(s, "POST", f"{base}/v1/geofences/import", mk,
-                       {"type": "FeatureCollection", "features": features})
-        print(f"{datetime.now(UTC):%Y-%m-%d} geopush serve (1 worker), embedded PostgreSQL,"
-              f" {args.fences} geofences, {args.devices} devices at once,"
-              f" {args.pings_per_device} GeoLife pings each")
-        results = {}
-        for batch in (500, 10):
-            results[batch] = r = await run(base, args.devices, args.pings_per_device, batch)
-            rss = psutil.Process(proc.pid).memory_info().rss / 2**20
-            print(f"batches of {batch:>3}: {r['pings']} pings in {r['seconds']:.1f} s ="
-                  f" {r['rate']:,.0f} pings/s; batch latency p50 {r['p50_ms']:.1f} ms,"
-                  f" p95 {r['p95_ms']:.1f} ms; server RSS {rss:.0f} MiB")
-        print(f"ratio: batches of 500 ingest {results[500]['rate'] / results[10]['rate']:.1f}x"
-              " the pings/s of batches of 10")
+        raise RuntimeError("geopush serve did not get ready")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+            self.proc = None
+
+    async def setup_data(self) -> list[dict]:
+        """10k circle fences (HTTP import), 20 offers (paused), 2k devices (straight into the
+        database: registering them is not what is measured)."""
+        import asyncpg
+
+        from scripts.bench_geo import fences
+
+        geoms = fences(self.args.fences, circles_only=True)
+        async with aiohttp.ClientSession() as s:
+            mk = (await call(s, "POST", f"{self.base}/v1/keys", ADMIN,
+                             {"role": "marketer", "name": "bench"}))["key"]
+            features = [{"type": "Feature", "properties": {"name": gid,
+                                                           "radius_m": g["radius_m"]},
+                         "geometry": {"type": "Point", "coordinates": g["center"]}}
+                        for gid, g in geoms.items()]
+            for i in range(0, len(features), 5000):
+                await call(s, "POST", f"{self.base}/v1/geofences/import", mk,
+                           {"type": "FeatureCollection", "features": features[i:i + 5000]})
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                ids = [str(r[0]) for r in await conn.fetch(
+                    "SELECT geofence_id FROM geofences ORDER BY name")]
+                self.offer_ids = []
+                for k in range(20):
+                    body = {"name": f"bench {k}", "trigger": "enter", "message": MESSAGE,
+                            "geofence_ids": ids[k * 500:(k + 1) * 500], "cooldown_s": 60,
+                            "status": "paused"}
+                    if k < 5:
+                        body["max_sends"] = 1_000_000
+                    self.offer_ids.append((await call(s, "POST", f"{self.base}/v1/offers",
+                                                      mk, body))["id"])
+                rng = random.Random(3)
+                devices = []
+                rows = []
+                centres = list(geoms.values())
+                for i in range(self.args.devices):
+                    token = f"dev_bench_{i}_{uuid.uuid4().hex}"
+                    # Spread as the fences are: some start inside one, most do not.
+                    g = centres[rng.randrange(len(centres))]
+                    lon = g["center"][0] + rng.uniform(-0.01, 0.01)
+                    lat = g["center"][1] + rng.uniform(-0.01, 0.01)
+                    devices.append({"token": token, "lon": lon, "lat": lat})
+                    rows.append((uuid.uuid4(), hashlib.sha256(token.encode()).digest(),
+                                 f"fcm-bench-{i}", "android", "en", "UTC", True, True))
+                await conn.copy_records_to_table(
+                    "devices", records=rows,
+                    columns=["device_id", "token_hash", "fcm_token", "platform", "locale",
+                             "timezone", "consent_location", "consent_push"])
+            finally:
+                await conn.close()
+        return devices
+
+    async def set_offers(self, active: int) -> None:
+        async with aiohttp.ClientSession() as s:
+            for k, oid in enumerate(self.offer_ids):
+                await call(s, "PATCH", f"{self.base}/v1/offers/{oid}", ADMIN,
+                           {"status": "active" if k < active else "paused"})
+
+    async def counts(self) -> dict[str, int]:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return {t: await conn.fetchval(f"SELECT count(*) FROM {t}")
+                    for t in ("events", "decisions", "deliveries")}
+        finally:
+            await conn.close()
+
+    def run_load(self, tokens_file: Path, batch: int) -> dict[str, float]:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--load", self.base,
+               "--tokens", str(tokens_file), "--batch", str(batch),
+               "--clients", str(self.args.clients), "--seconds", str(self.args.seconds)]
+        spy = None
+        if self.args.profile and self.proc is not None:
+            target = self.proc.pid
+            kids = psutil.Process(target).children()
+            if kids:
+                target = kids[0].pid
+            out = Path(tempfile.gettempdir()) / f"geopush-profile-ingest-{batch}.txt"
+            py_spy = str(Path(sys.executable).parent / "py-spy")
+            spy = subprocess.Popen([py_spy, "record", "-p", str(target), "-o", str(out),
+                                    "-d", str(int(self.args.seconds)), "--nonblocking",
+                                    "--format", "raw"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = [psutil.Process(self.proc.pid)] if self.proc else []
+        server += server[0].children(recursive=True) if server else []
+        cpu0 = sum(p.cpu_times().user + p.cpu_times().system for p in server)
+        result = json.loads(subprocess.run(cmd, check=True, capture_output=True,
+                                           text=True).stdout)
+        cpu1 = sum(p.cpu_times().user + p.cpu_times().system for p in server)
+        result["server_cpu_s"] = cpu1 - cpu0
+        result["rss_mib"] = sum(p.memory_info().rss for p in server) / 2**20
+        if spy is not None:
+            spy.wait(timeout=120)
+        return result
+
+
+async def harness(args: argparse.Namespace) -> None:
+    from scripts.bench_report import command, machine, table, write_section
+
+    started = machine()
+    bench = Bench(args)
+    rows = []
+    try:
+        await bench.start(1)
+        devices = await bench.setup_data()
+        tokens_file = bench.tmp / "devices.json"
+        tokens_file.write_text(json.dumps(devices))
+        for workers in args.workers:
+            bench.stop()
+            await bench.start(workers)
+            for offers in args.offers:
+                await bench.set_offers(offers)
+                await asyncio.sleep(1.0)
+                for batch in args.batches:
+                    before = await bench.counts()
+                    r = bench.run_load(tokens_file, batch)
+                    after = await bench.counts()
+                    events = after["events"] - before["events"]
+                    decisions = after["decisions"] - before["decisions"]
+                    print(f"workers {workers}, offers {offers}, {batch}/request: "
+                          f"{r['rps']:,.0f} req/s, {r['pings_per_s']:,.0f} pings/s, p50 "
+                          f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, errors "
+                          f"{r['errors']}, events {events}, decisions {decisions}", flush=True)
+                    rows.append([workers, offers, batch, r["rps"], r["pings_per_s"],
+                                 r["p50_ms"], r["p99_ms"], events / r["seconds"],
+                                 decisions / r["seconds"], r["errors"], r["rss_mib"]])
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        server.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
+        bench.close()
+    label = f" (server code from `{args.code}`)" if args.code else ""
+    body = "\n".join([
+        f"Run: {started}{label}.", "", "```", command(), "```", "",
+        f"`geopush serve` (sender off) on embedded PostgreSQL, {args.fences:,} circle fences,"
+        f" {args.devices:,} devices walking at 5 m/s among them (spread as the fences are),"
+        f" {args.clients} clients on loopback in another process, {args.seconds:g} s per"
+        " row. With 20 offers: `enter` offers on 500 fences each, 5 with `max_sends`.", "",
+        table(["workers", "active offers", "pings/request", "requests/s", "pings/s",
+               "p50 ms", "p99 ms", "events/s", "decisions/s", "errors", "server RSS MiB"],
+              rows),
+    ])
+    if not args.no_write:
+        write_section("ingest" + ("-" + args.label if args.label else ""),
+                      "Ingest over HTTP — `scripts/bench_ingest.py`"
+                      + (f" ({args.label})" if args.label else ""), body)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--offers", type=int, nargs="+", default=[0, 20])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 10, 100])
+    ap.add_argument("--fences", type=int, default=10_000)
+    ap.add_argument("--devices", type=int, default=2_000)
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--max-requests", type=int, default=200_000)
+    ap.add_argument("--code", help="run the server from this checkout (PYTHONPATH)")
+    ap.add_argument("--label", default="", help="a separate section, e.g. 'before'")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    # The load generator's own arguments (the harness starts it with these).
+    ap.add_argument("--load")
+    ap.add_argument("--tokens")
+    ap.add_argument("--batch", type=int, default=1)
+    args = ap.parse_args()
+    if args.load:
+        print(json.dumps(asyncio.run(load(args.load, args.tokens, args.batch, args.clients,
+                                          args.seconds, args.max_requests))))
+        return
+    asyncio.run(harness(args))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -271,6 +271,25 @@ def test_locate_matches_the_reference(scene: Scene) -> None:
             assert agrees(want_near, gid in near[i]), f"near: {where}: want {want_near}"
 
 
+@SETTINGS
+@given(scenes())
+def test_small_batches_match_the_reference(scene: Scene) -> None:
+    """Batches of a few points (what phones send) take the index's plain-Python path."""
+    index, refs = build_index(scene)
+    note(f"buffer {scene.buffer_m}, geometries {scene.geometries}")
+    for start in range(0, len(scene.points), 3):
+        batch = scene.points[start:start + 3]
+        inside, near = index.locate([p[0] for p in batch], [p[1] for p in batch],
+                                    scene.buffer_m)
+        for k, (lon, lat) in enumerate(batch):
+            assert inside[k] <= near[k]
+            for gid, ref in refs.items():
+                want_in, want_near = ref_locate(lon, lat, ref, scene.buffer_m)
+                where = f"point {start + k} ({lon!r}, {lat!r}) vs {gid}"
+                assert agrees(want_in, gid in inside[k]), f"inside: {where}: want {want_in}"
+                assert agrees(want_near, gid in near[k]), f"near: {where}: want {want_near}"
+
+
 def test_points_exactly_on_vertices_and_axis_edges_are_inside() -> None:
     """A deterministic companion: boundary points, near the antimeridian and at 85°."""
     for lon, lat in [(179.999, 84.99), (-180.0, -85.0), (116.3, 39.9), (-0.0005, 0.0)]:

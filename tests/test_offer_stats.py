@@ -131,12 +131,13 @@ T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
 _DECISION = """
 INSERT INTO decisions (decision_id, event_id, device_id, customer_id, offer_id, outcome,
                        reason, decided_at)
-VALUES ($1, $2, NULL, $3, $4, $5, $6, $7)
+VALUES ($1, $2, gen_random_uuid(), $3, $4, $5, $6, $7)
 """
 _DELIVERY = """
-INSERT INTO deliveries (delivery_id, offer_id, trigger, event_ts, status, reason, expires_at,
-                        next_attempt_at, opened_at, redeemed_at)
-VALUES ($1, $2, 'enter', $3, $4, $5, now() + interval '1 day', now() + interval '1 day', $6, $7)
+INSERT INTO deliveries (delivery_id, device_id, offer_id, trigger, event_ts, status, reason,
+                        expires_at, next_attempt_at, opened_at, redeemed_at)
+VALUES ($1, gen_random_uuid(), $2, 'enter', $3, $4, $5, now() + interval '1 day',
+        now() + interval '1 day', $6, $7)
 """
 # The queued row is neither due nor expired, so the server's sender leaves it queued while
 # the test reads the funnel.

@@ -35,10 +35,11 @@ async def test_device_erasure_removes_personal_data_keeps_aggregates(api: Api, d
     assert (await api.call("DELETE", "/v1/devices/me", key=dev.token)).status == 204
     for table in ("pings", "visits", "consent_log", "devices", "ping_batches"):
         assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table
-    assert await db.fetchval("SELECT count(*) FROM events WHERE device_id IS NOT NULL") == 0
+    erased = "'00000000-0000-0000-0000-000000000000'"
+    assert await db.fetchval(f"SELECT count(*) FROM events WHERE device_id <> {erased}") == 0
     assert await db.fetchval("SELECT count(*) FROM events") == 1  # the aggregate survives
     assert await db.fetchval(
-        "SELECT count(*) FROM decisions WHERE device_id IS NOT NULL OR customer_id IS NOT NULL"
+        f"SELECT count(*) FROM decisions WHERE device_id <> {erased} OR customer_id IS NOT NULL"
     ) == 0
     stats = (await api.as_role("marketer", "GET", f"/v1/offers/{offer['id']}/stats")).ok(200)
     assert stats["triggered"] == 1

@@ -78,13 +78,31 @@ async def require_role(request: web.Request, *roles: Role) -> Principal:
     return principal
 
 
-async def require_device(request: web.Request) -> UUID:
-    """The device id behind a device token; 401 when the token is unknown or erased."""
+# Device token hash -> device id. A token names one device for the device's whole life (an
+# erased device's row is gone, so whoever uses the id next finds nothing), so an entry never
+# goes stale in a way that matters to a caller that looks the device up by id afterwards.
+_DEVICE_IDS: dict[bytes, UUID] = {}
+_DEVICE_IDS_MAX = 200_000
+
+
+async def require_device(request: web.Request, *, cached: bool = False) -> UUID:
+    """The device id behind a device token; 401 when the token is unknown or erased.
+
+    `cached`: answer from this process's memory of earlier lookups, for a handler that
+    then finds the device by id and answers 401 itself when it is gone (ping ingest).
+    """
     token = _bearer(request)
+    digest = hash_secret(token)
+    if cached and (known := _DEVICE_IDS.get(digest)) is not None:
+        return known
     rt = request.app[RUNTIME]
     device_id = await rt.pool.fetchval(
-        "SELECT device_id FROM devices WHERE token_hash = $1", hash_secret(token)
+        "SELECT device_id FROM devices WHERE token_hash = $1", digest
     )
+    if device_id is not None and cached:
+        if len(_DEVICE_IDS) >= _DEVICE_IDS_MAX:
+            _DEVICE_IDS.clear()
+        _DEVICE_IDS[digest] = device_id
     if device_id is None:
         raise ApiError(401, "unauthorized", "unknown device token",
                        headers={"WWW-Authenticate": "Bearer"})

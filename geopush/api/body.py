@@ -13,9 +13,11 @@ from pydantic import BaseModel
 from geopush.api.errors import ApiError, bad_request, not_found
 from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds
 from geopush.api.schema import parse_model
+from geopush.geo.filters import parse_rfc3339
 
-# The value checks live with the domain (importers use them too); re-exported for handlers.
-from geopush.validate import field_error, get_bool, get_number, get_str  # noqa: F401
+# A single field's error, as the domain raises it (importers use it too); for handlers'
+# checks beyond what a request model says.
+from geopush.validate import field_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -77,6 +79,17 @@ async def read_model(request: web.Request, model: type[M], limit: int | None = N
     return parse_model(model, await read_json(request, limit))
 
 
+async def read_body(request: web.Request, model: type[BaseModel],
+                    limit: int | None = None) -> dict[str, Any]:
+    """The fields the client sent, checked by `model`, as plain JSON values.
+
+    For handlers whose domain code takes a mapping (it may re-check semantics shared with the
+    importers); absent fields stay absent, so PATCH can tell "unchanged" from null.
+    """
+    parsed = await read_model(request, model, limit)
+    return parsed.model_dump(mode="json", exclude_unset=True)
+
+
 async def read_object(request: web.Request) -> dict[str, Any]:
     body = await read_json(request)
     if not isinstance(body, dict):
@@ -85,15 +98,13 @@ async def read_object(request: web.Request) -> dict[str, Any]:
 
 
 def parse_time(value: Any, field: str) -> datetime:
-    """An RFC 3339 time with an offset (a bare date is refused: it has no zone)."""
+    """An RFC 3339 time with an offset, in years 1 to 9998 (for query parameters)."""
     if not isinstance(value, str):
         raise field_error(field, "must be an RFC 3339 time string")
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        raise field_error(field, f"not an RFC 3339 time: {value!r}") from None
-    if parsed.tzinfo is None:
-        raise field_error(field, "needs a time zone offset (e.g. Z or +02:00)")
+    parsed = parse_rfc3339(value)
+    if parsed is None:
+        raise field_error(field, "must be an RFC 3339 time with an offset (e.g. Z or +02:00),"
+                                 " in the years 1 to 9998")
     return parsed
 
 

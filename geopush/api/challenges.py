@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
 from aiohttp import web
+from pydantic import Field
 
 from geopush.api.auth import MARKETER, STATS, require_role
-from geopush.api.body import field_error, get_number, get_str, parse_time, path_id, read_object
+from geopush.api.body import field_error, path_id, read_model
 from geopush.api.errors import ApiError, not_found
+from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, documented
 from geopush.api.pagination import page, page_params
+from geopush.api.schema import Name, RequestBody, Text, Time, Whole
 from geopush.codes import ChallengeKind
 from geopush.runtime import RUNTIME
 
@@ -27,9 +30,34 @@ MAX_REWARD = 1_000_000
 MAX_STORES = 1000
 _FIELDS = ("name", "kind", "target", "starts_at", "ends_at", "store_ids", "reward_points",
            "offer_id")
-_READ_ONLY = ("id", "created_at", "updated_at")
 _COLUMNS = ("challenge_id, name, kind, target, starts_at, ends_at, store_ids, reward_points,"
             " offer_id, created_at, updated_at")
+
+
+class ChallengeCreate(RequestBody):
+    """SPEC section 11; `id`, `created_at` and `updated_at` are accepted and ignored."""
+
+    name: Name(200)  # type: ignore[valid-type]
+    kind: Annotated[ChallengeKind, Field(strict=False)]
+    target: Whole(1, MAX_TARGET)  # type: ignore[valid-type]
+    starts_at: Time
+    ends_at: Time
+    store_ids: list[Name(200)] | None = None  # type: ignore[valid-type]
+    reward_points: Whole(0, MAX_REWARD) = 0  # type: ignore[valid-type]
+    offer_id: Name(200) | None = None  # type: ignore[valid-type]
+    id: Text(100) | None = None  # type: ignore[valid-type]
+    created_at: Text(100) | None = None  # type: ignore[valid-type]
+    updated_at: Text(100) | None = None  # type: ignore[valid-type]
+
+
+class ChallengePatch(ChallengeCreate):
+    """Any of the fields; absent ones are unchanged."""
+
+    name: Name(200) = None  # type: ignore[valid-type]
+    kind: Annotated[ChallengeKind, Field(strict=False)] = None  # type: ignore[assignment]
+    target: Whole(1, MAX_TARGET) = None  # type: ignore[valid-type]
+    starts_at: Time = None  # type: ignore[assignment]
+    ends_at: Time = None  # type: ignore[assignment]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -47,59 +75,33 @@ def challenge_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def parse_fields(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    """The columns a POST (all required but store_ids, reward_points, offer_id) or PATCH sets."""
-    unknown = sorted(set(body) - set(_FIELDS) - set(_READ_ONLY))
-    if unknown:
-        raise field_error(unknown[0], "unknown field")
-    out: dict[str, Any] = {}
+def _uuid(value: str, field: str, what: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise field_error(field, f"must be {what} id") from None
 
-    def wanted(name: str, required: bool) -> bool:
-        if name in body:
-            return True
-        if required and not partial:
-            raise field_error(name, "is required")
-        return False
 
-    if wanted("name", True):
-        out["name"] = get_str(body, "name", required=True, max_len=200)
-    if wanted("kind", True):
-        kind = body["kind"]
-        if kind not in {k.value for k in ChallengeKind}:
-            raise field_error("kind", "must be checkins, distinct_stores or purchases")
-        out["kind"] = kind
-    if wanted("target", True):
-        out["target"] = get_number(body, "target", required=True, integer=True, lo=1,
-                                   hi=MAX_TARGET)
-    for name in ("starts_at", "ends_at"):
-        if wanted(name, True):
-            out[name] = parse_time(body[name], name)
-    if wanted("store_ids", False):
-        ids = body["store_ids"]
-        if ids is None:
-            ids = []
-        if not isinstance(ids, list) or len(ids) > MAX_STORES:
-            raise field_error("store_ids", f"must be a list of at most {MAX_STORES} store ids")
-        parsed: list[UUID] = []
-        for i, value in enumerate(ids):
-            try:
-                parsed.append(UUID(value))
-            except (ValueError, TypeError, AttributeError):
-                raise field_error(f"store_ids[{i}]", "must be a store id") from None
-        out["store_ids"] = sorted(set(parsed))
-    if wanted("reward_points", False):
-        out["reward_points"] = get_number(body, "reward_points", required=True, integer=True,
-                                          lo=0, hi=MAX_REWARD)
-    if wanted("offer_id", False):
-        raw = body["offer_id"]
-        try:
-            out["offer_id"] = None if raw is None else UUID(raw)
-        except (ValueError, TypeError, AttributeError):
-            raise field_error("offer_id", "must be an offer id or null") from None
+def parse_fields(given: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """The columns a validated POST or PATCH body sets (read-only fields dropped)."""
+    out = {k: v for k, v in given.items() if k in _FIELDS}
+    if "kind" in out:
+        out["kind"] = str(out["kind"])
+    if "store_ids" in out:
+        ids = out["store_ids"] or []
+        if len(ids) > MAX_STORES:
+            raise field_error("store_ids", f"at most {MAX_STORES} stores")
+        out["store_ids"] = sorted({_uuid(v, f"store_ids[{i}]", "a store")
+                                   for i, v in enumerate(ids)})
+    if out.get("offer_id") is not None:
+        out["offer_id"] = _uuid(out["offer_id"], "offer_id", "an offer")
     if not partial:
         out.setdefault("store_ids", [])
         out.setdefault("reward_points", 0)
         out.setdefault("offer_id", None)
+    for name in ("name", "kind", "target", "starts_at", "ends_at", "reward_points"):
+        if name in out and out[name] is None:
+            raise field_error(name, "must not be null")
     return out
 
 
@@ -127,9 +129,11 @@ async def _check(conn: asyncpg.Connection, values: dict[str, Any]) -> None:
                            [{"field": "offer_id", "trigger": trigger}])
 
 
+@documented("Create a loyalty challenge", auth=BY_MARKETER, body=ChallengeCreate, status=201,
+            errors=(422,), tag="loyalty")
 async def post_challenge(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    values = parse_fields(await read_object(request), partial=False)
+    values = parse_fields((await read_model(request, ChallengeCreate)).given(), partial=False)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         await _check(conn, values)
         row = await conn.fetchrow(
@@ -142,6 +146,7 @@ async def post_challenge(request: web.Request) -> web.Response:
     return web.json_response(challenge_json(row), status=201)
 
 
+@documented("List loyalty challenges", auth=BY_STATS, query=PAGE, tag="loyalty")
 async def list_challenges(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
     limit, cursor = page_params(request)
@@ -157,6 +162,7 @@ async def list_challenges(request: web.Request) -> web.Response:
                                   "challenge_id"))
 
 
+@documented("One loyalty challenge", auth=BY_STATS, tag="loyalty")
 async def get_challenge(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -167,10 +173,12 @@ async def get_challenge(request: web.Request) -> web.Response:
     return web.json_response(challenge_json(row))
 
 
+@documented("Change a loyalty challenge", auth=BY_MARKETER, body=ChallengePatch, errors=(422,),
+            tag="loyalty")
 async def patch_challenge(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     challenge_id = path_id(request, "challenge_id", "challenge")
-    changes = parse_fields(await read_object(request), partial=True)
+    changes = parse_fields((await read_model(request, ChallengePatch)).given(), partial=True)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM challenges WHERE challenge_id = $1 AND deleted_at IS NULL"
@@ -191,6 +199,8 @@ async def patch_challenge(request: web.Request) -> web.Response:
     return web.json_response(challenge_json(row))
 
 
+@documented("Delete a loyalty challenge (completions stay)", auth=BY_MARKETER, status=204,
+            media=None, tag="loyalty")
 async def delete_challenge(request: web.Request) -> web.Response:
     """Soft delete: it stops counting at once; completions and rewards already given stay."""
     await require_role(request, *MARKETER)

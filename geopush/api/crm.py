@@ -15,6 +15,7 @@ from aiohttp import web
 from geopush.api.auth import MARKETER, require_role
 from geopush.api.errors import ApiError, not_found
 from geopush.api.loyalty import customer_loyalty
+from geopush.api.openapi import BY_MARKETER, CSV_BODY, documented
 from geopush.crm.imports import ImportFailed, import_stream
 from geopush.crm.segments import recompute_segments, segment_summary
 from geopush.runtime import RUNTIME
@@ -106,14 +107,17 @@ async def _import(request: web.Request, kind: str) -> web.Response:
     return web.json_response(result)
 
 
+@documented("Import customers (CSV)", auth=BY_MARKETER, body_media=CSV_BODY, errors=(415, 429))
 async def import_customers(request: web.Request) -> web.Response:
     return await _import(request, "customers")
 
 
+@documented("Import transactions (CSV)", auth=BY_MARKETER, body_media=CSV_BODY, errors=(415, 429))
 async def import_transactions(request: web.Request) -> web.Response:
     return await _import(request, "transactions")
 
 
+@documented("A customer's profile, segment and FRAT figures", auth=BY_MARKETER)
 async def get_customer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
@@ -126,6 +130,7 @@ async def get_customer(request: web.Request) -> web.Response:
     return web.json_response(profile)
 
 
+@documented("Erase a customer's personal data", auth=BY_MARKETER, status=204, media=None)
 async def delete_customer(request: web.Request) -> web.Response:
     """Erasure: the profile goes; transactions and results stay, under no customer."""
     await require_role(request, *MARKETER)
@@ -135,11 +140,13 @@ async def delete_customer(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented("Customers per FRAT segment", auth=BY_MARKETER)
 async def get_segments(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     return web.json_response(await segment_summary(request.app[RUNTIME].pool))
 
 
+@documented("Recompute the FRAT segments now", auth=BY_MARKETER)
 async def post_recompute(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]

@@ -18,11 +18,13 @@ from aiohttp import web
 from geopush.api.auth import OPS, require_device, require_role
 from geopush.api.body import field_error, path_id
 from geopush.api.errors import ApiError, not_found
+from geopush.api.openapi import BY_DEVICE, BY_OPS, PAGE, documented, text_queries
 from geopush.api.pagination import page, page_params
 from geopush.campaigns.offers import DEFAULT_TTL_S
 from geopush.codes import DeliveryStatus
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.runtime import RUNTIME
+from geopush.store.erasure import ERASED_DEVICE
 
 _COLUMNS = (
     "delivery_id, offer_id, device_id, store_id, geofence_id, trigger, event_ts, status,"
@@ -95,7 +97,8 @@ def delivery_json(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "id": str(row["delivery_id"]),
         "offer_id": str(row["offer_id"]),
-        "device_id": _str(row["device_id"]),
+        # An erased device's deliveries keep the nil UUID in their key: no device, null.
+        "device_id": None if row["device_id"] == ERASED_DEVICE else str(row["device_id"]),
         "status": row["status"],
         "reason": row["reason"],
         "attempts": row["attempts"],
@@ -128,6 +131,8 @@ def _query_uuid(request: web.Request, key: str) -> UUID | None:
         raise field_error(key, "must be an id") from None
 
 
+@documented("List deliveries", auth=BY_OPS,
+            query=(*PAGE, *text_queries("status", "reason", "offer_id", "device_id")))
 async def list_deliveries(request: web.Request) -> web.Response:
     """Newest first, filtered by any of status, reason and the ids in `_UUID_FILTERS`."""
     await require_role(request, *OPS)
@@ -162,6 +167,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     return web.json_response(page([delivery_json(r) for r in rows], rows, limit, "delivery_id"))
 
 
+@documented("One delivery", auth=BY_OPS)
 async def get_delivery(request: web.Request) -> web.Response:
     await require_role(request, *OPS)
     delivery_id = path_id(request, "delivery_id", "delivery")
@@ -211,6 +217,7 @@ def _retry_refusal(facts: asyncpg.Record, now: datetime) -> ApiError | None:
     return None
 
 
+@documented("Queue a failed delivery again", auth=BY_OPS, errors=(409,))
 async def retry_delivery(request: web.Request) -> web.Response:
     """Queue a failed delivery again, due now, with a fresh ttl window and no attempts.
 
@@ -244,6 +251,7 @@ async def _mark(request: web.Request, sql: str) -> web.Response:
     return web.Response(status=204)
 
 
+@documented("The notification was opened (idempotent)", auth=BY_DEVICE, status=204, media=None)
 async def mark_opened(request: web.Request) -> web.Response:
     """The customer opened the notification; the first report's time is kept.
 
@@ -253,6 +261,7 @@ async def mark_opened(request: web.Request) -> web.Response:
     return await _mark(request, _MARK_OPENED)
 
 
+@documented("The offer was redeemed (idempotent)", auth=BY_DEVICE, status=204, media=None)
 async def mark_redeemed(request: web.Request) -> web.Response:
     """The customer redeemed the offer; the first report's time is kept.
 

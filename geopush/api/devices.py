@@ -12,6 +12,7 @@ from pydantic import Field
 from geopush.api.auth import APP, hash_secret, new_secret, require_device, require_role
 from geopush.api.body import field_error, read_model
 from geopush.api.errors import ApiError
+from geopush.api.openapi import BY_APP, BY_DEVICE, documented
 from geopush.api.registration_limits import check_registration_rate
 from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
@@ -91,6 +92,8 @@ def _check_link(rt: Runtime, customer_id: str | None, proof: str | None) -> None
         raise ApiError(403, "customer_unverified", str(exc)) from None
 
 
+@documented("Register a device (consent starts off)", auth=BY_APP, body=DeviceRegistration,
+            status=201, errors=(429,))
 async def register(request: web.Request) -> web.Response:
     principal = await require_role(request, *APP)
     await check_registration_rate(request, principal)
@@ -108,6 +111,8 @@ async def register(request: web.Request) -> web.Response:
     return web.json_response({"device_id": str(device_id), "device_token": token}, status=201)
 
 
+@documented("Change the device: token, locale, timezone, customer link (with proof)",
+            auth=BY_DEVICE, body=DeviceUpdate, errors=(403,))
 async def patch_me(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     rt = request.app[RUNTIME]
@@ -133,6 +138,7 @@ async def patch_me(request: web.Request) -> web.Response:
     return web.json_response(device_json(row))
 
 
+@documented("The calling device", auth=BY_DEVICE)
 async def get_me(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -141,6 +147,7 @@ async def get_me(request: web.Request) -> web.Response:
     return web.json_response(device_json(row))
 
 
+@documented("Set consent; withdrawal takes effect at once", auth=BY_DEVICE, body=Consent)
 async def put_consent(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     consent = await read_model(request, Consent)
@@ -181,6 +188,7 @@ async def set_leaderboard_consent(conn: asyncpg.Connection, device_id: uuid.UUID
         f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id)
 
 
+@documented("Erase the device's personal data", auth=BY_DEVICE, status=204, media=None)
 async def delete_me(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     from geopush.store.erasure import erase_device

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
 from aiohttp import web
+from pydantic import Field, WithJsonSchema
 
 from geopush.api.auth import MARKETER, STATS, require_role
-from geopush.api.body import (
-    field_error,
-    get_bool,
-    get_number,
-    get_str,
-    path_id,
-    read_json,
-    read_object,
-)
+from geopush.api.body import field_error, path_id, read_json, read_model
 from geopush.api.errors import ApiError, not_found
+from geopush.api.openapi import BY_MARKETER, BY_STATS, FEATURE_COLLECTION, PAGE, Query, documented
 from geopush.api.pagination import page, page_params
+from geopush.api.schema import Name, RequestBody, Whole
 from geopush.places.geofences import COLUMNS as _COLUMNS
 from geopush.places.geofences import (
     MAX_IMPORT_FEATURES,
@@ -30,6 +25,39 @@ from geopush.places.geofences import (
 )
 from geopush.runtime import RUNTIME
 from geopush.store.geofence_index import notify_changed
+
+MAX_DWELL_S = 7 * 86400
+# The shape is checked by `checked_geometry` (a 422 saying why), so here it is any JSON value.
+Geometry = Annotated[Any, WithJsonSchema({
+    "description": "GeoJSON Polygon or MultiPolygon (lon, lat), or"
+                   ' {"type": "Circle", "center": [lon, lat], "radius_m": r} (10 to 50,000 m)',
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"enum": ["Polygon", "MultiPolygon", "Circle"]},
+                   "coordinates": {"type": "array"},
+                   "center": {"type": "array", "items": {"type": "number"},
+                              "minItems": 2, "maxItems": 2},
+                   "radius_m": {"type": "number"}},
+})]
+StoreRef = Annotated[UUID, Field(strict=False)]
+
+
+class GeofenceCreate(RequestBody):
+    name: Name(200)  # type: ignore[valid-type]
+    geometry: Geometry
+    store_id: StoreRef | None = None
+    dwell_s: Whole(0, MAX_DWELL_S) | None = None  # type: ignore[valid-type]
+    enabled: bool = True
+
+
+class GeofencePatch(RequestBody):
+    """Any of the fields; absent ones are unchanged, `store_id: null` unlinks the store."""
+
+    name: Name(200) = None  # type: ignore[valid-type]
+    geometry: Geometry = None
+    store_id: StoreRef | None = None
+    dwell_s: Whole(0, MAX_DWELL_S) = None  # type: ignore[valid-type]
+    enabled: bool = None  # type: ignore[assignment]
 
 
 def geofence_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -46,19 +74,17 @@ def geofence_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+@documented("Create a geofence (422 saying why a geometry is invalid)", auth=BY_MARKETER,
+            body=GeofenceCreate, status=201, errors=(422,))
 async def post_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    body = await read_object(request)
+    body = await read_model(request, GeofenceCreate)
     rt = request.app[RUNTIME]
-    name = get_str(body, "name", required=True, max_len=200)
-    dwell_s = get_number(body, "dwell_s", default=rt.config.geo.default_dwell_s,
-                         lo=0, hi=7 * 86400, integer=True)
-    enabled = get_bool(body, "enabled", default=True)
-    if "geometry" not in body:
-        raise field_error("geometry", "is required")
-    geometry, area = checked_geometry(body["geometry"])
+    name, enabled = body.name, body.enabled
+    dwell_s = rt.config.geo.default_dwell_s if body.dwell_s is None else body.dwell_s
+    geometry, area = checked_geometry(body.geometry)
     async with rt.pool.acquire() as conn, conn.transaction():
-        store_id = await check_store(conn, body.get("store_id"))
+        store_id = await check_store(conn, body.store_id)
         row = await conn.fetchrow(
             "INSERT INTO geofences (geofence_id, name, store_id, geometry, dwell_s, enabled,"
             f" area_m2) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
@@ -69,6 +95,8 @@ async def post_geofence(request: web.Request) -> web.Response:
     return web.json_response(geofence_json(row), status=201)
 
 
+@documented("List geofences", auth=BY_STATS,
+            query=(*PAGE, Query("store_id", {"type": "string", "format": "uuid"})))
 async def list_geofences(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     await require_role(request, *STATS)
@@ -93,6 +121,7 @@ async def list_geofences(request: web.Request) -> web.Response:
 
 
 
+@documented("One geofence", auth=BY_MARKETER)
 async def get_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -104,19 +133,14 @@ async def get_geofence(request: web.Request) -> web.Response:
     return web.json_response(geofence_json(row))
 
 
+@documented("Change a geofence (a new shape or disabling closes its visits)", auth=BY_MARKETER,
+            body=GeofencePatch, errors=(422,))
 async def patch_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     gid = path_id(request, "geofence_id", "geofence")
-    body = await read_object(request)
+    body = (await read_model(request, GeofencePatch)).given()
     rt = request.app[RUNTIME]
-    fields: dict[str, Any] = {}
-    if "name" in body:
-        fields["name"] = get_str(body, "name", required=True, max_len=200)
-    if "dwell_s" in body:
-        fields["dwell_s"] = get_number(body, "dwell_s", required=True, lo=0, hi=7 * 86400,
-                                       integer=True)
-    if "enabled" in body:
-        fields["enabled"] = get_bool(body, "enabled", required=True)
+    fields = {k: body[k] for k in ("name", "dwell_s", "enabled") if k in body}
     if "geometry" in body:
         fields["geometry"], fields["area_m2"] = checked_geometry(body["geometry"])
     async with rt.pool.acquire() as conn, conn.transaction():
@@ -141,6 +165,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
     return web.json_response(geofence_json(row))
 
 
+@documented("Delete a geofence", auth=BY_MARKETER, status=204, media=None)
 async def delete_geofence(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     gid = path_id(request, "geofence_id", "geofence")
@@ -157,6 +182,8 @@ async def delete_geofence(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented("Import a GeoJSON FeatureCollection", auth=BY_MARKETER,
+            body_media={"application/json": FEATURE_COLLECTION}, errors=(429,))
 async def import_geofences(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]

@@ -9,14 +9,18 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from geopush import metrics
 from geopush.api.errors import error_response
+from geopush.api.openapi import documented
 from geopush.runtime import RUNTIME
 from geopush.store.migrations import pending
 
 
+@documented("Liveness: the process answers",
+            response={"type": "object", "properties": {"status": {"const": "ok"}}})
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@documented("Readiness: database, migrations and geofence index")
 async def readyz(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     checks: dict[str, str] = {}
@@ -36,6 +40,7 @@ async def readyz(request: web.Request) -> web.Response:
     return error_response(503, "not_ready", "not ready", [checks], headers={"Retry-After": "2"})
 
 
+@documented("Prometheus metrics", media="text/plain", response={"type": "string"})
 async def metrics_text(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     try:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from geopush.api.auth import MARKETER, require_role
 from geopush.api.body import field_error, parse_time, query_int
+from geopush.api.openapi import BY_MARKETER, SINCE, STORE_ID, Query, documented, int_query
 from geopush.insights.audiences import cross_sell_audiences, stored_rules, upsell
 from geopush.insights.basket_data import LEVELS
 from geopush.insights.basket_rules import configured_params, lookback_start, mine_job
@@ -24,6 +25,14 @@ from geopush.runtime import RUNTIME
 #: Most rules one answer lists (best lift first); `truncated` tells when more passed.
 MAX_RULES = 10_000
 DEFAULT_RULES = 1000
+
+
+BASKET_QUERY = (
+    Query("level", {"enum": ["category", "product"]}),
+    *(Query(name, {"type": "number", "minimum": 0}) for name in
+      ("min_support", "min_confidence", "min_lift")),
+    int_query("max_len", 2, 6), STORE_ID, SINCE, int_query("limit", 1, MAX_RULES),
+)
 
 
 def _query_float(request: web.Request, key: str, default: float, lo: float, hi: float,
@@ -56,6 +65,7 @@ def _query_since(request: web.Request, default: datetime) -> datetime:
     return default if not raw else parse_time(raw, "since")
 
 
+@documented("Association rules over baskets", auth=BY_MARKETER, query=BASKET_QUERY)
 async def get_basket_rules(request: web.Request) -> web.Response:
     """`GET /v1/insights/basket`: rules mined now over the baskets asked for."""
     await require_role(request, *MARKETER)
@@ -82,6 +92,8 @@ async def get_basket_rules(request: web.Request) -> web.Response:
     })
 
 
+@documented("Cross-selling audiences of the top rules", auth=BY_MARKETER,
+            query=(STORE_ID, SINCE, int_query("limit", 1, 100)))
 async def get_cross_sell(request: web.Request) -> web.Response:
     """`GET /v1/insights/cross-sell`: the best single-consequent rules and their audiences.
 
@@ -112,6 +124,8 @@ async def get_cross_sell(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+@documented("Average baskets per FRAT segment and category", auth=BY_MARKETER,
+            query=(STORE_ID, SINCE))
 async def get_upsell(request: web.Request) -> web.Response:
     """`GET /v1/insights/upsell`: average baskets per FRAT segment, per category."""
     await require_role(request, *MARKETER)
@@ -120,6 +134,7 @@ async def get_upsell(request: web.Request) -> web.Response:
     return web.json_response(await upsell(rt.pool, since, _query_store(request)))
 
 
+@documented("Mine the rules the decisions use, now", auth=BY_MARKETER)
 async def post_recompute(request: web.Request) -> web.Response:
     """`POST /v1/insights/recompute`: mine the rules the decisions use now; the summary."""
     await require_role(request, *MARKETER)

@@ -12,6 +12,7 @@ from pydantic import Field
 from geopush.api.auth import require_role
 from geopush.api.body import path_id, read_model
 from geopush.api.errors import not_found
+from geopush.api.openapi import BY_ADMIN, PAGE, documented
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import RequestBody, Text
 from geopush.codes import Role
@@ -35,6 +36,7 @@ def key_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+@documented("Make a key (shown once)", auth=BY_ADMIN, body=KeyRequest, status=201)
 async def post_key(request: web.Request) -> web.Response:
     await require_role(request)  # admin only
     body = await read_model(request, KeyRequest)
@@ -49,6 +51,7 @@ ORDER BY created_at, id LIMIT $3
 """
 
 
+@documented("List keys (never the key itself)", auth=BY_ADMIN, query=PAGE)
 async def list_keys(request: web.Request) -> web.Response:
     await require_role(request)
     limit, cursor = page_params(request)
@@ -57,6 +60,7 @@ async def list_keys(request: web.Request) -> web.Response:
     return web.json_response(page([key_json(r) for r in rows], rows, limit, "id"))
 
 
+@documented("Revoke a key: every process refuses it within 1 s", auth=BY_ADMIN)
 async def delete_key(request: web.Request) -> web.Response:
     await require_role(request)
     row = await revoke_key(request.app[RUNTIME].pool, path_id(request, "key_id", "key"))

@@ -8,7 +8,7 @@ can never take an account below zero.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -16,8 +16,19 @@ from aiohttp import web
 
 from geopush import metrics
 from geopush.api.auth import MARKETER, STATS, require_device, require_role
-from geopush.api.body import field_error, get_number, get_str, query_int, read_object
+from geopush.api.body import field_error, query_int, read_model
 from geopush.api.errors import ApiError, not_found
+from geopush.api.openapi import (
+    BY_DEVICE,
+    BY_MARKETER,
+    BY_STATS,
+    PAGE,
+    STORE_ID,
+    Query,
+    documented,
+    int_query,
+)
+from geopush.api.schema import RequestBody, Text, Whole
 from geopush.campaigns.decide import zone
 from geopush.codes import LedgerReason
 from geopush.loyalty.checkins import lock_customer
@@ -33,6 +44,15 @@ from geopush.loyalty.rules import (
 from geopush.runtime import RUNTIME
 
 MAX_POINTS = 1_000_000
+
+
+class PointsChange(RequestBody):
+    """A marketer's adjustment (either sign) or redemption (negative): SPEC section 11."""
+
+    points: Whole(-MAX_POINTS, MAX_POINTS)  # type: ignore[valid-type]
+    reason: Literal["adjustment", "redemption"]
+    note: Text(500) | None = None  # type: ignore[valid-type]
+
 LEADERBOARD_SIZE = 20
 LEDGER_PAGE = 50
 
@@ -90,6 +110,8 @@ async def customer_loyalty(pool: asyncpg.Pool, levels: dict[str, int], customer_
     return out
 
 
+@documented("The device's points, level, streak, badges and challenges", auth=BY_DEVICE,
+            tag="loyalty")
 async def get_my_loyalty(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     rt = request.app[RUNTIME]
@@ -167,6 +189,10 @@ def period_bounds(period: str, now: datetime, tz: str | None) -> tuple[datetime,
     return instant(start), instant(end)
 
 
+@documented("Leaderboard of opted-in customers, with the caller's own rank", auth=BY_DEVICE,
+            query=(Query("period", {"type": "string", "enum": ["week", "month"]},
+                         "This calendar week (default) or month, in the device's zone."),
+                   STORE_ID, int_query("limit", 1, 100)), tag="loyalty")
 async def get_leaderboard(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     rt = request.app[RUNTIME]
@@ -216,6 +242,8 @@ async def _customer_exists(conn: Any, customer_id: str) -> None:
         raise not_found("customer")
 
 
+@documented("A customer's points, level and ledger", auth=BY_MARKETER, query=PAGE,
+            tag="loyalty")
 async def get_customer_points(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
@@ -237,17 +265,14 @@ async def get_customer_points(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
+@documented("Adjust or redeem a customer's points (never below zero)", auth=BY_MARKETER,
+            body=PointsChange, status=201, errors=(409,), tag="loyalty")
 async def post_customer_points(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
     customer_id = request.match_info["customer_id"]
-    body = await read_object(request)
-    points = get_number(body, "points", required=True, integer=True,
-                        lo=-MAX_POINTS, hi=MAX_POINTS)
-    reason = get_str(body, "reason", required=True, max_len=20)
-    if reason not in (LedgerReason.ADJUSTMENT, LedgerReason.REDEMPTION):
-        raise field_error("reason", "must be adjustment or redemption")
-    note = get_str(body, "note", max_len=500)
+    body = await read_model(request, PointsChange)
+    points, reason, note = body.points, body.reason, body.note
     if points == 0:
         raise field_error("points", "must not be 0")
     if reason == LedgerReason.REDEMPTION and points > 0:
@@ -296,6 +321,8 @@ SELECT lifetime FROM (
 """
 
 
+@documented("Loyalty totals: points, badges, challenges, members per level", auth=BY_STATS,
+            query=(int_query("days", 1, 3660),), tag="loyalty")
 async def get_summary(request: web.Request) -> web.Response:
     """Totals of the program: points by reason, badges, challenges, members per level."""
     await require_role(request, *STATS)

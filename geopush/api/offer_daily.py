@@ -15,6 +15,7 @@ from aiohttp import web
 from geopush.api.auth import STATS, require_role
 from geopush.api.body import path_id, query_int
 from geopush.api.errors import not_found
+from geopush.api.openapi import BY_STATS, Query, documented
 from geopush.runtime import RUNTIME
 
 DEFAULT_DAYS = 30
@@ -46,6 +47,8 @@ SELECT d, k, n FROM (
 _KEYS = ("triggered", "control", "queued", "sent", "opened", "redeemed")
 
 
+@documented("An offer's sends, opens and redemptions per day", auth=BY_STATS,
+            query=(Query("days", {"type": "integer", "minimum": 1}),))
 async def get_offer_daily(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
     offer_id = path_id(request, "offer_id", "offer")

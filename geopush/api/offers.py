@@ -4,27 +4,105 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
 from aiohttp import web
+from pydantic import Field
 
 from geopush.api.auth import MARKETER, STATS, require_role
-from geopush.api.body import path_id, read_object
+from geopush.api.body import path_id, read_body
 from geopush.api.errors import ApiError, not_found
+from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, documented, text_queries
 from geopush.api.pagination import page, page_params
+from geopush.api.schema import INT4_MAX, Name, RequestBody, Text, Time, Whole
 from geopush.campaigns.offers import (
+    DEFAULT_COOLDOWN_S,
+    DEFAULT_TTL_S,
+    MAX_BODY_CHARS,
+    MAX_CONTROL_PCT,
+    MAX_COOLDOWN_S,
+    MAX_TITLE_CHARS,
+    MAX_TRANSLATIONS,
+    MAX_TTL_S,
     Offer,
     OfferError,
     offer_to_json,
     parse_offer_fields,
     validate_offer,
 )
+from geopush.codes import OfferStatus, Segment, Trigger
 from geopush.runtime import RUNTIME
 from geopush.store.offers import offer_from_row
 
 _COLUMNS = "offer_id, trigger, status, definition, created_at, updated_at"
+
+
+class Translation(RequestBody):
+    title: Name(MAX_TITLE_CHARS)  # type: ignore[valid-type]
+    body: Name(MAX_BODY_CHARS)  # type: ignore[valid-type]
+
+
+class Message(RequestBody):
+    """Localized templates; `{first_name}` and `{store_name}` are filled in."""
+
+    default_locale: Text(35, min_length=2)  # type: ignore[valid-type]
+    translations: Annotated[dict[Text(35, min_length=2), Translation],  # type: ignore[valid-type]
+                            Field(min_length=1, max_length=MAX_TRANSLATIONS)]
+
+
+class AudienceBody(RequestBody):
+    """Cross-selling by product type; `recommended` matches customers whose top recommended
+    categories (basket analysis) hold the offer's `category`."""
+
+    bought_any: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
+    not_bought: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
+    bought_all: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
+    recommended: bool = False
+
+
+class DailyWindowBody(RequestBody):
+    start: Text(5)  # type: ignore[valid-type]
+    end: Text(5)  # type: ignore[valid-type]
+
+
+Ids = list[Name(200)]  # type: ignore[valid-type]
+
+
+class OfferCreate(RequestBody):
+    """SPEC section 4. `id`, `created_at` and `updated_at` are accepted and ignored, so a
+    client can send back what it got."""
+
+    trigger: Annotated[Trigger, Field(strict=False)]
+    message: Message
+    name: Text(200) | None = None  # type: ignore[valid-type]
+    geofence_ids: Ids = Field(default_factory=list)
+    store_ids: Ids = Field(default_factory=list)
+    segments: list[Annotated[Segment, Field(strict=False)]] = Field(default_factory=list)
+    category: Name(100) | None = None  # type: ignore[valid-type]
+    audience: AudienceBody | None = None
+    starts_at: Time | None = None
+    ends_at: Time | None = None
+    daily_window: DailyWindowBody | None = None
+    cooldown_s: Whole(0, MAX_COOLDOWN_S) = DEFAULT_COOLDOWN_S  # type: ignore[valid-type]
+    max_sends: Whole(1) | None = None  # type: ignore[valid-type]
+    priority: Whole(-INT4_MAX) = 0  # type: ignore[valid-type]
+    control_pct: Whole(0, MAX_CONTROL_PCT) = 0  # type: ignore[valid-type]
+    ttl_s: Whole(1, MAX_TTL_S) = DEFAULT_TTL_S  # type: ignore[valid-type]
+    deeplink: Text(2048) | None = None  # type: ignore[valid-type]
+    status: Annotated[OfferStatus, Field(strict=False)] = OfferStatus.ACTIVE
+    levels: list[Name(50)] = Field(default_factory=list)  # type: ignore[valid-type]
+    id: Text(100) | None = None  # type: ignore[valid-type]
+    created_at: Text(100) | None = None  # type: ignore[valid-type]
+    updated_at: Text(100) | None = None  # type: ignore[valid-type]
+
+
+class OfferPatch(OfferCreate):
+    """Any of the fields; absent ones are unchanged."""
+
+    trigger: Annotated[Trigger, Field(strict=False)] = None  # type: ignore[assignment]
+    message: Message = None  # type: ignore[assignment]
 
 
 def offer_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -82,9 +160,10 @@ def _definition(offer: Offer) -> dict[str, Any]:
     return d
 
 
+@documented("Create an offer", auth=BY_MARKETER, body=OfferCreate, status=201, errors=(422,))
 async def post_offer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    body = await read_object(request)
+    body = await read_body(request, OfferCreate)
     try:
         fields = parse_offer_fields(body, partial=False)
         offer_id = str(uuid.uuid4())
@@ -105,6 +184,8 @@ async def post_offer(request: web.Request) -> web.Response:
 
 
 
+@documented("List offers", auth=BY_STATS,
+            query=(*PAGE, *text_queries("status", "trigger")))
 async def list_offers(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
     limit, cursor = page_params(request)
@@ -123,6 +204,7 @@ async def list_offers(request: web.Request) -> web.Response:
     return web.json_response(page([offer_json(r) for r in rows], rows, limit, "offer_id"))
 
 
+@documented("One offer", auth=BY_STATS)
 async def get_offer(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -134,10 +216,11 @@ async def get_offer(request: web.Request) -> web.Response:
     return web.json_response(offer_json(row))
 
 
+@documented("Change, pause or resume an offer", auth=BY_MARKETER, body=OfferPatch, errors=(422,))
 async def patch_offer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     offer_id = path_id(request, "offer_id", "offer")
-    body = await read_object(request)
+    body = await read_body(request, OfferPatch)
     rt = request.app[RUNTIME]
     try:
         changes = parse_offer_fields(body, partial=True)
@@ -166,6 +249,7 @@ async def patch_offer(request: web.Request) -> web.Response:
     return web.json_response(offer_json(row))
 
 
+@documented("Delete an offer (its results stay)", auth=BY_MARKETER, status=204, media=None)
 async def delete_offer(request: web.Request) -> web.Response:
     """Soft delete: the offer stops at once, its decisions and results stay readable."""
     await require_role(request, *MARKETER)

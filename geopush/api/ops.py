@@ -16,6 +16,7 @@ from aiohttp import web
 from geopush import metrics
 from geopush.api.auth import OPS, require_role
 from geopush.api.body import query_int
+from geopush.api.openapi import BY_OPS, Query, documented
 from geopush.codes import DeliveryStatus, Outcome
 from geopush.runtime import RUNTIME
 
@@ -87,6 +88,8 @@ def _new_funnel() -> dict[str, Any]:
     }
 
 
+@documented("Outbox, deliveries, funnels and pings for the dashboard", auth=BY_OPS,
+            query=(Query("hours", {"type": "integer", "minimum": 1}),))
 async def summary(request: web.Request) -> web.Response:
     """Outbox, deliveries, failures, offer funnels, geofences and pings, for the dashboard.
 

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from geopush.api.auth import OPS, require_role
 from geopush.api.body import query_int
+from geopush.api.openapi import BY_OPS, Query, documented
 from geopush.runtime import RUNTIME
 
 DEFAULT_MINUTES = 60
@@ -75,6 +76,8 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
+@documented("Per-minute counts for the dashboard charts", auth=BY_OPS,
+            query=(Query("minutes", {"type": "integer", "minimum": 1}),))
 async def timeseries(request: web.Request) -> web.Response:
     await require_role(request, *OPS)
     minutes = query_int(request, "minutes", DEFAULT_MINUTES, 1, MAX_MINUTES)

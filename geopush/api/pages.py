@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from geopush.api.openapi import documented
 from geopush.runtime import RUNTIME
 
 _WEB = "web"
@@ -81,6 +82,8 @@ def _json_block(value: object) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
+@documented("The marketers' console (asks for a key in the page)", media="text/html",
+            response={"type": "string"})
 async def console(request: web.Request) -> web.Response:
     """The marketers' console; its settings travel in the page, not in another request."""
     tile_url = request.app[RUNTIME].config.console.tile_url
@@ -88,6 +91,8 @@ async def console(request: web.Request) -> web.Response:
     return _page("console.html", _csp(tile_url), {"__GEOPUSH_SETTINGS__": _json_block(settings)})
 
 
+@documented("The ops dashboard (asks for a key in the page)", media="text/html",
+            response={"type": "string"})
 async def dashboard(request: web.Request) -> web.Response:
     """The ops dashboard; like the console it carries code, not data."""
     tile_url = request.app[RUNTIME].config.console.tile_url
@@ -96,6 +101,7 @@ async def dashboard(request: web.Request) -> web.Response:
                  {"__GEOPUSH_SETTINGS__": _json_block(settings)})
 
 
+@documented("A packaged file of the console or dashboard", media="*/*", response={}, errors=(404,))
 async def asset(request: web.Request) -> web.Response:
     relative = request.match_info["path"]
     if not _ASSET.match(relative) or ".." in relative:
@@ -110,6 +116,7 @@ async def asset(request: web.Request) -> web.Response:
                                  "X-Content-Type-Options": "nosniff"})
 
 
+@documented("The icon", media="image/svg+xml", response={})
 async def favicon(request: web.Request) -> web.Response:
     return web.Response(body=_web_file("favicon.svg").read_bytes(),
                         content_type="image/svg+xml", headers={"Cache-Control": _ASSET_CACHE})

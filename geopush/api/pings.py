@@ -3,20 +3,46 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import WithJsonSchema
 
 from geopush import metrics
 from geopush.api.auth import require_device
-from geopush.api.body import field_error, read_object
+from geopush.api.body import read_model
 from geopush.api.client_address import client_address
 from geopush.api.errors import ApiError
+from geopush.api.openapi import BY_DEVICE, documented
+from geopush.api.schema import RequestBody, Text
 from geopush.api.token_buckets import retry_after
 from geopush.ingest.pipeline import process_batch
 from geopush.runtime import RUNTIME, Runtime
 
 MAX_PINGS = 500
+
+# Each ping is checked on its own by the filters of SPEC section 2: a malformed one is
+# rejected as `invalid` with its index, not a 400 for the whole batch. So items are any
+# JSON value here; the schema documents what a good ping is.
+PING_SCHEMA = {
+    "type": "object",
+    "required": ["lat", "lon", "accuracy_m", "ts"],
+    "properties": {
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "accuracy_m": {"type": "number", "minimum": 0},
+        "ts": {"type": "string", "format": "date-time"},
+        "speed_mps": {"type": ["number", "null"]},
+        "mocked": {"type": ["boolean", "null"]},
+    },
+}
+
+
+class PingBatch(RequestBody):
+    pings: Annotated[list[Annotated[Any, WithJsonSchema(PING_SCHEMA)]],
+                     WithJsonSchema({"type": "array", "items": PING_SCHEMA,
+                                     "maxItems": MAX_PINGS})]
+    batch_id: Text(200, min_length=1) | None = None  # type: ignore[valid-type]
 
 
 def _check_rate(request: web.Request, rt: Runtime, device_id: Any) -> None:
@@ -34,19 +60,16 @@ def _check_rate(request: web.Request, rt: Runtime, device_id: Any) -> None:
                        headers={"Retry-After": retry_after(wait)})
 
 
+@documented("Send a batch of location pings (answered after COMMIT)", auth=BY_DEVICE,
+            body=PingBatch, status=202, errors=(403, 429))
 async def post_pings(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    device_id = await require_device(request)
+    device_id = await require_device(request, cached=True)
     _check_rate(request, rt, device_id)
-    body = await read_object(request)
-    pings = body.get("pings")
-    if not isinstance(pings, list):
-        raise field_error("pings", "must be a list of pings")
+    body = await read_model(request, PingBatch)
+    pings, batch_id = body.pings, body.batch_id
     if len(pings) > MAX_PINGS:
         raise ApiError(413, "too_many_pings", f"at most {MAX_PINGS} pings per batch")
-    batch_id = body.get("batch_id")
-    if batch_id is not None and (not isinstance(batch_id, str) or not 0 < len(batch_id) <= 200):
-        raise field_error("batch_id", "must be a string of 1 to 200 characters")
 
     started = time.perf_counter()
     async with rt.pool.acquire() as conn, conn.transaction():

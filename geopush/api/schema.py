@@ -9,8 +9,7 @@ names the field, not a database error; and the same types give the OpenAPI schem
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -19,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     ValidationError,
     WithJsonSchema,
@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from geopush.api.errors import ApiError, bad_request
 from geopush.config import is_timezone
+from geopush.geo.filters import parse_rfc3339  # the one RFC 3339 reader; pings use it too
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
@@ -128,43 +129,6 @@ def Number(ge: float | None = None, le: float | None = None) -> Any:
 
 # --- times ----------------------------------------------------------------------------------
 
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
-    re.ASCII,
-)
-MIN_YEAR, MAX_YEAR = 1, 9998
-
-
-def parse_rfc3339(text: str) -> datetime | None:
-    """An RFC 3339 date-time as an aware UTC datetime, or None when it is not one.
-
-    Refuses what RFC 3339 refuses (no offset, a bare date) and what geopush cannot store or
-    compute with: a time whose UTC instant falls outside the years 1 to 9998 (so adding a
-    day or a time zone never overflows). A leap second (:60) is read as the next second.
-    """
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
-    micro = int((match[7] or "0")[:6].ljust(6, "0"))
-    offset = timedelta(0)
-    if match[9] is not None:
-        off_h, off_m = int(match[10]), int(match[11])
-        if off_h > 23 or off_m > 59:
-            return None
-        offset = timedelta(hours=off_h, minutes=off_m) * (-1 if match[9] == "-" else 1)
-    if not MIN_YEAR <= year <= MAX_YEAR or second > 60:
-        return None
-    try:
-        local = datetime(year, month, day, hour, minute, min(second, 59), micro,
-                         timezone(offset))
-        ts = local.astimezone(UTC) + timedelta(seconds=1 if second == 60 else 0)
-    except (ValueError, OverflowError):
-        return None
-    return ts if MIN_YEAR <= ts.year <= MAX_YEAR else None
-
-
 def _time(value: Any) -> datetime:
     if not isinstance(value, str):
         raise PydanticCustomError("time_type", "must be an RFC 3339 time string")
@@ -176,7 +140,12 @@ def _time(value: Any) -> datetime:
     return parsed
 
 
+def _time_text(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
 Time = Annotated[datetime, PlainValidator(_time),
+                 PlainSerializer(_time_text, when_used="json"),
                  WithJsonSchema({"type": "string", "format": "date-time"})]
 
 

@@ -2,19 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from aiohttp import web
+from pydantic import Field
 
 from geopush.api.auth import MARKETER, STATS, require_role
-from geopush.api.body import path_id, read_object
+from geopush.api.body import path_id, read_body
 from geopush.api.errors import not_found
+from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, documented
 from geopush.api.pagination import page, page_params
+from geopush.api.schema import Name, Number, RequestBody, TimeZone
 from geopush.places.stores import COLUMNS as _COLUMNS
 from geopush.places.stores import create_store, parse_store, update_store
 from geopush.places.stores import delete_store as remove_store
 from geopush.runtime import RUNTIME
+
+
+class Location(RequestBody):
+    lat: Number(-90, 90)  # type: ignore[valid-type]
+    lon: Number(-180, 180)  # type: ignore[valid-type]
+
+
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+OpeningHours = Annotated[
+    dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+         list[Annotated[list[HHMM], Field(min_length=2, max_length=2)]]],
+    Field(description='{"mon": [["08:00", "21:00"]], ...}; a day left out is closed;'
+                      " an interval whose end is not after its start runs past midnight"),
+]
+
+
+class StoreCreate(RequestBody):
+    external_id: Name(200)  # type: ignore[valid-type]
+    name: Name(200)  # type: ignore[valid-type]
+    timezone: TimeZone
+    location: Location
+    opening_hours: OpeningHours | None = None
+    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+
+
+class StorePatch(RequestBody):
+    """Any of the fields; absent ones are unchanged."""
+
+    external_id: Name(200) = None  # type: ignore[valid-type]
+    name: Name(200) = None  # type: ignore[valid-type]
+    timezone: TimeZone = None  # type: ignore[assignment]
+    location: Location = None  # type: ignore[assignment]
+    opening_hours: OpeningHours | None = None
+    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
 
 
 def store_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -31,14 +68,16 @@ def store_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+@documented("Create a store", auth=BY_MARKETER, body=StoreCreate, status=201, errors=(409,))
 async def post_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    fields = parse_store(await read_object(request), partial=False)
+    fields = parse_store(await read_body(request, StoreCreate), partial=False)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         row = await create_store(conn, fields)
     return web.json_response(store_json(row), status=201)
 
 
+@documented("List stores", auth=BY_STATS, query=PAGE)
 async def list_stores(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     await require_role(request, *STATS)
@@ -55,6 +94,7 @@ async def list_stores(request: web.Request) -> web.Response:
 
 
 
+@documented("One store", auth=BY_MARKETER)
 async def get_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     row = await request.app[RUNTIME].pool.fetchrow(
@@ -65,10 +105,11 @@ async def get_store(request: web.Request) -> web.Response:
     return web.json_response(store_json(row))
 
 
+@documented("Change a store", auth=BY_MARKETER, body=StorePatch, errors=(409,))
 async def patch_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     store_id = path_id(request, "store_id", "store")
-    fields = parse_store(await read_object(request), partial=True)
+    fields = parse_store(await read_body(request, StorePatch), partial=True)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         row = await update_store(conn, store_id, fields)
     if row is None:
@@ -76,6 +117,7 @@ async def patch_store(request: web.Request) -> web.Response:
     return web.json_response(store_json(row))
 
 
+@documented("Delete a store (its geofences lose it)", auth=BY_MARKETER, status=204, media=None)
 async def delete_store(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]

@@ -127,6 +127,9 @@ def _service(app: firebase_admin.App) -> Any:
 
 
 _THIRD_PARTY_AUTH_ERROR = b"THIRD_PARTY_AUTH_ERROR"
+# For the aiohttp transport (delivery/transport.py), which follows the same auth flow.
+THIRD_PARTY_AUTH_ERROR = _THIRD_PARTY_AUTH_ERROR
+sdk_changed = _sdk_changed
 
 
 def _auth_flow_class() -> type:
@@ -198,6 +201,16 @@ def configure_messaging(app: firebase_admin.App, endpoint: str, timeout_s: float
     url = endpoint.rstrip("/") + SEND_PATH.format(project_id=service._project_id)
     service._fcm_url = url
     service._async_client = _no_retry_client(app, timeout_s)
+    return url
+
+
+def send_url(app: firebase_admin.App) -> str:
+    """Where `app` sends messages: the URL `configure_messaging` set (or the SDK's default).
+
+    Both transports read it here, so `[fcm] endpoint` is applied in one place."""
+    url = getattr(_service(app), "_fcm_url", None)
+    if not isinstance(url, str):
+        raise _sdk_changed("_MessagingService has no _fcm_url")
     return url
 
 

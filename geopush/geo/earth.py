@@ -52,6 +52,16 @@ def metres_per_degree(lat: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.f
     return n * np.cos(phi) * _DEG, m * _DEG
 
 
+def metres_per_degree_scalar(lat: float) -> tuple[float, float]:
+    """`metres_per_degree` for one latitude, in plain Python (no array overhead)."""
+    phi = lat * _DEG
+    s = math.sin(phi)
+    w2 = 1.0 - ECCENTRICITY2 * s * s
+    w = math.sqrt(w2)
+    return SEMI_MAJOR_M / w * math.cos(phi) * _DEG, SEMI_MAJOR_M * (1.0 - ECCENTRICITY2) / (
+        w2 * w) * _DEG
+
+
 def degree_reach(max_abs_lat: float, distance: float) -> tuple[float, float]:
     """Conservative (Δlon, Δlat) in degrees that a displacement of `distance` metres can span.
 

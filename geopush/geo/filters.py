@@ -145,6 +145,9 @@ _RFC3339 = re.compile(
 )
 
 
+MIN_YEAR, MAX_YEAR = 1, 9998
+
+
 def parse_rfc3339(text: str) -> datetime | None:
     """An RFC 3339 date-time as an aware UTC datetime, or None.
 
@@ -169,10 +172,12 @@ def parse_rfc3339(text: str) -> datetime | None:
         ts = datetime(
             year, month, day, hour, minute, 59 if leap else second, micro, timezone(offset)
         )
-        ts = ts.astimezone(UTC)
+        ts = ts.astimezone(UTC) + timedelta(seconds=1 if leap else 0)
     except (ValueError, OverflowError):
         return None
-    return ts + timedelta(seconds=1) if leap else ts
+    # Years 1 to 9998 only (SPEC section 10): a day or a time zone added to any accepted
+    # time must not overflow.
+    return ts if MIN_YEAR <= ts.year <= MAX_YEAR else None
 
 
 @dataclass(frozen=True)

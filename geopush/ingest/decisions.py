@@ -2,9 +2,16 @@
 
 Facts are gathered with one query each for the whole batch (offers, stores, customer,
 sends so far, last contacts, today's sends), `campaigns.decide` applies SPEC section 4 to each
-event, and decisions and deliveries are written with one statement each. Two locks keep the
-caps exact when a customer's two phones ping at once: an advisory lock per customer, and
-the lock rows of the candidate offers (taken in id order, so never a deadlock).
+event, and decisions and deliveries are written with one statement each. Locks match what
+they protect, so ingest of unrelated devices never waits on each other:
+
+- the device row (taken by the pipeline): the device's own cooldown and daily cap;
+- an advisory lock per customer: cooldown and daily cap across the customer's devices;
+- an offer's lock row only for candidates with `max_sends`, the one cap shared by every
+  device (taken in id order, so never a deadlock). An offer without `max_sends` is decided
+  with no lock on it, so twenty active offers do not serialize every event behind them.
+  An offer given a `max_sends` by a PATCH is exact from the first decision that reads the
+  new definition; decisions already running on the old one may queue on top of it.
 """
 
 from __future__ import annotations
@@ -197,10 +204,14 @@ async def _decide_with_offers(
         # Serialize decisions per customer across their devices and across processes.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
                            "customer:" + customer_id)
-    await conn.execute(_ENSURE_OFFER_LOCKS, offer_ids)
-    await conn.execute(_LOCK_OFFERS, offer_ids)
-    counters = {str(o): 0 for o in offer_ids}
-    counters |= {str(r["offer_id"]): r["sends"] for r in await conn.fetch(_SENDS, offer_ids)}
+    # Only a budget (max_sends) is shared across devices: only those offers are locked,
+    # and only their deliveries counted.
+    capped = sorted(o.id for o in offers if o.max_sends is not None)
+    counters = {str(o): 0 for o in capped}
+    if capped:
+        await conn.execute(_ENSURE_OFFER_LOCKS, capped)
+        await conn.execute(_LOCK_OFFERS, capped)
+        counters |= {str(r["offer_id"]): r["sends"] for r in await conn.fetch(_SENDS, capped)}
     stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES, store_ids)}
 
     segment, first_name, bought = Segment.UNKNOWN, None, frozenset()

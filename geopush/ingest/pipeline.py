@@ -5,6 +5,11 @@ processes are applied one after the other and can never both fire the same enter
 write is one statement per batch (arrays through `unnest`), never one per ping. The answer
 goes back only after COMMIT: an acknowledged ping, its events and its queued deliveries are
 durable.
+
+Round trips are what a batch of one ping costs, so a batch without offers to decide takes
+four: BEGIN; `geopush_begin_batch` (lock the device, then read a repeated batch's first
+answer and the open visits, in one call); one statement writing pings, last fix, visits,
+events and the batch's answer together; COMMIT.
 """
 
 from __future__ import annotations
@@ -22,46 +27,49 @@ from geopush.codes import EventType
 from geopush.config import Config
 from geopush.errors import Forbidden, Unauthorized
 from geopush.geo.filters import LastFix, PingRules, filter_pings
+from geopush.geo.index import SMALL_BATCH
 from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitRules, advance
 from geopush.ingest.decisions import DecisionSummary, decide_events
 from geopush.loyalty.checkins import LoyaltyTally, record_checkins
 from geopush.store.geofence_index import LiveGeofenceIndex
 
-_LOCK_DEVICE = """
-SELECT device_id, customer_id, consent_location, consent_push, consent_categories,
-       fcm_token, fcm_token_active, locale, timezone, last_ping_ts, last_lat, last_lon
-FROM devices WHERE device_id = $1 FOR UPDATE
-"""
-_PRIOR_BATCH = "SELECT response FROM ping_batches WHERE device_id = $1 AND batch_id = $2"
-_OPEN_VISITS = """
-SELECT geofence_id, entered_at, dwell_fired, last_inside FROM visits WHERE device_id = $1
-"""
-_INSERT_PINGS = """
-INSERT INTO pings (device_id, ts, lat, lon, accuracy_m, speed_mps)
-SELECT $1, * FROM unnest($2::timestamptz[], $3::float8[], $4::float8[], $5::float8[],
-                         $6::float8[])
-ON CONFLICT DO NOTHING
-"""
-_UPDATE_LAST_FIX = """
-UPDATE devices SET last_ping_ts = $2, last_lat = $3, last_lon = $4 WHERE device_id = $1
-"""
-_DELETE_VISITS = "DELETE FROM visits WHERE device_id = $1 AND geofence_id = ANY($2::uuid[])"
-_UPSERT_VISITS = """
-INSERT INTO visits (device_id, geofence_id, entered_at, dwell_fired, last_inside)
-SELECT $1, * FROM unnest($2::uuid[], $3::timestamptz[], $4::bool[], $5::bool[])
-ON CONFLICT (device_id, geofence_id) DO UPDATE
-SET entered_at = EXCLUDED.entered_at, dwell_fired = EXCLUDED.dwell_fired,
-    last_inside = EXCLUDED.last_inside
+_BEGIN = "SELECT * FROM geopush_begin_batch($1, $2)"
+# Everything a batch writes, in one statement (data-modifying CTEs all run, in one snapshot;
+# the rows they touch are disjoint: the visits closed and those opened or changed differ).
+_WRITE = """
+WITH new_pings AS (
+    INSERT INTO pings (device_id, ts, lat, lon, accuracy_m, speed_mps)
+    SELECT $1, * FROM unnest($2::timestamptz[], $3::float8[], $4::float8[], $5::float8[],
+                             $6::float8[])
+    ON CONFLICT DO NOTHING
+), last_fix AS (
+    UPDATE devices SET last_ping_ts = $7, last_lat = $8, last_lon = $9
+    WHERE device_id = $1 AND $7::timestamptz IS NOT NULL
+), closed AS (
+    DELETE FROM visits WHERE device_id = $1 AND geofence_id = ANY($10::uuid[])
+), changed AS (
+    INSERT INTO visits (device_id, geofence_id, entered_at, dwell_fired, last_inside)
+    SELECT $1, * FROM unnest($11::uuid[], $12::timestamptz[], $13::bool[], $14::bool[])
+    ON CONFLICT (device_id, geofence_id) DO UPDATE
+    SET entered_at = EXCLUDED.entered_at, dwell_fired = EXCLUDED.dwell_fired,
+        last_inside = EXCLUDED.last_inside
+), new_events AS (
+    INSERT INTO events (event_id, device_id, geofence_id, store_id, type, ts, source)
+    SELECT u.event_id, $1, u.geofence_id, u.store_id, u.type, u.ts, 'ping'
+    FROM unnest($15::uuid[], $16::uuid[], $17::uuid[], $18::text[], $19::timestamptz[])
+         AS u(event_id, geofence_id, store_id, type, ts)
+), answer AS (
+    INSERT INTO ping_batches (device_id, batch_id, response)
+    SELECT $1, $20, $21 WHERE $20::text IS NOT NULL
+    ON CONFLICT DO NOTHING
+)
+SELECT 1
 """
 _INSERT_EVENTS = """
 INSERT INTO events (event_id, device_id, geofence_id, store_id, type, ts, source)
 SELECT u.event_id, $1, u.geofence_id, u.store_id, u.type, u.ts, $7
 FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[])
      AS u(event_id, geofence_id, store_id, type, ts)
-"""
-_SAVE_BATCH = """
-INSERT INTO ping_batches (device_id, batch_id, response) VALUES ($1, $2, $3)
-ON CONFLICT DO NOTHING
 """
 
 
@@ -104,16 +112,15 @@ async def process_batch(
     now: datetime,
 ) -> BatchResult:
     """Apply one batch for one device; the caller holds the transaction."""
-    device = await conn.fetchrow(_LOCK_DEVICE, device_id)
-    if device is None:
+    begun = await conn.fetchrow(_BEGIN, device_id, batch_id)
+    if begun is None:
         raise Unauthorized("unknown device token")
+    device = begun["device"]
     if not device["consent_location"]:
         raise Forbidden("the device has not consented to location; pings are not stored",
                         code="no_location_consent")
-    if batch_id is not None:
-        prior = await conn.fetchval(_PRIOR_BATCH, device_id, batch_id)
-        if prior is not None:
-            return BatchResult(response=prior, replayed=True)
+    if batch_id is not None and begun["prior"] is not None:
+        return BatchResult(response=begun["prior"], replayed=True)
 
     last = None
     if device["last_ping_ts"] is not None:
@@ -121,69 +128,76 @@ async def process_batch(
     filtered = filter_pings(raw_pings, last, now, ping_rules(config))
     accepted = filtered.accepted
     events: list[VisitEvent] = []
-    summary = DecisionSummary()
-    loyalty = LoyaltyTally()
+    closed: list[str] = []
+    changed: list[OpenVisit] = []
     if accepted:
-        events = await _apply_visits(conn, fences, config, device, accepted)
-        await conn.execute(
-            _INSERT_PINGS, device_id,
-            [p.ts for p in accepted], [p.lat for p in accepted], [p.lon for p in accepted],
-            [p.accuracy_m for p in accepted], [p.speed_mps for p in accepted],
-        )
-        final = filtered.last
-        assert final is not None
-        await conn.execute(_UPDATE_LAST_FIX, device_id, final.ts, final.lat, final.lon)
-        if events:
-            store_of = {
-                e.geofence_id: info.store_id
-                for e in events if (info := fences.info.get(e.geofence_id))
-            }
-            event_ids = await insert_events(conn, store_of, device_id, events, "ping")
-            loyalty = await record_checkins(conn, config, device, events, event_ids, store_of,
-                                            now)
-            summary = await decide_events(conn, config, store_of, device, events, event_ids, now)
-
+        events, closed, changed = _advance_visits(fences, config, device, begun, accepted)
     response = {
         "accepted": len(accepted),
         "rejected": [{"index": i, "reason": str(r)} for i, r in filtered.rejected],
         "events": [event_json(e) for e in events],
     }
-    if batch_id is not None:
-        await conn.execute(_SAVE_BATCH, device_id, batch_id, response)
+    if not accepted and batch_id is None:
+        return BatchResult(response=response)
+
+    store_of = {
+        e.geofence_id: info.store_id for e in events if (info := fences.info.get(e.geofence_id))
+    }
+    event_ids = [uuid.uuid4() for _ in events]
+    final = filtered.last
+    await conn.execute(
+        _WRITE, device_id,
+        [p.ts for p in accepted], [p.lat for p in accepted], [p.lon for p in accepted],
+        [p.accuracy_m for p in accepted], [p.speed_mps for p in accepted],
+        final.ts if accepted and final else None,
+        final.lat if accepted and final else None,
+        final.lon if accepted and final else None,
+        closed,
+        [v.geofence_id for v in changed], [v.entered_at for v in changed],
+        [v.dwell_fired for v in changed], [v.last_inside for v in changed],
+        event_ids, [e.geofence_id for e in events],
+        [store_of.get(e.geofence_id) for e in events],
+        [str(e.type) for e in events], [e.ts for e in events],
+        batch_id, response,
+    )
+    summary = DecisionSummary()
+    loyalty = LoyaltyTally()
+    if events:
+        loyalty = await record_checkins(conn, config, device, events, event_ids, store_of, now)
+        summary = await decide_events(conn, config, store_of, device, events, event_ids, now)
     return BatchResult(response=response, events=events, decisions=summary, loyalty=loyalty)
 
 
-async def _apply_visits(
-    conn: asyncpg.Connection,
+def _advance_visits(
     fences: LiveGeofenceIndex,
     config: Config,
     device: asyncpg.Record,
+    begun: asyncpg.Record,
     accepted: list[Any],
-) -> list[VisitEvent]:
+) -> tuple[list[VisitEvent], list[str], list[OpenVisit]]:
+    """SPEC section 3 over the accepted pings: (events, visits closed, visits opened or
+    changed)."""
     rules = visit_rules(config)
-    lons = np.fromiter((p.lon for p in accepted), dtype=np.float64, count=len(accepted))
-    lats = np.fromiter((p.lat for p in accepted), dtype=np.float64, count=len(accepted))
+    if len(accepted) <= SMALL_BATCH:  # the index's plain-Python path takes lists
+        lons: Any = [p.lon for p in accepted]
+        lats: Any = [p.lat for p in accepted]
+    else:
+        lons = np.fromiter((p.lon for p in accepted), dtype=np.float64, count=len(accepted))
+        lats = np.fromiter((p.lat for p in accepted), dtype=np.float64, count=len(accepted))
     inside, near = fences.index.locate(lons, lats, rules.exit_buffer_m)
     steps = [Step(p.ts, inside[i], near[i]) for i, p in enumerate(accepted)]
-    rows = await conn.fetch(_OPEN_VISITS, device["device_id"])
-    before = {
-        str(r["geofence_id"]): OpenVisit(str(r["geofence_id"]), r["entered_at"],
-                                         r["dwell_fired"], r["last_inside"])
-        for r in rows
-    }
+    before: dict[str, OpenVisit] = {}
+    if begun["visit_geofence"] is not None:
+        for gid, entered, dwell, last_inside in zip(
+            begun["visit_geofence"], begun["visit_entered"], begun["visit_dwell"],
+            begun["visit_inside"], strict=True,
+        ):
+            before[str(gid)] = OpenVisit(str(gid), entered, dwell, last_inside)
     state = DeviceVisits(last_ts=device["last_ping_ts"], open=dict(before))
     after, events = advance(state, steps, fences.dwell_s, rules)
     closed = [gid for gid in before if gid not in after.open]
-    if closed:
-        await conn.execute(_DELETE_VISITS, device["device_id"], closed)
     changed = [v for gid, v in after.open.items() if before.get(gid) != v]
-    if changed:
-        await conn.execute(
-            _UPSERT_VISITS, device["device_id"],
-            [v.geofence_id for v in changed], [v.entered_at for v in changed],
-            [v.dwell_fired for v in changed], [v.last_inside for v in changed],
-        )
-    return events
+    return events, closed, changed
 
 
 async def insert_events(

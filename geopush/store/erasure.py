@@ -2,7 +2,9 @@
 
 Pings, open visits, consent history, idempotency answers and the device itself are deleted;
 events, decisions and deliveries keep their counts for the offer results but lose the device
-and customer ids, message texts (they may hold a first name) and FCM message names.
+and customer ids, message texts (they may hold a first name) and FCM message names. Their
+device id is part of their key, so it becomes `ERASED_DEVICE` (the nil UUID, which no device
+has) rather than NULL.
 """
 
 from __future__ import annotations
@@ -11,13 +13,18 @@ from uuid import UUID
 
 import asyncpg
 
+ERASED_DEVICE = UUID(int=0)
+
 _ANONYMIZE_DEVICE = (
     "UPDATE deliveries SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,"
     " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
-    " device_id = NULL, customer_id = NULL, title = NULL, body = NULL,"
+    " device_id = '00000000-0000-0000-0000-000000000000', customer_id = NULL,"
+    " title = NULL, body = NULL,"
     " fcm_message_name = NULL, last_error = NULL WHERE device_id = $1",
-    "UPDATE decisions SET device_id = NULL, customer_id = NULL WHERE device_id = $1",
-    "UPDATE events SET device_id = NULL WHERE device_id = $1",
+    "UPDATE decisions SET device_id = '00000000-0000-0000-0000-000000000000',"
+    " customer_id = NULL WHERE device_id = $1",
+    "UPDATE events SET device_id = '00000000-0000-0000-0000-000000000000'"
+    " WHERE device_id = $1",
     "DELETE FROM pings WHERE device_id = $1",
     "DELETE FROM visits WHERE device_id = $1",
     "DELETE FROM ping_batches WHERE device_id = $1",

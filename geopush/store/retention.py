@@ -5,15 +5,24 @@ whose `last_ping_ts` stays: a time is not a place, and ingest still orders pings
 idempotency answers of ping batches (at most a week: a client retries within minutes), and
 the rate limits' finished windows.
 
+`pings` is partitioned by the hour of `ts` (migration 0007): an expired hour is dropped as a
+whole partition, which costs the same for a thousand rows as for a billion, instead of being
+deleted row by row. Only rows in the default partition (hours no partition covered when they
+arrived) are deleted one by one. Each round also creates the next day's partitions, so the
+default partition normally stays empty.
+
 Every node runs this (see `geopush.background`). A session advisory lock lets one node at
-a time do a round; the others skip theirs. Every step is also an idempotent delete in
-bounded chunks, so a round cut short (a crash, a lost lock) is simply finished by the next.
+a time do a round; the others skip theirs. Every step is also idempotent (bounded deletes,
+drops and creations that check first), so a round cut short (a crash, a lost lock) is
+simply finished by the next.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -28,9 +37,16 @@ _BATCH = 50_000
 _BATCH_ANSWER_DAYS = 7
 # Finished rate-limit windows are kept this long (a minute's window is over after 60 s).
 _RATE_WINDOW_KEEP_S = 3600.0
+# Hourly partitions of `pings` are created this far ahead (the round runs every hour).
+PARTITIONS_AHEAD = timedelta(days=1)
+_PARTITION = re.compile(r"^pings_(\d{8})h(\d{2})$")
 
-_DELETE_PINGS = """
-WITH gone AS (DELETE FROM pings WHERE ctid IN (SELECT ctid FROM pings
+_PARTITIONS = """
+SELECT c.relname, c.reltuples FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'pings'::regclass
+"""
+_DELETE_DEFAULT_PINGS = """
+WITH gone AS (DELETE FROM pings_default WHERE ctid IN (SELECT ctid FROM pings_default
     WHERE ts < now() - make_interval(days => $1) LIMIT $2) RETURNING 1)
 SELECT count(*) FROM gone
 """
@@ -61,6 +77,7 @@ class RetentionRound:
     positions: int = 0
     batch_answers: int = 0
     rate_windows: int = 0
+    partitions_created: int = 0
     skipped: bool = False
 
 
@@ -78,12 +95,15 @@ async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
             return RetentionRound(skipped=True)
         try:
+            now = datetime.now(UTC)
+            pings = await drop_expired_partitions(conn, now - timedelta(days=days))
             done = RetentionRound(
-                pings=await _chunked(conn, _DELETE_PINGS, days),
+                pings=pings + await _chunked(conn, _DELETE_DEFAULT_PINGS, days),
                 positions=await _chunked(conn, _FORGET_POSITIONS, days),
                 batch_answers=await _chunked(conn, _DELETE_BATCH_ANSWERS,
                                              min(days, _BATCH_ANSWER_DAYS)),
                 rate_windows=await forget_old_windows(conn, _RATE_WINDOW_KEEP_S),
+                partitions_created=await ensure_ping_partitions(conn, now),
             )
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
@@ -91,6 +111,49 @@ async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
         log.info("retention: %d pings deleted, %d last positions forgotten",
                  done.pings, done.positions)
     return done
+
+
+def partition_hour(name: str) -> datetime | None:
+    """The hour an hourly partition of `pings` starts at, from its name; None otherwise."""
+    match = _PARTITION.match(name)
+    if match is None:
+        return None
+    return datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H").replace(tzinfo=UTC)
+
+
+async def ensure_ping_partitions(conn: asyncpg.Connection, now: datetime) -> int:
+    """Create the hourly partitions of `pings` from the current hour to a day ahead."""
+    made: int = await conn.fetchval("SELECT geopush_ping_partitions($1, $2)",
+                                    now - timedelta(hours=1), now + PARTITIONS_AHEAD)
+    return made
+
+
+async def drop_expired_partitions(conn: asyncpg.Connection, cutoff: datetime) -> int:
+    """Drop the hourly partitions wholly before `cutoff`; return the rows they held.
+
+    The row count is the planner's estimate where statistics exist (counting a large
+    partition would cost what dropping it saves), else an exact count. Dropping a partition
+    locks `pings` for a moment; a 5 s lock timeout keeps ingest from queueing behind a long
+    wait (the partition is then dropped by a later round).
+    """
+    total = 0
+    for row in await conn.fetch(_PARTITIONS):
+        hour = partition_hour(row["relname"])
+        if hour is None or hour + timedelta(hours=1) > cutoff:
+            continue
+        name = row["relname"]
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL lock_timeout = '5s'")
+                rows = int(row["reltuples"])
+                if rows < 0:  # never analysed: count it
+                    rows = await conn.fetchval(f'SELECT count(*) FROM "{name}"')
+                await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+        except asyncpg.LockNotAvailableError:
+            log.warning("retention: %s busy, dropped by a later round", name)
+            continue
+        total += rows
+    return total
 
 
 async def _chunked(conn: asyncpg.Connection, statement: str, days: int) -> int:
