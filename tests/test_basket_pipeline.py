@@ -148,11 +148,16 @@ async def test_upsell_average_baskets_per_segment(api: Api) -> None:
     assert "good_to_best" in body
 
 
-async def test_recompute_on_demand_and_bad_queries(api: Api) -> None:
+async def test_recompute_on_demand_and_bad_queries(api: Api, db: asyncpg.Connection) -> None:
     await _import(api)
     summary = (await api.as_role("marketer", "POST", "/v1/insights/recompute")).ok(200)
     assert summary["baskets"] == 69 and summary["rules"] >= 2
     assert summary["customers_with_recommendations"] == 5
+    # Erasing a customer erases their recommendations with the rest of their profile.
+    (await api.as_role("marketer", "DELETE", "/v1/customers/A4")).ok(204)
+    assert await db.fetchval("SELECT count(*) FROM customer_recommendations"
+                             " WHERE customer_id = 'A4'") == 0
+    assert await db.fetchval("SELECT count(*) FROM customer_recommendations") == 4
     for query, field in [("level=aisle", "level"), ("min_support=0", "min_support"),
                          ("min_support=abc", "min_support"), ("min_confidence=1.5",
                                                               "min_confidence"),

@@ -115,3 +115,13 @@ def test_min_count_is_the_least_count_reaching_the_support(support: float, n: in
                                                            need: int) -> None:
     assert min_count(support, n) == need
     assert need / n >= support and (need == 1 or (need - 1) / n < support)
+
+
+def test_a_search_past_its_itemset_limit_stops() -> None:
+    from geopush.insights.itemsets import TooManyItemsets
+
+    baskets = Baskets.from_lists([[f"i{k}" for k in range(12)]] * 4)  # 4,095 itemsets
+    assert len(frequent_itemsets(baskets, 0.5, None, max_itemsets=4095)) == 4095
+    with pytest.raises(TooManyItemsets) as stopped:
+        frequent_itemsets(baskets, 0.5, None, max_itemsets=4094)
+    assert "raise min_support" in str(stopped.value)

@@ -15,12 +15,15 @@ from aiohttp import web
 
 from geopush.api.auth import MARKETER, require_role
 from geopush.api.body import field_error, parse_time, query_int
+from geopush.api.errors import ApiError
 from geopush.api.openapi import BY_MARKETER, SINCE, STORE_ID, Query, documented, int_query
 from geopush.insights.audiences import cross_sell_audiences, stored_rules, upsell
 from geopush.insights.basket_data import LEVELS
 from geopush.insights.basket_rules import configured_params, lookback_start, mine_job
+from geopush.insights.itemsets import TooManyItemsets
 from geopush.insights.rules import RuleParams
 from geopush.runtime import RUNTIME
+from geopush.timefmt import format_ts
 
 #: Most rules one answer lists (best lift first); `truncated` tells when more passed.
 MAX_RULES = 10_000
@@ -84,16 +87,20 @@ async def get_basket_rules(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", DEFAULT_RULES, 1, MAX_RULES)
     store_id = _query_store(request)
     since = _query_since(request, lookback_start(rt.config, rt.now()))
-    n, rules = await rt.miner.run(mine_job, rt.database_url, level, params, since, store_id)
+    try:
+        n, rules = await rt.miner.run(mine_job, rt.database_url, level, params, since,
+                                      store_id)
+    except TooManyItemsets as exc:
+        raise ApiError(422, "too_many_itemsets", str(exc)) from None
     return web.json_response({
-        "baskets": n, "level": level, "since": since.isoformat(), "store_id":
+        "baskets": n, "level": level, "since": format_ts(since), "store_id":
         None if store_id is None else str(store_id), **params.as_json(),
         "rules": [r.as_json() for r in rules[:limit]], "truncated": len(rules) > limit,
     })
 
 
 @documented("Cross-selling audiences of the top rules", auth=BY_MARKETER,
-            query=(STORE_ID, SINCE, int_query("limit", 1, 100)))
+            query=(STORE_ID, int_query("limit", 1, 100)))
 async def get_cross_sell(request: web.Request) -> web.Response:
     """`GET /v1/insights/cross-sell`: the best single-consequent rules and their audiences.
 
@@ -110,14 +117,14 @@ async def get_cross_sell(request: web.Request) -> web.Response:
     if store_id is None:
         run, rules = await stored_rules(rt.pool, limit)
         answer: dict[str, Any] = {
-            "computed_at": None if run is None else run["computed_at"].isoformat(),
+            "computed_at": None if run is None else format_ts(run["computed_at"]),
             "baskets": None if run is None else run["baskets"],
         }
     else:
         n, mined = await rt.miner.run(mine_job, rt.database_url, "category",
                                       configured_params(rt.config), since, store_id)
         rules = [r for r in mined if len(r.consequent) == 1][:limit]
-        answer = {"computed_at": rt.now().isoformat(), "baskets": n}
+        answer = {"computed_at": format_ts(rt.now()), "baskets": n}
     answer.update(store_id=None if store_id is None else str(store_id),
                   lookback_days=rt.config.segments.lookback_days,
                   rules=await cross_sell_audiences(rt.pool, rules, since))

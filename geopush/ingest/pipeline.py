@@ -32,6 +32,7 @@ from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitR
 from geopush.ingest.decisions import DecisionSummary, decide_events
 from geopush.loyalty.checkins import LoyaltyTally, record_checkins
 from geopush.store.geofence_index import LiveGeofenceIndex
+from geopush.timefmt import format_ts
 
 _BEGIN = "SELECT * FROM geopush_begin_batch($1, $2)"
 # Everything a batch writes, in one statement (data-modifying CTEs all run, in one snapshot;
@@ -99,7 +100,7 @@ def visit_rules(config: Config) -> VisitRules:
 
 def event_json(event: VisitEvent) -> dict[str, Any]:
     return {"type": str(event.type), "geofence_id": event.geofence_id,
-            "ts": event.ts.isoformat().replace("+00:00", "Z")}
+            "ts": format_ts(event.ts)}
 
 
 async def process_batch(

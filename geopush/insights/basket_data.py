@@ -30,6 +30,9 @@ GROUP BY transaction_id
     for level in LEVELS
 }
 _FETCH_ROWS = 20_000
+#: The first fetch runs the whole GROUP BY: at a million baskets it may outlast the pool's
+#: per-statement timeout.
+_QUERY_TIMEOUT_S = 1800.0
 
 
 async def load_baskets(conn: asyncpg.Connection, level: str, since: datetime,
@@ -39,7 +42,8 @@ async def load_baskets(conn: asyncpg.Connection, level: str, since: datetime,
     ends = array("q", [0])
     items = array("i")
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for row in conn.cursor(_BASKETS[level], since, store_id, prefetch=_FETCH_ROWS):
+        async for row in conn.cursor(_BASKETS[level], since, store_id, prefetch=_FETCH_ROWS,
+                                       timeout=_QUERY_TIMEOUT_S):
             for name in row["items"]:
                 item = ids.get(name)
                 if item is None:

@@ -20,6 +20,7 @@ import asyncpg
 from geopush.config import Config
 from geopush.insights.basket_data import load_baskets
 from geopush.insights.rules import Rule, RuleParams, mine_rules
+from geopush.timefmt import format_ts
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,23 @@ def _logged_progress(label: str) -> Progress:
     return report
 
 
+#: A background run's big statements (every customer's purchases against every rule) may
+#: outlast the pool's per-statement timeout at a million baskets.
+HEAVY_STATEMENT_S = 1800.0
+
+#: Frequent itemsets a run may find before it stops (TooManyItemsets): far above what any
+#: useful threshold gives (Groceries at support 0.002 has 12,000), far below what would hold
+#: a child process for hours.
+MAX_ITEMSETS = 2_000_000
+
+
 async def mine_stored(pool: asyncpg.Pool, level: str, params: RuleParams, since: datetime,
                       store_id: UUID | None, progress: Progress | None = None
                       ) -> tuple[int, list[Rule]]:
     """The number of baskets and the rules of the stored transactions, as asked."""
     async with pool.acquire() as conn:
         baskets = await load_baskets(conn, level, since, store_id)
-    return baskets.count, mine_rules(baskets, params, progress)
+    return baskets.count, mine_rules(baskets, params, progress, MAX_ITEMSETS)
 
 
 async def recompute_rules(pool: asyncpg.Pool, config: Config, now: datetime,
@@ -112,8 +123,13 @@ async def recompute_rules(pool: asyncpg.Pool, config: Config, now: datetime,
     started = time.monotonic()
     params = configured_params(config)
     since = lookback_start(config, now)
-    n, rules = await mine_stored(pool, "category", params, since, None,
-                                 progress or _logged_progress("recompute"))
+    async with pool.acquire() as conn:
+        baskets = await load_baskets(conn, "category", since, None)
+    loaded = time.monotonic()
+    n = baskets.count
+    rules = mine_rules(baskets, params, progress or _logged_progress("recompute"))
+    del baskets
+    mined = time.monotonic()
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", BASKET_LOCK)
         await conn.execute(_CLEAR_RULES)
@@ -123,11 +139,14 @@ async def recompute_rules(pool: asyncpg.Pool, config: Config, now: datetime,
             [r.support for r in rules], [r.confidence for r in rules], [r.lift for r in rules],
             [r.count for r in rules])
         await conn.execute("DELETE FROM customer_recommendations")
-        customers = await conn.fetchval(_WRITE_RECOMMENDATIONS, since, TOP_RECOMMENDED)
+        customers = await conn.fetchval(_WRITE_RECOMMENDATIONS, since, TOP_RECOMMENDED,
+                                        timeout=HEAVY_STATEMENT_S)
         seconds = time.monotonic() - started
         await conn.execute(_RECORD_RUN, now, n, len(rules), params.as_json(), seconds)
-    summary = {"computed_at": now.isoformat(), "baskets": n, "rules": len(rules),
-               "customers_with_recommendations": customers, "seconds": round(seconds, 3)}
+    summary = {"computed_at": format_ts(now), "baskets": n, "rules": len(rules),
+               "customers_with_recommendations": customers, "seconds": round(seconds, 3),
+               "load_s": round(loaded - started, 3), "mine_s": round(mined - loaded, 3),
+               "write_s": round(seconds - (mined - started), 3)}
     log.info("basket rules recomputed", extra=summary)
     return summary
 

@@ -22,6 +22,19 @@ import numpy as np
 Itemset = tuple[int, ...]
 
 
+class TooManyItemsets(Exception):
+    """The thresholds let through more itemsets than the caller allows (a guard against a
+    query so loose that mining it would take the machine for hours)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return (f"more than {self.limit} frequent itemsets: raise min_support or lower"
+                " max_len")
+
+
 @dataclass(frozen=True)
 class Baskets:
     """Baskets in compressed rows: basket b holds `items[indptr[b]:indptr[b + 1]]`.
@@ -90,12 +103,13 @@ def item_bitsets(baskets: Baskets, items: Sequence[int]) -> dict[int, int]:
 
 
 def frequent_itemsets(baskets: Baskets, min_support: float, max_len: int | None = None,
-                      progress: Callable[[int, int], None] | None = None
-                      ) -> dict[Itemset, int]:
+                      progress: Callable[[int, int], None] | None = None,
+                      max_itemsets: int | None = None) -> dict[Itemset, int]:
     """Every itemset (of at most `max_len` items) with support ≥ `min_support`, and its count.
 
     Itemsets are tuples of item ids in increasing order. `progress(done, total)` is called
-    as each frequent item's branch of the search is finished.
+    as each frequent item's branch of the search is finished. Raises TooManyItemsets as
+    soon as more than `max_itemsets` are found.
     """
     n = baskets.count
     if n == 0 or (max_len is not None and max_len < 1):
@@ -108,10 +122,14 @@ def frequent_itemsets(baskets: Baskets, min_support: float, max_len: int | None 
     top = [(item, bitsets[item], int(counts[item])) for item in frequent]
     del bitsets
 
+    limit = max_itemsets if max_itemsets is not None else -1
+
     def extend(prefix: Itemset, candidates: list[tuple[int, int, int]]) -> None:
         for k, (item, bits, count) in enumerate(candidates):
             itemset = (*prefix, item)
             found[itemset] = count
+            if len(found) > limit >= 0:
+                raise TooManyItemsets(limit)
             if max_len is not None and len(itemset) >= max_len:
                 continue
             deeper = []
@@ -127,6 +145,8 @@ def frequent_itemsets(baskets: Baskets, min_support: float, max_len: int | None 
         # One top-level branch at a time, so progress can be told between them.
         item, bits, count = top[k]
         found[(item,)] = count
+        if len(found) > limit >= 0:
+            raise TooManyItemsets(limit)
         if max_len is None or max_len > 1:
             deeper = []
             for other, other_bits, _ in top[k + 1:]:

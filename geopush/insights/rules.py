@@ -86,8 +86,10 @@ def rules_from_itemsets(itemsets: dict[Itemset, int], names: tuple[str, ...], n_
     return rules
 
 
-def mine_rules(baskets: Baskets, params: RuleParams, progress: Any = None) -> list[Rule]:
+def mine_rules(baskets: Baskets, params: RuleParams, progress: Any = None,
+               max_itemsets: int | None = None) -> list[Rule]:
     """The association rules of `baskets` under `params`, best lift first."""
-    itemsets = frequent_itemsets(baskets, params.min_support, params.max_len, progress)
+    itemsets = frequent_itemsets(baskets, params.min_support, params.max_len, progress,
+                                 max_itemsets)
     return rules_from_itemsets(itemsets, baskets.names, baskets.count, params.min_confidence,
                                params.min_lift)
