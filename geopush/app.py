@@ -27,9 +27,11 @@ MAX_HEADER_FIELD_BYTES = 64 * 1024
 
 def _route_modules() -> list:
     from geopush.api import (
+        challenges,
         crm,
         deliveries,
         insights,
+        loyalty,
         offer_daily,
         offer_stats,
         ops,
@@ -42,7 +44,8 @@ def _route_modules() -> list:
             deliveries, ops,
             pages, ops_timeseries, offer_daily,
             insights,
-            reference]
+            reference,
+            loyalty, challenges]
 
 
 def _freeze_startup_objects() -> None:

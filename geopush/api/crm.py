@@ -16,6 +16,7 @@ from aiohttp import web
 from geopush.api.auth import MARKETER, require_role
 from geopush.api.errors import ApiError, not_found
 from geopush.api.import_slots import running_import
+from geopush.api.loyalty import customer_loyalty
 from geopush.api.openapi import BY_MARKETER, CSV_BODY, documented
 from geopush.api.spool import spooled_body
 from geopush.crm.imports import ImportFailed, import_stream
@@ -114,10 +115,14 @@ async def import_transactions(request: web.Request) -> web.Response:
 @documented("A customer's profile, segment and FRAT figures", auth=BY_MARKETER)
 async def get_customer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    row = await request.app[RUNTIME].pool.fetchrow(_PROFILE, request.match_info["customer_id"])
+    rt = request.app[RUNTIME]
+    row = await rt.pool.fetchrow(_PROFILE, request.match_info["customer_id"])
     if row is None:
         raise not_found("customer")
-    return web.json_response(profile_json(row))
+    profile = profile_json(row)
+    profile["loyalty"] = await customer_loyalty(
+        rt.pool, rt.config.loyalty.levels, row["customer_id"])
+    return web.json_response(profile)
 
 
 @documented("Erase a customer's personal data", auth=BY_MARKETER, status=204, media=None)

@@ -32,13 +32,34 @@ async def import_stream(pool: asyncpg.Pool, config: Config, kind: str,
     stands even if it fails (the daily run will catch up), and its answer is included.
     """
     csv_kind = CSV_KINDS[kind]
-    async with pool.acquire() as conn:
-        result = await import_csv(conn, csv_kind, chunks)
+    if csv_kind is TRANSACTIONS:
+        result = await _import_purchases(pool, config, chunks, now)
+    else:
+        async with pool.acquire() as conn:
+            result = await import_csv(conn, csv_kind, chunks)
     if recompute and csv_kind.feeds_segments:
         from geopush.crm.segments import recompute_segments
 
         clock = now or (lambda: datetime.now(UTC))
         result["segments"] = await recompute_segments(pool, config, clock())
+    return result
+
+
+async def _import_purchases(pool: asyncpg.Pool, config: Config, chunks: AsyncIterable[bytes],
+                            now: Callable[[], datetime] | None) -> dict[str, Any]:
+    """Transactions, with their loyalty points credited in the import's own transaction
+    (SPEC 11), then the purchase challenges they complete."""
+    from geopush.loyalty.purchases import credit_purchases, settle_purchase_challenges
+
+    async with pool.acquire() as conn, conn.transaction():
+        result = await import_csv(conn, TRANSACTIONS, chunks)
+        credited = await credit_purchases(conn, config)
+    tally = await settle_purchase_challenges(pool, config, credited.pop("subjects"),
+                                             (now or (lambda: datetime.now(UTC)))())
+    tally.points["purchase"] += credited["points"]
+    tally.observe()
+    result["loyalty"] = {"purchases": credited["purchases"], "points": credited["points"],
+                         "challenges_completed": tally.challenges}
     return result
 
 
