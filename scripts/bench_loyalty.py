@@ -50,6 +50,9 @@ def serve(url: str, tmp: Path, port: int, loyalty: bool) -> subprocess.Popen:
            "GEOPUSH_SERVER_RUN_SENDER": "false", "GEOPUSH_AUTH_BOOTSTRAP_ADMIN_KEY": ADMIN,
            "GEOPUSH_AUTH_CUSTOMER_LINK_SECRET": LINK_SECRET,
            "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "100000", "GEOPUSH_DATABASE_POOL_SIZE": "20",
+           "GEOPUSH_LIMITS_REGISTER_RATE_PER_MIN": "100000",
+           "GEOPUSH_LIMITS_REGISTER_KEY_RATE_PER_MIN": "100000",
+           "GEOPUSH_LIMITS_ADDRESS_PING_RATE_PER_S": "100000",
            "GEOPUSH_LOYALTY_ENABLED": "true" if loyalty else "false",
            "GEOPUSH_LOYALTY_MAX_CHECKINS_PER_DAY": "1000"}
     return subprocess.Popen([sys.executable, "-m", "geopush", "serve"], env=env, cwd=tmp,
@@ -132,7 +135,7 @@ INSERT INTO loyalty_ledger (ts, points, reason, ref, subject, customer_id, store
 SELECT ts, CASE WHEN reason = 'checkin' THEN 10 ELSE 1 + (g % 40) END, reason, g::text,
        'c:F' || (g % $2), 'F' || (g % $2), s.store_id, (ts AT TIME ZONE 'UTC')::date
 FROM (
-    SELECT g, $3::timestamptz - make_interval(secs => (g * 7919) % (90 * 86400)) AS ts,
+    SELECT g, $3::timestamptz - make_interval(secs => (g::bigint * 7919) % (90 * 86400)) AS ts,
            CASE WHEN g % 10 < 8 THEN 'checkin' ELSE 'purchase' END AS reason,
            (g * 31) % $4 AS store_no
     FROM generate_series(1, $1) g
