@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from geopush.api.loyalty import _BOARD, _EARNED, _EARNED_AT_STORE, period_bounds
 from geopush.identity import issue_customer_proof
 from geopush.store.database import embedded_server, ensure_database
+from geopush.store.migrations import migrate
 from scripts.bench_ingest import call, free_port
 from tests.api_client import offset_m
 
@@ -190,7 +191,7 @@ async def leaderboard(url: str, rows: int) -> None:
             peer = await _timed(conn, sql, args)
             await conn.execute("RESET enable_indexscan; RESET enable_indexonlyscan;"
                                " RESET enable_bitmapscan")
-            print(f"  {name:>16}: {timed * 1000:7.1f} ms (median of 5); peer without index"
+            print(f"  {name:>18}: {timed * 1000:7.1f} ms (median of 5); peer without index"
                   f" scans {peer * 1000:7.1f} ms; ratio {peer / timed:.1f}x")
             for scan in scans:
                 print(f"      plan: {scan}")
@@ -214,11 +215,20 @@ async def main() -> None:
     ap.add_argument("--phones", type=int, default=32)
     ap.add_argument("--visits", type=int, default=40)
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--leaderboard-only", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gpbench"))
     server = embedded_server(tmp)
     url = ensure_database(server, "bench")
     try:
+        if args.leaderboard_only:
+            conn = await asyncpg.connect(url)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+            await leaderboard(url, args.rows)
+            return
         print(f"{datetime.now(UTC):%Y-%m-%d} geopush serve (1 worker, sender off), embedded"
               f" PostgreSQL, {STORES} stores; {args.phones} phones at once, each linked to a"
               f" customer, {args.visits} store visits each (one batch per visit:"
