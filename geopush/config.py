@@ -49,6 +49,8 @@ class ServerConfig(_Section):
 class DatabaseConfig(_Section):
     url: str = ""
     pool_size: int = Field(10, ge=1, le=1000)
+    # A request waits at most this long for a pool connection, then gets 503 + Retry-After.
+    acquire_timeout_s: float = Field(5.0, gt=0)
 
 
 class DataConfig(_Section):
@@ -196,6 +198,10 @@ class LimitsConfig(_Section):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_import_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     device_rate_per_s: float = Field(10.0, gt=0)
+    # A request body that sends nothing for this long is cut with 408.
+    body_timeout_s: float = Field(30.0, gt=0)
+    # Imports running at once on this machine (every process sharing [data] dir); 429 beyond.
+    max_concurrent_imports: int = Field(2, ge=1, le=64)
     # POST /v1/devices per client address and per app key, in every process together
     # (SPEC section 10). An address may be a carrier's NAT for many phones: 60 a minute is
     # far above one person's installs and far below a script's. The app key is shared by

@@ -6,7 +6,6 @@ and merge live in `customer_rows`, `transaction_rows` and `store_rows`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -64,18 +63,13 @@ async def _import_purchases(pool: asyncpg.Pool, config: Config, chunks: AsyncIte
     return result
 
 
-async def import_geofences_file(pool: asyncpg.Pool, config: Config, data: bytes
-                                ) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection, as `POST /v1/geofences/import` takes it."""
-    from geopush.places.geofences import import_features
+async def import_geofences_file(pool: asyncpg.Pool, config: Config,
+                                chunks: AsyncIterable[bytes]) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection, as `POST /v1/geofences/import` takes it, streamed."""
+    from geopush.geo.feature_collection import FeatureCollectionError
+    from geopush.places.geofence_import import TooManyFeatures, import_geofence_stream
 
     try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImportFailed(f"not JSON: {exc}") from None
-    if not isinstance(body, dict) or body.get("type") != "FeatureCollection" or not isinstance(
-        body.get("features"), list
-    ):
-        raise ImportFailed("expected a GeoJSON FeatureCollection")
-    async with pool.acquire() as conn, conn.transaction():
-        return await import_features(conn, body["features"], config.geo.default_dwell_s)
+        return await import_geofence_stream(pool, config, chunks)
+    except (FeatureCollectionError, TooManyFeatures) as exc:
+        raise ImportFailed(str(exc)) from None
