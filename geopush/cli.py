@@ -17,6 +17,7 @@ import click
 
 from geopush.codes import Role
 from geopush.config import Config, ConfigError, load_config
+from geopush.timefmt import format_ts
 
 
 def _config(path: str | None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
@@ -96,7 +97,9 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     from geopush.store.database import resolve_database_url
 
     url = resolve_database_url(config)
-    n = config.server.workers
+    # 0: one worker per core. Ingest is CPU-bound per process (one event loop), so a
+    # process per core is what uses the machine; PostgreSQL on the same host shares them.
+    n = config.server.workers or os.cpu_count() or 1
     click.echo(f"geopush listening on http://{config.server.host}:{config.server.port}"
                f" ({n} worker{'s' if n > 1 else ''})", err=True)
     if n == 1:
@@ -193,7 +196,7 @@ def keys_revoke(key_id: str, config_path: str | None) -> None:
     row = asyncio.run(_with_pool(config, lambda pool: revoke_key(pool, ident)))
     if row is None:
         raise click.ClickException(f"no key {ident}")
-    click.echo(f"revoked {row['id']} ({row['role']}) at {row['revoked_at'].isoformat()}")
+    click.echo(f"revoked {row['id']} ({row['role']}) at {format_ts(row['revoked_at'])}")
 
 
 @main.command("import")

@@ -33,13 +33,12 @@ from geopush.campaigns.offers import (
     OfferError,
     StoreInfo,
     in_time_window,
-    is_open,
     offer_from_json,
     offer_to_json,
     parse_offer_fields,
-    parse_opening_hours,
     validate_offer,
 )
+from geopush.campaigns.opening_hours import is_open, parse_opening_hours
 from geopush.codes import EventType, OfferStatus, Outcome, Segment, SuppressionReason, Trigger
 
 R = SuppressionReason

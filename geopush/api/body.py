@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from geopush.api.errors import ApiError, bad_request, not_found
 from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds
 from geopush.api.schema import parse_model
-from geopush.geo.filters import parse_rfc3339
+from geopush.timefmt import parse_rfc3339
 
 # A single field's error, as the domain raises it (importers use it too); for handlers'
 # checks beyond what a request model says.

@@ -19,6 +19,7 @@ from geopush.crm.imports import ImportFailed, import_stream
 from geopush.crm.segments import recompute_segments, segment_summary
 from geopush.runtime import RUNTIME
 from geopush.store.erasure import erase_customer
+from geopush.timefmt import format_ts_or_none
 
 #: Body chunk handed to the parser at a time: small enough that parsing one never holds
 #: the event loop (and the pings sharing it) for more than a few milliseconds.
@@ -37,7 +38,7 @@ FROM customers c WHERE c.customer_id = $1
 
 
 def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
+    return format_ts_or_none(value)
 
 
 def profile_json(row: Any) -> dict[str, Any]:

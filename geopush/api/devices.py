@@ -19,6 +19,7 @@ from geopush.codes import Platform
 from geopush.identity import CustomerProofError, verify_customer_proof
 from geopush.runtime import RUNTIME, Runtime
 from geopush.store.consent import record_consent
+from geopush.timefmt import format_ts
 
 _DEVICE_COLUMNS = (
     "device_id, platform, locale, timezone, customer_id, fcm_token_active, "
@@ -40,8 +41,8 @@ def device_json(row: asyncpg.Record) -> dict[str, Any]:
             "push": row["consent_push"],
             "categories": row["consent_categories"],
         },
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "created_at": format_ts(row["created_at"]),
+        "updated_at": format_ts(row["updated_at"]),
     }
 
 

@@ -25,6 +25,7 @@ from geopush.places.geofences import (
 )
 from geopush.runtime import RUNTIME
 from geopush.store.geofence_index import notify_changed
+from geopush.timefmt import format_ts
 
 MAX_DWELL_S = 7 * 86400
 # The shape is checked by `checked_geometry` (a 422 saying why), so here it is any JSON value.
@@ -69,8 +70,8 @@ def geofence_json(row: asyncpg.Record) -> dict[str, Any]:
         "dwell_s": row["dwell_s"],
         "enabled": row["enabled"],
         "area_m2": row["area_m2"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "created_at": format_ts(row["created_at"]),
+        "updated_at": format_ts(row["updated_at"]),
     }
 
 

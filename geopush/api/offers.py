@@ -35,6 +35,7 @@ from geopush.campaigns.offers import (
 from geopush.codes import OfferStatus, Segment, Trigger
 from geopush.runtime import RUNTIME
 from geopush.store.offers import offer_from_row
+from geopush.timefmt import format_ts
 
 _COLUMNS = "offer_id, trigger, status, definition, created_at, updated_at"
 
@@ -106,7 +107,7 @@ class OfferPatch(OfferCreate):
 
 def offer_json(row: asyncpg.Record) -> dict[str, Any]:
     out = offer_to_json(offer_from_row(row))
-    out["updated_at"] = row["updated_at"].isoformat()
+    out["updated_at"] = format_ts(row["updated_at"])
     return out
 
 

@@ -20,9 +20,8 @@ from geopush.campaigns.offers import (
     OfferError,
     StoreInfo,
     in_time_window,
-    is_open,
-    parse_opening_hours,
 )
+from geopush.campaigns.opening_hours import is_open, parse_opening_hours
 from geopush.codes import EventType, OfferStatus, Outcome, Segment, SuppressionReason
 
 

@@ -13,6 +13,8 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from geopush.timefmt import format_ts
+
 SEGMENT_PLAN = ("best", "good", "new", "at_risk", "inactive")
 FIRST_NAMES = ("Camille", "Wei", "Olivia", "Louis", "Mei", "Harry", "Léa", "Jun", "Emma",
                "Hugo", "Lina", "Noah", "Chloé", "Yan", "Sofia", "Jules", "Ming", "Zoé")
@@ -81,5 +83,5 @@ def crm_files(run: str, customers: list[Customer], store_ids: list[str],
         for ts, amount, category in _history(rng, segment, now):
             n += 1
             txns.append(f"demo-{run}-t{n:06d},{c.customer_id},{rng.choice(store_ids)},"
-                        f"{ts.isoformat()},{amount:.2f},{category}")
+                        f"{format_ts(ts)},{amount:.2f},{category}")
     return "\n".join(cust) + "\n", "\n".join(txns) + "\n"

@@ -31,6 +31,7 @@ from geopush.geo.index import SMALL_BATCH
 from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitRules, advance
 from geopush.ingest.decisions import DecisionSummary, decide_events
 from geopush.store.geofence_index import LiveGeofenceIndex
+from geopush.timefmt import format_ts
 
 _BEGIN = "SELECT * FROM geopush_begin_batch($1, $2)"
 # Everything a batch writes, in one statement (data-modifying CTEs all run, in one snapshot;
@@ -97,7 +98,7 @@ def visit_rules(config: Config) -> VisitRules:
 
 def event_json(event: VisitEvent) -> dict[str, Any]:
     return {"type": str(event.type), "geofence_id": event.geofence_id,
-            "ts": event.ts.isoformat().replace("+00:00", "Z")}
+            "ts": format_ts(event.ts)}
 
 
 async def process_batch(
