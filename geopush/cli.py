@@ -96,7 +96,9 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     from geopush.store.database import resolve_database_url
 
     url = resolve_database_url(config)
-    n = config.server.workers
+    # 0: one worker per core. Ingest is CPU-bound per process (one event loop), so a
+    # process per core is what uses the machine; PostgreSQL on the same host shares them.
+    n = config.server.workers or os.cpu_count() or 1
     click.echo(f"geopush listening on http://{config.server.host}:{config.server.port}"
                f" ({n} worker{'s' if n > 1 else ''})", err=True)
     if n == 1:

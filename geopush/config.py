@@ -39,7 +39,7 @@ class _Section(BaseModel):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    workers: int = Field(1, ge=0, le=64)  # 0: one per core
     # Run the FCM sender and the daily segment recompute in this process (a thread of its
     # own). The dwell sweeper and retention run in every process whatever this says.
     run_sender: bool = True

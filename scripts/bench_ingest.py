@@ -54,12 +54,18 @@ def free_port() -> int:
 
 
 async def load(url: str, tokens_file: str, batch: int, clients: int, seconds: float,
-               max_requests: int) -> dict[str, float]:
+               max_requests: int, warm: bool = False) -> dict[str, float]:
+    """Send batches for `seconds`; the devices' walks go on where the last run left them
+    (saved in `tokens_file`). `warm`: one ping per device, unmeasured, so measured runs do
+    not see every device's first ping (which enters every fence it starts in)."""
     devices = json.loads(Path(tokens_file).read_text())
     rng = random.Random(batch)
     state = [{"token": d["token"], "lon": d["lon"], "lat": d["lat"],
-              "heading": rng.uniform(0, 2 * math.pi), "ts": time.time() - 60}
+              "heading": d.get("heading", rng.uniform(0, 2 * math.pi)),
+              "ts": d.get("ts", time.time() - 60)}
              for d in devices]
+    if warm:
+        batch, max_requests, seconds = 1, len(state), 3600.0
     latencies: list[float] = []
     pings_sent = 0
     errors = 0
@@ -87,7 +93,8 @@ async def load(url: str, tokens_file: str, batch: int, clients: int, seconds: fl
         nonlocal pings_sent, errors
         mine = state[i::clients]
         k = 0
-        while time.perf_counter() < deadline and len(latencies) < max_requests:
+        while (time.perf_counter() < deadline and len(latencies) < max_requests
+               and not (warm and k >= len(mine))):
             dev = mine[k % len(mine)]
             k += 1
             body = {"pings": next_batch(dev)}
@@ -106,6 +113,7 @@ async def load(url: str, tokens_file: str, batch: int, clients: int, seconds: fl
         started = time.perf_counter()
         await asyncio.gather(*(client(i, session) for i in range(clients)))
         elapsed = time.perf_counter() - started
+    Path(tokens_file).write_text(json.dumps(state))
     latencies.sort()
     n = len(latencies)
     return {"requests": n, "seconds": elapsed, "rps": n / elapsed,
@@ -242,12 +250,14 @@ class Bench:
         finally:
             await conn.close()
 
-    def run_load(self, tokens_file: Path, batch: int) -> dict[str, float]:
+    def run_load(self, tokens_file: Path, batch: int, warm: bool = False) -> dict[str, float]:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--load", self.base,
                "--tokens", str(tokens_file), "--batch", str(batch),
                "--clients", str(self.args.clients), "--seconds", str(self.args.seconds)]
+        if warm:
+            cmd.append("--warm")
         spy = None
-        if self.args.profile and self.proc is not None:
+        if self.args.profile and self.proc is not None and not warm:
             target = self.proc.pid
             kids = psutil.Process(target).children()
             if kids:
@@ -282,6 +292,8 @@ async def harness(args: argparse.Namespace) -> None:
         devices = await bench.setup_data()
         tokens_file = bench.tmp / "devices.json"
         tokens_file.write_text(json.dumps(devices))
+        warmed = bench.run_load(tokens_file, 1, warm=True)
+        print(f"warm-up: one ping from each of {warmed['requests']} devices", flush=True)
         for workers in args.workers:
             bench.stop()
             await bench.start(workers)
@@ -338,10 +350,11 @@ def main() -> None:
     ap.add_argument("--load")
     ap.add_argument("--tokens")
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--warm", action="store_true")
     args = ap.parse_args()
     if args.load:
         print(json.dumps(asyncio.run(load(args.load, args.tokens, args.batch, args.clients,
-                                          args.seconds, args.max_requests))))
+                                          args.seconds, args.max_requests, args.warm))))
         return
     asyncio.run(harness(args))
 

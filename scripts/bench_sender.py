@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Delivery throughput: queued deliveries → `geopush serve` senders → firebase-admin SDK →
-`geopush fcm-emulator` (its own process), with one and with two sender processes; and, as
-the peer in the same run, the same messages posted by a bare aiohttp client (no SDK), which
-shows how much of the cost is the SDK's HTTP stack.
+"""Delivery: queued deliveries → `geopush serve` senders → `geopush fcm-emulator` (its own
+process), through the SDK's own transport (`[fcm] transport = "sdk"`) and through geopush's
+aiohttp transport (the SDK still building, authorising and classifying each message), with
+one and two sender processes; as the peer in the same run, the same requests posted by a
+bare aiohttp client (no SDK, no database). Then the latency from a delivery being queued to
+FCM accepting it (`sent_at - created_at`), unloaded (one at a time) and at load (queued at
+a steady rate).
 
-    .venv/bin/python scripts/bench_sender.py [--deliveries 5000]
+    .venv/bin/python scripts/bench_sender.py [--deliveries 5000] [--no-write]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from geopush.store.database import _init_connection, embedded_server, ensure_database
 from geopush.store.migrations import migrate
+from scripts.bench_report import command, machine, table, write_section
 from tests.outbox_fill import queue_deliveries
 
 
@@ -49,27 +53,76 @@ async def wait_http(url: str) -> None:
     raise RuntimeError(f"{url} not answering")
 
 
-async def senders(url: str, n: int, procs: int, emu: str, creds: Path, cwd: Path) -> float:
+def start_senders(url: str, procs: int, emu: str, creds: Path, cwd: Path,
+                  transport: str) -> list[subprocess.Popen]:
+    env = {**os.environ, "GEOPUSH_DATABASE_URL": url, "GEOPUSH_SERVER_PORT": "0",
+           "GEOPUSH_FCM_CREDENTIALS_FILE": str(creds), "GEOPUSH_FCM_ENDPOINT": emu,
+           "GEOPUSH_FCM_POLL_INTERVAL_S": "0.05", "GEOPUSH_FCM_TRANSPORT": transport}
+    return [subprocess.Popen([sys.executable, "-m", "geopush", "serve"], env=env, cwd=cwd,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(procs)]
+
+
+def stop(ps: list[subprocess.Popen]) -> None:
+    for p in ps:
+        p.terminate()
+    for p in ps:
+        p.wait(timeout=30)
+
+
+async def senders(url: str, n: int, procs: int, emu: str, creds: Path, cwd: Path,
+                  transport: str) -> float:
+    """Messages/s draining `n` deliveries queued at once (from the senders' start)."""
     conn = await asyncpg.connect(url)
     await _init_connection(conn)
     await conn.execute("TRUNCATE deliveries, devices")
-    await queue_deliveries(conn, n, f"bench{procs}-")
-    env = {**os.environ, "GEOPUSH_DATABASE_URL": url, "GEOPUSH_SERVER_PORT": "0",
-           "GEOPUSH_FCM_CREDENTIALS_FILE": str(creds), "GEOPUSH_FCM_ENDPOINT": emu,
-           "GEOPUSH_FCM_POLL_INTERVAL_S": "0.05"}
+    await queue_deliveries(conn, n, f"bench{procs}{transport}-")
     t = time.perf_counter()
-    ps = [subprocess.Popen([sys.executable, "-m", "geopush", "serve"], env=env, cwd=cwd,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-          for _ in range(procs)]
+    ps = start_senders(url, procs, emu, creds, cwd, transport)
     try:
         while await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'sent'") < n:
             await asyncio.sleep(0.2)
         return n / (time.perf_counter() - t)
     finally:
-        for p in ps:
-            p.terminate()
-        for p in ps:
-            p.wait(timeout=30)
+        stop(ps)
+        await conn.close()
+
+
+_LATENCY = """
+SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (
+    ORDER BY extract(epoch FROM sent_at - created_at)) FROM deliveries WHERE status = 'sent'
+"""
+
+
+async def latency(url: str, emu: str, creds: Path, cwd: Path, transport: str,
+                  rate: float, seconds: float) -> tuple[float, float, int]:
+    """p50 and p99 (ms) of queued → FCM accepted, with deliveries queued at `rate` per
+    second for `seconds` into a running sender (one process)."""
+    conn = await asyncpg.connect(url)
+    await _init_connection(conn)
+    await conn.execute("TRUNCATE deliveries, devices")
+    ps = start_senders(url, 1, emu, creds, cwd, transport)
+    try:
+        await asyncio.sleep(4.0)  # the sender is up and idle
+        tick = 0.1 if rate > 10 else 1.0 / rate
+        per_tick = max(1, round(rate * tick))
+        queued = 0
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            await queue_deliveries(conn, per_tick, f"lat{transport}{rate}-{queued}-")
+            await conn.execute("NOTIFY geopush_outbox")
+            queued += per_tick
+            await asyncio.sleep(max(0.0, tick - (time.perf_counter() - t)))
+        for _ in range(300):
+            if await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'queued'"
+                                   ) == 0:
+                break
+            await asyncio.sleep(0.1)
+        p50, p99 = await conn.fetchval(_LATENCY)
+        return p50 * 1000, p99 * 1000, queued
+    finally:
+        stop(ps)
         await conn.close()
 
 
@@ -104,6 +157,9 @@ async def bare_client(n: int, emu: str, creds: Path) -> float:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--deliveries", type=int, default=5000)
+    ap.add_argument("--load-rate", type=float, default=1000.0)
+    ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gpsend"))
     server = embedded_server(tmp)
@@ -120,15 +176,43 @@ async def main() -> None:
     try:
         await wait_http(f"{emu}/healthz")
         n = args.deliveries
-        print(f"{datetime.now(UTC):%Y-%m-%d} {n} deliveries, emulator in its own process,"
-              " 2 cores shared by everything")
-        one = await senders(url, n, 1, emu, creds, tmp)
-        print(f"1 sender process:  {one:,.0f} messages/s (SDK, chunks of 100)")
-        two = await senders(url, n, 2, emu, creds, tmp)
-        print(f"2 sender processes: {two:,.0f} messages/s ({two / one:.2f}x one)")
+        started = machine()
+        rows = []
+        rates = {}
+        for transport in ("sdk", "aiohttp"):
+            for procs in (1, 2):
+                rates[transport, procs] = r = await senders(url, n, procs, emu, creds, tmp,
+                                                            transport)
+                print(f"{transport}, {procs} sender process(es): {r:,.0f} messages/s",
+                      flush=True)
         bare = await bare_client(n, emu, creds)
-        print(f"peer, bare aiohttp client, no database: {bare:,.0f} messages/s"
-              f" ({bare / one:.1f}x one geopush sender)")
+        print(f"peer, bare aiohttp client, no database: {bare:,.0f} messages/s")
+        for transport in ("sdk", "aiohttp"):
+            rows.append([f"`{transport}`", rates[transport, 1], rates[transport, 2],
+                         f"{rates[transport, 1] / bare:.2f}"])
+        rows.append(["peer: bare aiohttp client, one token, no database", bare, "—", "1"])
+        lat_rows = []
+        for transport in ("sdk", "aiohttp"):
+            for rate, label in ((2.0, "unloaded: 2 deliveries/s"),
+                                (args.load_rate, f"at load: {args.load_rate:g}/s")):
+                p50, p99, queued = await latency(url, emu, creds, tmp, transport, rate,
+                                                 args.latency_seconds)
+                print(f"{transport}, {label}: p50 {p50:.0f} ms, p99 {p99:.0f} ms ({queued})",
+                      flush=True)
+                lat_rows.append([f"`{transport}`", label, queued, p50, p99])
+        body = "\n".join([
+            f"Run: {started}.", "", "```", command(), "```", "",
+            f"{n:,} deliveries queued at once, drained by `geopush serve` sender(s) (one"
+            " sender thread each) into `geopush fcm-emulator` in its own process; PostgreSQL,"
+            " emulator and senders share the machine. messages/s from the senders' start.",
+            "", table(["transport", "1 sender process", "2 sender processes",
+                       "1 process ÷ peer"], rows), "",
+            "Queued → FCM accepted (`sent_at − created_at`), one sender process, deliveries"
+            f" queued at a steady rate for {args.latency_seconds:g} s (ms):", "",
+            table(["transport", "load", "deliveries", "p50 ms", "p99 ms"], lat_rows),
+        ])
+        if not args.no_write:
+            write_section("sender", "Delivery — `scripts/bench_sender.py`", body)
     finally:
         emu_proc.terminate()
         emu_proc.wait(timeout=10)

@@ -78,3 +78,12 @@ def test_serve_refuses_a_bad_value_naming_the_key(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "GEOPUSH_LIMITS_DEVICE_RATE_PER_S" in proc.stderr
+
+
+def test_workers_zero_means_one_per_core_and_transport_is_checked() -> None:
+    c = load_config(path=None, environ={"GEOPUSH_SERVER_WORKERS": "0"})
+    assert c.server.workers == 0  # `geopush serve` starts os.cpu_count() workers
+    assert load_config(path=None, environ={}).fcm.transport == "aiohttp"
+    assert load_config(path=None, environ={"GEOPUSH_FCM_TRANSPORT": "sdk"}).fcm.transport == "sdk"
+    with pytest.raises(ConfigError, match="transport"):
+        load_config(path=None, environ={"GEOPUSH_FCM_TRANSPORT": "carrier-pigeon"})

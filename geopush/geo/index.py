@@ -58,9 +58,11 @@ _SHIFTS = (-360.0, 0.0, 360.0)
 # Batches up to this many points take the plain-Python path.
 SMALL_BATCH = 8
 # A fence whose box spans more cells than this (either way) goes to the STRtree instead.
-_MAX_CELLS_PER_SIDE = 4
-# Grid cells are this many times the median fence box, never below 1e-4 degrees (~11 m).
-_CELL_FACTOR = 1.0
+_MAX_CELLS_PER_SIDE = 8
+# Grid cells are the median fence box times the first of these factors that leaves at most
+# `_TARGET_CANDIDATES` items in a point's cell on average; never below 1e-4 degrees (~11 m).
+_CELL_FACTORS = (1.0, 0.5, 0.25)
+_TARGET_CANDIDATES = 12.0
 _MIN_CELL_DEG = 1e-4
 # The plane at the mid-latitude (metres per degree from the radii of curvature) against
 # Karney's geodesic, for points up to 60 km apart with |mid-latitude| <= 80 degrees: relative
@@ -89,37 +91,51 @@ class _Tree:
 class _Grid:
     """Candidate parts for one buffer: a grid of cells, plus an STRtree for large boxes.
 
-    Entry e is part `part[e]` seen with lon shift `shift[e]`; its box, in the point's frame,
-    is `box[e]`. Cell `keys[k]` holds entries `start[k]:start[k + 1]`; `cells` is the same
-    mapping as Python tuples for small batches.
+    Item i is part `part[i]` seen with lon shift `shift[i]`, its box (in the point's frame)
+    `box[i]`. Cell `keys[k]` holds items `item[start[k]:start[k + 1]]`. The `*_list` fields
+    are the same per-item facts as Python values, for small batches.
     """
 
     cell: float
     rows: int
     keys: NDArray[np.int64]
     start: IntArray
+    item: IntArray
     part: IntArray
     shift: FloatArray
     box: FloatArray
-    cells: dict[int, tuple[tuple[int, float, float, float, float, float], ...]]
+    part_list: list[int]
+    shift_list: list[float]
+    box_list: list[tuple[float, float, float, float]]
     big: _Tree | None
-    big_entries: tuple[tuple[int, float, float, float, float, float], ...]
+    big_items: tuple[int, ...]
 
     def key(self, lon: float, lat: float) -> int:
         return math.floor((lon + 180.0) / self.cell) * self.rows + math.floor(
             (lat + 90.0) / self.cell
         )
 
+    def items_at(self, lon: float, lat: float) -> list[int]:
+        """Items of the cell holding one point (no box check), plus the large ones."""
+        found: list[int] = []
+        if len(self.keys):
+            k = self.key(lon, lat)
+            pos = int(self.keys.searchsorted(k))
+            if pos < len(self.keys) and int(self.keys[pos]) == k:
+                found = self.item[self.start[pos]:self.start[pos + 1]].tolist()
+        if self.big_items:
+            found += self.big_items
+        return found
+
     def candidates(self, lon: FloatArray, lat: FloatArray) -> tuple[IntArray, IntArray, FloatArray]:
         """(point, part, shift) of every pair whose box holds the point."""
         cell = self.cell
         keys = (np.floor((lon + 180.0) / cell).astype(np.int64) * self.rows
                 + np.floor((lat + 90.0) / cell).astype(np.int64))
-        pos = np.searchsorted(self.keys, keys)
-        pos = np.minimum(pos, len(self.keys) - 1) if len(self.keys) else pos
-        points: list[IntArray] = []
-        entries: list[IntArray] = []
+        point = np.empty(0, dtype=np.intp)
+        item = np.empty(0, dtype=np.intp)
         if len(self.keys):
+            pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
             found = self.keys[pos] == keys
             first = self.start[pos]
             count = np.where(found, self.start[pos + 1] - first, 0)
@@ -127,15 +143,12 @@ class _Grid:
             if total:
                 point = np.repeat(np.arange(len(lon)), count)
                 offset = np.cumsum(count) - count
-                entry = np.repeat(first - offset, count) + np.arange(total)
-                b = self.box[entry]
+                item = self.item[np.repeat(first - offset, count) + np.arange(total)]
+                b = self.box[item]
                 plon, plat = lon[point], lat[point]
                 keep = (b[:, 0] <= plon) & (plon <= b[:, 2]) & (b[:, 1] <= plat) & (plat <= b[:, 3])
-                points.append(point[keep])
-                entries.append(entry[keep])
-        point = np.concatenate(points) if points else np.empty(0, dtype=np.intp)
-        entry = np.concatenate(entries) if entries else np.empty(0, dtype=np.intp)
-        part, shift = self.part[entry], self.shift[entry]
+                point, item = point[keep], item[keep]
+        part, shift = self.part[item], self.shift[item]
         if self.big is not None:
             p, box = self.big.tree.query(shapely.points(lon, lat))
             point = np.concatenate([point, p])
@@ -170,6 +183,8 @@ class GeofenceIndex:
             (c[0], c[1], c[2]) for c in circles.tolist()]
         self._fence_of_list: list[int] = fence_of_part.tolist()
         self._edge_rows: dict[int, list[list[float]]] = {}  # per polygon part, on first use
+        self._polygon_array = np.empty(len(polygons), dtype=object)
+        self._polygon_array[:] = polygons
         # Per part: the lon/lat box, and how far beyond it the fence reaches (circles: r).
         self._bounds = np.array(
             [
@@ -269,7 +284,7 @@ class GeofenceIndex:
         poly = np.flatnonzero(~circle)
         if len(poly):
             pshift = shift[poly]
-            geoms = np.array([self._polygons[i] for i in part[poly].tolist()], dtype=object)
+            geoms = self._polygon_array[part[poly]]
             inside[poly] = shapely.intersects_xy(geoms, lon[point[poly]] + pshift,
                                                  lat[point[poly]])
             near[poly] = inside[poly]
@@ -322,7 +337,7 @@ class GeofenceIndex:
             if not (abs(x) <= 180.0 and abs(y) <= 90.0):
                 raise ValueError("lons must be in [-180, 180] and lats in [-90, 90] (finite)")
         grid = self._grid(float(buffer_m))
-        if len(grid.big_entries) > 64:
+        if len(grid.big_items) > 64:
             return None
         inside_out: list[frozenset[str]] = []
         near_out: list[frozenset[str]] = []
@@ -330,10 +345,12 @@ class GeofenceIndex:
         for x, y in zip(lon_list, lat_list, strict=True):
             found_in: list[int] = []
             found_near: list[int] = []
-            for part, shift, x0, y0, x1, y1 in (*grid.cells.get(grid.key(x, y), ()),
-                                               *grid.big_entries):
+            parts, shifts, boxes = grid.part_list, grid.shift_list, grid.box_list
+            for i in grid.items_at(x, y):
+                x0, y0, x1, y1 = boxes[i]
                 if not (x0 <= x <= x1 and y0 <= y <= y1):
                     continue
+                part, shift = parts[i], shifts[i]
                 fence = fence_of[part]
                 polygon = polygons[part]
                 if polygon is None:
@@ -411,33 +428,21 @@ class GeofenceIndex:
         box = np.concatenate(boxes).reshape(-1, 4)
         part = np.concatenate(parts).astype(np.intp)
         shift_of = np.concatenate(shifts)
-        # Cells a few times the typical fence, so most boxes touch 1 to 4 of them.
+        # Cells about the size of the typical fence box, smaller where fences are dense,
+        # so a point's cell holds a few candidates.
         extent = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
-        cell = max(float(np.median(extent)) * _CELL_FACTOR, _MIN_CELL_DEG) if len(box) else 1.0
-        rows = math.floor(180.0 / cell) + 2
-        x0 = np.floor((np.maximum(box[:, 0], -180.0) + 180.0) / cell).astype(np.int64)
-        x1 = np.floor((np.minimum(box[:, 2], 180.0) + 180.0) / cell).astype(np.int64)
-        y0 = np.floor((box[:, 1] + 90.0) / cell).astype(np.int64)
-        y1 = np.floor((box[:, 3] + 90.0) / cell).astype(np.int64)
-        nx, ny = x1 - x0 + 1, y1 - y0 + 1
-        small = (nx <= _MAX_CELLS_PER_SIDE) & (ny <= _MAX_CELLS_PER_SIDE)
-        big = np.flatnonzero(~small)
-        gridded = np.flatnonzero(small)
-        count = (nx * ny)[gridded]
-        entry_of = np.repeat(gridded, count)
-        local = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-        cx = x0[entry_of] + local // ny[entry_of]
-        cy = y0[entry_of] + local % ny[entry_of]
-        key = cx * rows + cy
-        order = np.argsort(key, kind="stable")
-        key, entry_of = key[order], entry_of[order]
-        keys, first = np.unique(key, return_index=True)
-        start = np.append(first, len(key)).astype(np.intp)
-        # The grid stores each entry once per cell it touches.
-        g_part, g_shift, g_box = part[entry_of], shift_of[entry_of], box[entry_of]
-        rows_py = list(zip(g_part.tolist(), g_shift.tolist(), *g_box.T.tolist(), strict=True))
-        starts = start.tolist()
-        cells = {k: tuple(rows_py[starts[i]:starts[i + 1]]) for i, k in enumerate(keys.tolist())}
+        median = float(np.median(extent)) if len(box) else 1.0
+        cell, layout = 0.0, None
+        for factor in _CELL_FACTORS:
+            finer = max(median * factor, _MIN_CELL_DEG)
+            candidate = _layout(box, finer)
+            if layout is not None and len(candidate[4]) > max(64, len(layout[4])):
+                break  # finer cells would send more fences to the STRtree
+            cell, layout = finer, candidate
+            if candidate[-1] <= _TARGET_CANDIDATES:
+                break
+        assert layout is not None
+        rows, keys, start, item, big, _ = layout
         big_tree = None
         if len(big):
             b = box[big]
@@ -446,10 +451,10 @@ class GeofenceIndex:
                 part=part[big], shift=shift_of[big],
             )
         grid = _Grid(
-            cell=cell, rows=rows, keys=keys, start=start, part=g_part, shift=g_shift,
-            box=g_box, cells=cells, big=big_tree,
-            big_entries=tuple(zip(part[big].tolist(), shift_of[big].tolist(),
-                                  *box[big].T.tolist(), strict=True)),
+            cell=cell, rows=rows, keys=keys, start=start, item=item, part=part,
+            shift=shift_of, box=box, part_list=part.tolist(), shift_list=shift_of.tolist(),
+            box_list=[tuple(b) for b in box.tolist()], big=big_tree,
+            big_items=tuple(big.tolist()),
         )
         if len(self._grids) >= _TREE_CACHE_SIZE:
             self._grids.clear()
@@ -537,6 +542,32 @@ class GeofenceIndex:
                 result[p] = found
         out: list[frozenset[str]] = result.tolist()
         return out
+
+
+def _layout(box: FloatArray, cell: float) -> tuple[
+        int, NDArray[np.int64], IntArray, IntArray, IntArray, float]:
+    """Boxes laid on a grid of `cell` degrees: (rows, sorted cell keys, CSR starts, items
+    per cell, boxes too large for the grid, mean items in the cell of a fence's point)."""
+    rows = math.floor(180.0 / cell) + 2
+    x0 = np.floor((np.maximum(box[:, 0], -180.0) + 180.0) / cell).astype(np.int64)
+    x1 = np.floor((np.minimum(box[:, 2], 180.0) + 180.0) / cell).astype(np.int64)
+    y0 = np.floor((box[:, 1] + 90.0) / cell).astype(np.int64)
+    y1 = np.floor((box[:, 3] + 90.0) / cell).astype(np.int64)
+    nx, ny = x1 - x0 + 1, y1 - y0 + 1
+    small = (nx <= _MAX_CELLS_PER_SIDE) & (ny <= _MAX_CELLS_PER_SIDE)
+    big = np.flatnonzero(~small)
+    gridded = np.flatnonzero(small)
+    count = (nx * ny)[gridded]
+    item = np.repeat(gridded, count)
+    local = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    key = (x0[item] + local // ny[item]) * rows + (y0[item] + local % ny[item])
+    order = np.argsort(key, kind="stable")
+    key, item = key[order], item[order]
+    keys, first, per_cell = np.unique(key, return_index=True, return_counts=True)
+    start = np.append(first, len(key)).astype(np.intp)
+    # A point in fence f's cell meets that cell's items: weight cells by their own count.
+    crowding = float((per_cell ** 2).sum() / max(per_cell.sum(), 1))
+    return rows, keys, start, item.astype(np.intp), big, crowding
 
 
 def _circle_tests(
