@@ -230,3 +230,50 @@ async def test_console_draws_geofences_and_composes_an_offer(gp: Api, tmp_path: 
         assert unlabelled == []
         await page.screenshot(path=str(shots / "console-tablet.png"))
         assert w.errors == []
+
+
+async def test_a_basket_rule_becomes_a_cross_selling_offer(gp: Api,
+                                                           tmp_path_factory: Any) -> None:
+    store = await gp.store(external_id="S-basket", name="Corner shop")
+    customers = "customer_id,first_name,language,created_at\n" + "".join(
+        f"c{i},Ann,en,2024-01-01\n" for i in range(40))
+    (await gp.as_role("marketer", "POST", "/v1/customers/import", data=customers,
+                      headers={"Content-Type": "text/csv"})).ok(200)
+    # Coffee drinkers often take a pastry; tea drinkers never do.
+    baskets = [["coffee", "pastry"]] * 12 + [["coffee"]] * 8 + [["tea"]] * 10 + [
+        ["coffee", "pastry", "juice"]] * 4
+    rows = ["transaction_id,customer_id,store_external_id,ts,amount,category,line,product"]
+    for b, items in enumerate(baskets):
+        for line, item in enumerate(items, 1):
+            rows.append(f"t{b},c{b % 40},S-basket,2026-01-0{1 + b % 9}T10:00:00Z,3.50,"
+                        f"{item},{line},{item} #1")
+    (await gp.as_role("marketer", "POST", "/v1/transactions/import",
+                      data="\n".join(rows) + "\n",
+                      headers={"Content-Type": "text/csv"})).ok(200)
+    rules = (await gp.as_role("marketer", "GET", "/v1/insights/basket?level=category")
+             ).ok(200)["rules"]
+    assert rules
+    best = rules[0]
+    marketer = await gp.key("marketer")
+    shots = artifacts_dir(tmp_path_factory.getbasetemp())
+
+    async with chromium() as browser, watched_page(browser) as w:
+        page = w.page
+        await _open_console(page, gp.base_url, marketer)
+        await page.click("#tab-btn-results")
+        button = page.locator("#r-basket button", has_text="Create a cross-selling offer")
+        await button.first.wait_for()
+        await page.screenshot(path=str(shots / "console-basket.png"), full_page=True)
+        await button.first.click()
+        await page.wait_for_selector("#offer-form:not(.hidden)")
+        assert await page.input_value("#o-bought") == ", ".join(best["antecedent"])
+        assert await page.input_value("#o-notbought") == ", ".join(best["consequent"])
+        await page.click("#o-save")
+        await page.wait_for_selector("#offer-status.ok")
+        assert w.errors == []
+
+    [offer] = (await gp.as_role("marketer", "GET", "/v1/offers")).ok(200)["items"]
+    assert offer["trigger"] == "exit" and offer["store_ids"] == [store["id"]]
+    assert offer["audience"] == {"bought_any": best["antecedent"],
+                                 "not_bought": best["consequent"]}
+    assert offer["control_pct"] == 10

@@ -43,8 +43,8 @@ async def _line(proc: subprocess.Popen[str], pattern: str, within: float) -> re.
         match = re.search(pattern, line)
         if match:
             return match
-    raise AssertionError(f"no line matching {pattern!r}; stderr: "
-                         f"{proc.stderr.read() if proc.poll() is not None and proc.stderr else ''}")
+    stderr = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+    raise AssertionError(f"no line matching {pattern!r} (exit {proc.poll()}); stderr: {stderr}")
 
 
 async def test_demo_runs_the_whole_product_for_a_minute(tmp_path: Path) -> None:

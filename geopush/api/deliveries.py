@@ -25,6 +25,7 @@ from geopush.codes import DeliveryStatus
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.runtime import RUNTIME
 from geopush.store.erasure import ERASED_DEVICE
+from geopush.timefmt import format_ts_or_none, parse_rfc3339
 
 _COLUMNS = (
     "delivery_id, offer_id, device_id, store_id, geofence_id, trigger, event_ts, status,"
@@ -80,7 +81,7 @@ _MARK_REDEEMED = _MARK.format(column="redeemed_at")
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return format_ts_or_none(value)
 
 
 def _str(value: object | None) -> str | None:
@@ -212,7 +213,8 @@ def _retry_refusal(facts: asyncpg.Record, now: datetime) -> ApiError | None:
     if facts["offer_status"] != "active":
         return _conflict("offer_paused", "the offer is paused")
     ends_at = facts["offer_ends_at"]
-    if ends_at and datetime.fromisoformat(ends_at) <= now:
+    ends = parse_rfc3339(ends_at) if ends_at else None
+    if ends is not None and ends <= now:
         return _conflict("offer_ended", "the offer has ended")
     return None
 

@@ -23,6 +23,7 @@ from geopush.insights.basket_rules import configured_params, lookback_start, min
 from geopush.insights.itemsets import TooManyItemsets
 from geopush.insights.rules import RuleParams
 from geopush.runtime import RUNTIME
+from geopush.timefmt import format_ts
 
 #: Most rules one answer lists (best lift first); `truncated` tells when more passed.
 MAX_RULES = 10_000
@@ -92,7 +93,7 @@ async def get_basket_rules(request: web.Request) -> web.Response:
     except TooManyItemsets as exc:
         raise ApiError(422, "too_many_itemsets", str(exc)) from None
     return web.json_response({
-        "baskets": n, "level": level, "since": since.isoformat(), "store_id":
+        "baskets": n, "level": level, "since": format_ts(since), "store_id":
         None if store_id is None else str(store_id), **params.as_json(),
         "rules": [r.as_json() for r in rules[:limit]], "truncated": len(rules) > limit,
     })
@@ -116,7 +117,7 @@ async def get_cross_sell(request: web.Request) -> web.Response:
     if store_id is None:
         run, rules = await stored_rules(rt.pool, limit)
         answer: dict[str, Any] = {
-            "computed_at": None if run is None else run["computed_at"].isoformat(),
+            "computed_at": None if run is None else format_ts(run["computed_at"]),
             "baskets": None if run is None else run["baskets"],
         }
     else:
@@ -127,7 +128,7 @@ async def get_cross_sell(request: web.Request) -> web.Response:
         except TooManyItemsets as exc:
             raise ApiError(422, "too_many_itemsets", str(exc)) from None
         rules = [r for r in mined if len(r.consequent) == 1][:limit]
-        answer = {"computed_at": rt.now().isoformat(), "baskets": n}
+        answer = {"computed_at": format_ts(rt.now()), "baskets": n}
     answer.update(store_id=None if store_id is None else str(store_id),
                   lookback_days=rt.config.segments.lookback_days,
                   rules=await cross_sell_audiences(rt.pool, rules, since))

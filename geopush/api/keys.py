@@ -18,6 +18,7 @@ from geopush.api.schema import RequestBody, Text
 from geopush.codes import Role
 from geopush.runtime import RUNTIME
 from geopush.store.keys import create_key, revoke_key
+from geopush.timefmt import format_ts, format_ts_or_none
 
 
 class KeyRequest(RequestBody):
@@ -31,8 +32,8 @@ def key_json(row: asyncpg.Record) -> dict[str, Any]:
         "id": str(row["id"]),
         "name": row["name"],
         "role": row["role"],
-        "created_at": row["created_at"].isoformat(),
-        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+        "created_at": format_ts(row["created_at"]),
+        "revoked_at": format_ts_or_none(row["revoked_at"]),
     }
 
 

@@ -19,6 +19,7 @@ from geopush.api.body import query_int
 from geopush.api.openapi import BY_OPS, Query, documented
 from geopush.codes import DeliveryStatus, Outcome
 from geopush.runtime import RUNTIME
+from geopush.timefmt import format_ts, format_ts_or_none
 
 DEFAULT_WINDOW_H = 24
 MAX_WINDOW_H = 30 * 24
@@ -64,7 +65,7 @@ _PINGS = "SELECT count(*) FROM pings WHERE received_at >= $1"
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return format_ts_or_none(value)
 
 
 def _ping_counts() -> dict[str, Any]:
@@ -143,9 +144,9 @@ async def summary(request: web.Request) -> web.Response:
 
     oldest = outbox["oldest"]
     body = {
-        "generated_at": now.isoformat(),
+        "generated_at": format_ts(now),
         "window_hours": hours,
-        "since": since.isoformat(),
+        "since": format_ts(since),
         "outbox": {
             "depth": outbox["depth"],
             "due": outbox["due"],

@@ -25,6 +25,7 @@ from geopush.api.auth import OPS, require_role
 from geopush.api.body import query_int
 from geopush.api.openapi import BY_OPS, Query, documented
 from geopush.runtime import RUNTIME
+from geopush.timefmt import format_ts
 
 DEFAULT_MINUTES = 60
 MAX_MINUTES = 24 * 60
@@ -102,8 +103,8 @@ async def timeseries(request: web.Request) -> web.Response:
         if 0 <= i < minutes:
             p50[i], p99[i] = _round(r["p50"]), _round(r["p99"])
     body: dict[str, Any] = {
-        "generated_at": now.isoformat(),
-        "start": start.isoformat(),
+        "generated_at": format_ts(now),
+        "start": format_ts(start),
         "step_s": 60,
         "minutes": minutes,
         "pings": _bucketed(pings, start, minutes, ("",))[""],

@@ -14,6 +14,7 @@ from uuid import UUID
 from aiohttp import web
 
 from geopush.api.body import field_error, query_int
+from geopush.timefmt import format_ts, parse_rfc3339
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -26,7 +27,10 @@ def page_params(request: web.Request) -> tuple[int, tuple[datetime, UUID] | None
         return limit, None
     try:
         created, ident = json.loads(base64.urlsafe_b64decode(raw.encode()).decode())
-        return limit, (datetime.fromisoformat(created), UUID(ident))
+        when = parse_rfc3339(created)
+        if when is None:
+            raise ValueError("not a time")
+        return limit, (when, UUID(ident))
     except (ValueError, TypeError):
         raise field_error("cursor", "is not a cursor this server gave") from None
 
@@ -36,7 +40,7 @@ def page(items: list[dict[str, Any]], rows: list[Any], limit: int, id_key: str) 
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        token = json.dumps([last["created_at"].isoformat(), str(last[id_key])])
+        token = json.dumps([format_ts(last["created_at"]), str(last[id_key])])
         next_cursor = base64.urlsafe_b64encode(token.encode()).decode()
         items = items[:limit]
     return {"items": items, "next_cursor": next_cursor}

@@ -27,7 +27,9 @@ from pydantic_core import PydanticCustomError
 
 from geopush.api.errors import ApiError, bad_request
 from geopush.config import is_timezone
-from geopush.geo.filters import parse_rfc3339  # the one RFC 3339 reader; pings use it too
+
+# The one RFC 3339 reader and writer; pings use them too.
+from geopush.timefmt import format_ts, parse_rfc3339
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
@@ -141,7 +143,7 @@ def _time(value: Any) -> datetime:
 
 
 def _time_text(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+    return format_ts(value)
 
 
 Time = Annotated[datetime, PlainValidator(_time),

@@ -18,6 +18,7 @@ from geopush.places.stores import COLUMNS as _COLUMNS
 from geopush.places.stores import create_store, parse_store, update_store
 from geopush.places.stores import delete_store as remove_store
 from geopush.runtime import RUNTIME
+from geopush.timefmt import format_ts
 
 
 class Location(RequestBody):
@@ -63,8 +64,8 @@ def store_json(row: asyncpg.Record) -> dict[str, Any]:
         "location": {"lat": row["lat"], "lon": row["lon"]},
         "opening_hours": row["opening_hours"],
         "categories": list(row["categories"]),
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "created_at": format_ts(row["created_at"]),
+        "updated_at": format_ts(row["updated_at"]),
     }
 
 

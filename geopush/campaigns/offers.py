@@ -1,8 +1,9 @@
 """Offers and stores as plain values, and the validation of what marketers send (SPEC 4, 7).
 
-Everything here is pure: the API hands a parsed JSON body to `parse_offer_fields` (or
-`parse_opening_hours`) and gets typed values back, or an `OfferError` naming the field, which
-it turns into a 400/422. The same values, fetched from the database, feed `decide`.
+Everything here is pure: the API hands a parsed JSON body to `parse_offer_fields` and gets
+typed values back, or an `OfferError` naming the field, which it turns into a 400/422.
+The same values, fetched from the database, feed `decide`. (A store's opening hours are
+checked in `campaigns.opening_hours`.)
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from typing import Any
 from urllib.parse import urlsplit
 
+from geopush.campaigns.errors import OfferError
+from geopush.campaigns.opening_hours import parse_hhmm
 from geopush.codes import OfferStatus, Segment, Trigger
+from geopush.timefmt import format_ts, parse_rfc3339
 
 #: Defaults of SPEC section 4.
 DEFAULT_COOLDOWN_S = 86_400
@@ -34,25 +38,9 @@ _MAX_CATEGORY_CHARS = 100
 _MAX_DEEPLINK_CHARS = 2_048
 _MAX_NAME_CHARS = 200
 
-WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 #: BCP 47-ish: a 2–8 letter language, then subtags; `_` is accepted like `-` (Android style).
 _LOCALE = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-class OfferError(ValueError):
-    """A field of an offer (or of a store's opening hours) is invalid.
-
-    `field` is a dotted path into the request body (`message.translations.fr.title`,
-    `opening_hours.mon[0]`) so the API can put it in the error's `details`.
-    """
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -140,6 +128,9 @@ class Offer:
     deeplink: str | None = None
     status: OfferStatus = OfferStatus.ACTIVE
     name: str | None = None
+    # Loyalty levels (SPEC 11) the offer is for; empty is everyone. Names are checked
+    # against `[loyalty] levels` by the API, which knows the configuration.
+    levels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -164,88 +155,6 @@ def in_time_window(local: time, start: time, end: time) -> bool:
     if start > end:
         return local >= start or local < end
     return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Opening hours
-
-
-def parse_opening_hours(obj: object, field_name: str = "opening_hours") -> dict[str, Any] | None:
-    """Validate a store's `opening_hours` and return its normalized JSON form.
-
-    `{"mon": [["08:00", "21:00"]], ...}`: a day left out or given `[]` is closed that day; an
-    interval whose end ≤ start runs past midnight into the next day (`["22:00", "02:00"]`,
-    and `["00:00", "00:00"]` is 24 hours); `"24:00"` is allowed as an end. `null` means
-    unknown hours (never closed); `{}` is refused, since "closed every day" is surely a mistake.
-    """
-    if obj is None:
-        return None
-    if not isinstance(obj, dict):
-        raise OfferError(field_name, "must be an object with days mon..sun, or null")
-    if not obj:
-        raise OfferError(field_name, "has no days; use null when the hours are unknown")
-    result: dict[str, Any] = {}
-    for day, intervals in obj.items():
-        path = f"{field_name}.{day}"
-        if day not in WEEKDAYS:
-            raise OfferError(path, f"unknown day; use {', '.join(WEEKDAYS)}")
-        if not isinstance(intervals, list):
-            raise OfferError(path, 'must be a list of ["HH:MM", "HH:MM"] intervals')
-        normalized: list[list[str]] = []
-        for i, interval in enumerate(intervals):
-            ipath = f"{path}[{i}]"
-            if not (isinstance(interval, list | tuple) and len(interval) == 2):
-                raise OfferError(ipath, 'must be ["HH:MM", "HH:MM"]')
-            start, end = interval
-            _parse_hhmm(start, f"{ipath}[0]", allow_24=False)
-            _parse_hhmm(end, f"{ipath}[1]", allow_24=True)
-            normalized.append([start, end])
-        result[day] = normalized
-    return {day: result[day] for day in WEEKDAYS if day in result}
-
-
-def opening_intervals(hours: Mapping[str, Any]) -> list[list[tuple[int, int]]]:
-    """Per weekday (Monday = 0), `(start_min, end_min)` with end > start; > 1440 wraps."""
-    week: list[list[tuple[int, int]]] = [[] for _ in WEEKDAYS]
-    for index, day in enumerate(WEEKDAYS):
-        for start_s, end_s in hours.get(day) or ():
-            start = _minutes(start_s)
-            end = _minutes(end_s)
-            if end <= start:
-                end += 1440
-            week[index].append((start, end))
-    return week
-
-
-def is_open(hours: Mapping[str, Any], local: datetime) -> bool:
-    """Whether a store with these (validated) hours is open at this store-local wall time.
-
-    Wall-clock semantics: on a DST day a store open 08:00–21:00 opens at 08:00 local time,
-    whatever the UTC offset. An interval from the previous day that runs past midnight counts.
-    """
-    week = opening_intervals(hours)
-    minute = local.hour * 60 + local.minute + (local.second + local.microsecond / 1e6) / 60
-    today = local.weekday()
-    if any(start <= minute < end for start, end in week[today]):
-        return True
-    yesterday = (today - 1) % 7
-    return any(minute + 1440 < end for _start, end in week[yesterday])
-
-
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
-
-
-def _parse_hhmm(value: object, path: str, *, allow_24: bool) -> time:
-    """`HH:MM` (two digits each) to a time; `24:00` becomes 00:00 where allowed as an end."""
-    if allow_24 and value == "24:00":
-        return time(0, 0)
-    if not isinstance(value, str) or not _HHMM.fullmatch(value):
-        expected = "00:00..24:00" if allow_24 else "00:00..23:59"
-        raise OfferError(path, f'must be a time "HH:MM" ({expected})')
-    hours, minutes = value.split(":")
-    return time(int(hours), int(minutes))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,7 +266,7 @@ def parse_offer_fields(obj: object, partial: bool) -> dict[str, Any]:
         if name not in result:
             raise OfferError(name, "is required")
     full = {**_defaults(), **result}
-    _check_targets(full["geofence_ids"], full["store_ids"])
+    _check_targets(full["geofence_ids"], full["store_ids"], full["trigger"])
     _check_schedule(full["starts_at"], full["ends_at"])
     _check_recommended(full["audience"], full["category"])
     return full
@@ -365,7 +274,7 @@ def parse_offer_fields(obj: object, partial: bool) -> dict[str, Any]:
 
 def validate_offer(offer: Offer) -> None:
     """The cross-field rules, for an offer built by merging a PATCH into the stored one."""
-    _check_targets(offer.geofence_ids, offer.store_ids)
+    _check_targets(offer.geofence_ids, offer.store_ids, offer.trigger)
     _check_schedule(offer.starts_at, offer.ends_at)
     _check_recommended(offer.audience, offer.category)
 
@@ -396,6 +305,7 @@ def offer_to_json(offer: Offer) -> dict[str, Any]:
         "deeplink": offer.deeplink,
         "status": str(offer.status),
         "created_at": _iso(offer.created_at),
+        "levels": list(offer.levels),
     }
 
 
@@ -418,7 +328,10 @@ def _defaults() -> dict[str, Any]:
     }
 
 
-def _check_targets(geofence_ids: tuple[str, ...], store_ids: tuple[str, ...]) -> None:
+def _check_targets(geofence_ids: tuple[str, ...], store_ids: tuple[str, ...],
+                   trigger: Trigger | None = None) -> None:
+    if trigger == Trigger.REWARD:
+        return  # a reward offer answers the challenge naming it, wherever that happened
     if not geofence_ids and not store_ids:
         raise OfferError("geofence_ids", "an offer needs at least one geofence_ids or store_ids")
 
@@ -444,14 +357,14 @@ def _reject_unknown(obj: Mapping[str, Any], allowed: Iterable[str], prefix: str 
 
 def _parse_trigger(value: object, path: str) -> Trigger:
     try:
-        return Trigger(value)
+        return Trigger(str(value))
     except ValueError:
         raise OfferError(path, f"must be one of {', '.join(t.value for t in Trigger)}") from None
 
 
 def _parse_status(value: object, path: str) -> OfferStatus:
     try:
-        return OfferStatus(value)
+        return OfferStatus(str(value))
     except ValueError:
         choices = ", ".join(s.value for s in OfferStatus)
         raise OfferError(path, f"must be one of {choices}") from None
@@ -534,15 +447,11 @@ def _parse_datetime(value: object, path: str) -> datetime | None:
     because nobody could tell which zone the marketer meant."""
     if value is None:
         return None
-    if not isinstance(value, str) or "T" not in value.upper():
-        raise OfferError(path, "must be an RFC 3339 date-time such as 2025-05-01T09:00:00Z")
-    try:
-        parsed = datetime.fromisoformat(value.upper())
-    except ValueError:
-        raise OfferError(path, "must be an RFC 3339 date-time") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise OfferError(path, "needs a time zone offset (Z or ±HH:MM)")
-    return parsed.astimezone(UTC)
+    parsed = parse_rfc3339(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise OfferError(path, "must be an RFC 3339 date-time with an offset (Z or ±HH:MM),"
+                               " such as 2025-05-01T09:00:00Z, in the years 1 to 9998")
+    return parsed
 
 
 def _parse_daily_window(value: object, path: str) -> DailyWindow | None:
@@ -551,8 +460,8 @@ def _parse_daily_window(value: object, path: str) -> DailyWindow | None:
     if not isinstance(value, dict):
         raise OfferError(path, 'must be {"start": "HH:MM", "end": "HH:MM"} or null')
     _reject_unknown(value, {"start", "end"}, path)
-    start = _parse_hhmm(value.get("start"), f"{path}.start", allow_24=False)
-    end = _parse_hhmm(value.get("end"), f"{path}.end", allow_24=True)
+    start = parse_hhmm(value.get("start"), f"{path}.start", allow_24=False)
+    end = parse_hhmm(value.get("end"), f"{path}.end", allow_24=True)
     if start == end:
         raise OfferError(path, "start and end are the same; use null for the whole day")
     return DailyWindow(start=start, end=end)
@@ -631,13 +540,14 @@ _FIELD_PARSERS: dict[str, Any] = {
     "deeplink": _parse_deeplink,
     "status": _parse_status,
     "name": _parse_name,
+    "levels": _parse_ids,
 }
 
 
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return format_ts(value)
 
 
 def _end_hhmm(value: time) -> str:

@@ -6,11 +6,10 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from operator import itemgetter
 
+from geopush.timefmt import parse_rfc3339
+
 MAX_ID_LEN = 200
 MAX_TEXT_LEN = 500
-
-_parse_iso = datetime.fromisoformat
-
 
 def show(value: str) -> str:
     """A field as quoted in an error message (long ones cut)."""
@@ -19,12 +18,11 @@ def show(value: str) -> str:
 
 def rfc3339(value: str, name: str) -> datetime | str:
     """An aware time, or the reason it is not one."""
-    try:
-        parsed = _parse_iso(value)
-    except ValueError:
-        return f"{name}: not an RFC 3339 time: {show(value)}"
-    if parsed.tzinfo is None:
-        return f"{name}: needs a time zone offset (e.g. Z or +02:00): {show(value)}"
+    parsed = parse_rfc3339(value)
+    if parsed is None:
+        return (f"{name}: not an RFC 3339 time with a time zone offset"
+                f" (e.g. Z or +02:00):"
+                f" {show(value)}")
     return parsed
 
 

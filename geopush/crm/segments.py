@@ -30,6 +30,7 @@ import numpy as np
 
 from geopush.campaigns.segments import FRAT_SEGMENTS, SegmentRules, segment_columns
 from geopush.config import Config
+from geopush.timefmt import format_ts
 
 #: Advisory lock serializing recomputes (exclusive) against customer upserts (shared).
 SEGMENTS_LOCK = 0x6765_7367  # "gesg"
@@ -148,7 +149,7 @@ async def recompute_segments(pool: asyncpg.Pool, config: Config, now: datetime
             counts = {str(s): tally[i] for i, s in enumerate(FRAT_SEGMENTS)}
         await conn.execute(_RECORD_RUN, now, counts)
     total = sum(counts.values())
-    return {"segments": counts, "computed_at": now.isoformat(), "customers": total}
+    return {"segments": counts, "computed_at": format_ts(now), "customers": total}
 
 
 async def segment_summary(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, Any]:
@@ -162,5 +163,5 @@ async def segment_summary(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, 
         if row["segment"] in counts:
             counts[row["segment"]] = row["n"]
     last = await conn.fetchval(_LAST_RUN)
-    return {"segments": counts, "computed_at": last.isoformat() if last else None,
+    return {"segments": counts, "computed_at": format_ts(last) if last else None,
             "customers": sum(counts.values())}

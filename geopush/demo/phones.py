@@ -26,6 +26,7 @@ from typing import Any
 
 from geopush.demo.traces import Trip, distance_m
 from geopush.demo.world import Client, Phone, World
+from geopush.timefmt import format_ts
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Activity:
 
 
 def _iso(ts: datetime) -> str:
-    return ts.isoformat().replace("+00:00", "Z")
+    return format_ts(ts)
 
 
 class Replay:

@@ -127,23 +127,17 @@ async def _get(session: aiohttp.ClientSession, url: str, key: str | None = None)
 
 async def _loyalty(session: aiohttp.ClientSession, base: str, world: World,
                    app: web.Application) -> dict[str, Any] | None:
-    """Points and badges of the phones, once this geopush has the loyalty API."""
+    """The loyalty program's totals, once this geopush has the loyalty API."""
     routes = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
-    if "/v1/devices/me/loyalty" not in routes:
+    if "/v1/loyalty/summary" not in routes:
         return None
-    points = badges = 0
-    levels: dict[str, int] = {}
-    for phone in world.phones:
-        body = await _get(session, f"{base}/v1/devices/me/loyalty", phone.token)
-        if not body:
-            continue
-        points += int(body.get("lifetime_points", body.get("points", 0)) or 0)
-        badges += len(body.get("badges") or [])
-        level = str(body.get("level") or "")
-        if level:
-            levels[level] = levels.get(level, 0) + 1
-    out: dict[str, Any] = {"points_earned": f"{points:,}", "badges": badges}
-    out.update({f"level_{k}": v for k, v in sorted(levels.items())})
+    body = await _get(session, f"{base}/v1/loyalty/summary", world.keys["marketer"])
+    if not body:
+        return None
+    out: dict[str, Any] = {"points": f"{int(body.get('earned') or 0):,}",
+                           "check-ins": body.get("checkins", 0),
+                           "badges": sum((body.get("badges") or {}).values())}
+    out.update({k: v for k, v in (body.get("members_by_level") or {}).items() if v})
     return out
 
 

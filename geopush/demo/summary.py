@@ -127,7 +127,7 @@ def loyalty_panel(s: Snapshot) -> list[str]:
     loyalty = s.extra.get("loyalty")
     if not loyalty:
         return []
-    return ["loyalty    " + "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in loyalty.items())]
+    return ["loyalty    " + "  ".join(f"{k} {v}" for k, v in loyalty.items())]
 
 
 Panel = Callable[[Snapshot], list[str]]

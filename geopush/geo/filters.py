@@ -12,13 +12,13 @@ pings are accepted (`out_of_order`, `implausible_speed`). A rejected ping change
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from geopush.codes import PingRejection
 from geopush.geo.earth import distance_m
+from geopush.timefmt import parse_rfc3339
 
 
 @dataclass(frozen=True)
@@ -136,48 +136,6 @@ def parse_ping(index: int, item: object) -> Ping | None:
         speed_mps=speed if speed is not None and speed >= 0.0 else None,
         mocked=bool(mocked),
     )
-
-
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
-    re.ASCII,
-)
-
-
-MIN_YEAR, MAX_YEAR = 1, 9998
-
-
-def parse_rfc3339(text: str) -> datetime | None:
-    """An RFC 3339 date-time as an aware UTC datetime, or None.
-
-    Stricter than `datetime.fromisoformat`, which takes ISO 8601 forms RFC 3339 does not
-    (dates alone, basic format, no offset): a time without an offset is ambiguous, so it is
-    refused. Fractions beyond microseconds are truncated; a leap second (:60) is read as the
-    next second, as POSIX clocks do; `-00:00` ("offset unknown") is read as UTC.
-    """
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
-    micro = int((match[7] or "0")[:6].ljust(6, "0"))
-    offset = timedelta(0)
-    if match[9] is not None:
-        off_h, off_m = int(match[10]), int(match[11])
-        if off_h > 23 or off_m > 59:
-            return None
-        offset = timedelta(hours=off_h, minutes=off_m) * (-1 if match[9] == "-" else 1)
-    leap = second == 60
-    try:
-        ts = datetime(
-            year, month, day, hour, minute, 59 if leap else second, micro, timezone(offset)
-        )
-        ts = ts.astimezone(UTC) + timedelta(seconds=1 if leap else 0)
-    except (ValueError, OverflowError):
-        return None
-    # Years 1 to 9998 only (SPEC section 10): a day or a time zone added to any accepted
-    # time must not overflow.
-    return ts if MIN_YEAR <= ts.year <= MAX_YEAR else None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import asyncpg
 
 from geopush.campaigns.segments import FRAT_SEGMENTS
 from geopush.insights.rules import Rule
+from geopush.timefmt import format_ts
 
 # Rules come in as a jsonb list (antecedents differ in length: no rectangular text[][]).
 _CROSS_SELL_AUDIENCES = """
@@ -144,7 +145,7 @@ async def upsell(pool: asyncpg.Pool, since: datetime, store_id: UUID | None
         for r in await conn.fetch(_UPSELL_CATEGORIES, since, store_id):
             categories.setdefault(r["category"], {})[r["segment"]] = _figures(r)
     return {
-        "since": since.isoformat(),
+        "since": format_ts(since),
         "segments": overall,
         "good_to_best": _gap(overall),
         "categories": [{"category": name, "segments": per, "good_to_best": _gap(per)}

@@ -20,6 +20,7 @@ import asyncpg
 from geopush.config import Config
 from geopush.insights.basket_data import load_baskets
 from geopush.insights.rules import Rule, RuleParams, mine_rules
+from geopush.timefmt import format_ts
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ async def recompute_rules(pool: asyncpg.Pool, config: Config, now: datetime,
                                         timeout=HEAVY_STATEMENT_S)
         seconds = time.monotonic() - started
         await conn.execute(_RECORD_RUN, now, n, len(rules), params.as_json(), seconds)
-    summary = {"computed_at": now.isoformat(), "baskets": n, "rules": len(rules),
+    summary = {"computed_at": format_ts(now), "baskets": n, "rules": len(rules),
                "customers_with_recommendations": customers, "seconds": round(seconds, 3),
                "load_s": round(loaded - started, 3), "mine_s": round(mined - loaded, 3),
                "write_s": round(seconds - (mined - started), 3)}

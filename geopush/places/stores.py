@@ -14,7 +14,8 @@ from uuid import UUID
 
 import asyncpg
 
-from geopush.campaigns.offers import OfferError, parse_opening_hours
+from geopush.campaigns.errors import OfferError
+from geopush.campaigns.opening_hours import parse_opening_hours
 from geopush.config import is_timezone
 from geopush.errors import Conflict
 from geopush.store.geofence_index import notify_changed

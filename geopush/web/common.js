@@ -95,7 +95,7 @@ window.GP = (() => {
     const plot = new uPlot({
       width, height: opts.height || 170,
       scales: { x: { time: opts.time !== false } },
-      axes: [{}, { size: 46, values: opts.yFormat
+      axes: [{}, { size: 58, values: opts.yFormat
         ? (u, vals) => vals.map(opts.yFormat) : undefined }],
       series: [{}, ...series.map((s, i) => ({
         label: s.label, stroke: s.color || PALETTE[i % PALETTE.length], width: 2,

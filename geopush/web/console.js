@@ -568,6 +568,7 @@
   });
 
   // ------------------------------------------------------------------ results
+  // Offers target loyalty levels once this server runs the loyalty program.
   const levelsSupported = () => hasRoute("GET", "/v1/devices/me/loyalty");
   function funnelRows(st) {
     const steps = [["triggered", st.triggered], ["control", st.control], ["queued", st.queued],
@@ -679,29 +680,37 @@
   }
   async function loyaltyResults() {
     const box = $("r-loyalty");
-    if (!hasRoute("GET", "/v1/challenges")) {
+    const hasSummary = hasRoute("GET", "/v1/loyalty/summary");
+    if (!hasSummary && !hasRoute("GET", "/v1/challenges")) {
       box.replaceChildren(el("div", { class: "na" }, "Loyalty is not available on this server."));
       return;
     }
     const parts = [];
-    if (hasRoute("GET", "/v1/loyalty/summary")) {
-      const s = await call("GET", "/v1/loyalty/summary");
-      if (s.status === 200) {
-        parts.push(table(["figure", "value"], Object.entries(s.body)
-          .filter(([, v]) => typeof v === "number").map(([k, v]) => [k.replace(/_/g, " "), num(v)]),
-          [1]));
-        if (s.body.badges && typeof s.body.badges === "object") {
-          parts.push(el("h3", {}, "Badges"), table(["badge", "earned"],
-            Object.entries(s.body.badges).map(([k, v]) => [k, num(v)]), [1]));
-        }
+    let challenges = null;
+    if (hasSummary) {
+      const r = await call("GET", "/v1/loyalty/summary?days=30");
+      if (r.status === 200) {
+        const s = r.body;
+        parts.push(el("div", { class: "cards" },
+          ...[["Points earned", s.earned], ["Points redeemed", s.redeemed],
+              ["Check-ins", s.checkins]].map(([label, v]) => el("div", { class: "card" },
+            el("div", { class: "label" }, label), el("div", { class: "value" }, num(v)))),
+        ), el("p", { class: "muted small-text" }, `last ${s.days} days`));
+        parts.push(el("h3", {}, "Members by level"), table(["level", "members"],
+          Object.entries(s.members_by_level || {}).map(([k, v]) => [k, num(v)]), [1]));
+        parts.push(el("h3", {}, "Badges earned"), table(["badge", "earned"],
+          Object.entries(s.badges || {}).map(([k, v]) => [k.replace(/_/g, " "), num(v)]), [1]));
+        challenges = s.challenges || null;
       }
     }
-    const r = await call("GET", "/v1/challenges");
-    const items = r.status === 200 ? (r.body.items || []) : [];
-    parts.push(el("h3", {}, "Challenges"), table(["name", "kind", "target", "reward", "ends"],
-      items.map((c) => [c.name, c.kind, num(c.target), num(c.reward_points),
-                        c.ends_at ? new Date(c.ends_at).toLocaleDateString() : "–"]),
-      [2, 3]));
+    if (challenges === null && hasRoute("GET", "/v1/challenges")) {
+      const r = await call("GET", "/v1/challenges");
+      challenges = r.status === 200 ? (r.body.items || []) : [];
+    }
+    parts.push(el("h3", {}, "Challenges"), table(["name", "kind", "target", "completed", "ends"],
+      (challenges || []).map((c) => [c.name, c.kind, num(c.target),
+        c.completed === undefined ? "–" : num(c.completed),
+        c.ends_at ? new Date(c.ends_at).toLocaleDateString() : "–"]), [2, 3]));
     box.replaceChildren(...parts);
   }
 
