@@ -51,9 +51,10 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
         app.add_routes(module.routes())
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        url = database_url or await asyncio.get_running_loop().run_in_executor(
-            None, resolve_database_url, config
-        )
+        url = database_url
+        if url is None:
+            url = await asyncio.get_running_loop().run_in_executor(
+                None, resolve_database_url, config)
         pool = await create_pool(url, config.database.pool_size)
         async with pool.acquire() as conn:
             await migrate(conn)

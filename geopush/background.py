@@ -21,12 +21,15 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from geopush.config import Config
 from geopush.store.database import create_pool
+
+if TYPE_CHECKING:
+    from geopush.delivery.sender import Sender
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class Background:
         self._thread = threading.Thread(target=self._main, name="geopush-background",
                                         daemon=True)
         self._started = threading.Event()
-        self.sender = None
+        self.sender: Sender | None = None
 
     def start(self) -> None:
         self._thread.start()

@@ -96,7 +96,7 @@ def verify_customer_proof(proof: str | None, customer_id: str, keys: CustomerLin
             f"customer_proof algorithm {str(algorithm)[:20]!r} is not accepted here"
             " (HS256 with the link secret, RS256 or ES256 with the link public key)")
     key, alg = verifier
-    options: dict[str, Any] = {"require": ["exp", "sub"]}
+    options: Any = {"require": ["exp", "sub"]}  # jwt.types.Options
     try:
         claims = jwt.decode(proof, key, algorithms=[alg], options=options,
                             leeway=CLOCK_SKEW_S)

@@ -102,7 +102,8 @@ async def list_geofences(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     await require_role(request, *STATS)
     limit, cursor = page_params(request)
-    conditions, args = [], [limit + 1]
+    conditions: list[str] = []
+    args: list[Any] = [limit + 1]
     if cursor:
         args += list(cursor)
         conditions.append(f"(created_at, geofence_id) > (${len(args) - 1}, ${len(args)})")
@@ -141,7 +142,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
     gid = path_id(request, "geofence_id", "geofence")
     body = (await read_model(request, GeofencePatch)).given()
     rt = request.app[RUNTIME]
-    fields = {k: body[k] for k in ("name", "dwell_s", "enabled") if k in body}
+    fields: dict[str, Any] = {k: body[k] for k in ("name", "dwell_s", "enabled") if k in body}
     if "geometry" in body:
         fields["geometry"], fields["area_m2"] = checked_geometry(body["geometry"])
     async with rt.pool.acquire() as conn, conn.transaction():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import asyncpg
@@ -68,7 +68,10 @@ class DailyWindowBody(RequestBody):
     end: Text(5)  # type: ignore[valid-type]
 
 
-Ids = list[Name(200)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    Ids = list[str]
+else:
+    Ids = list[Name(200)]
 
 
 class OfferCreate(RequestBody):
@@ -179,7 +182,7 @@ async def post_offer(request: web.Request) -> web.Response:
 async def list_offers(request: web.Request) -> web.Response:
     await require_role(request, *STATS)
     limit, cursor = page_params(request)
-    conditions, args = ["deleted_at IS NULL"], [limit + 1]
+    conditions, args = ["deleted_at IS NULL"], list[Any]([limit + 1])
     if cursor:
         args += list(cursor)
         conditions.append(f"(created_at, offer_id) > (${len(args) - 1}, ${len(args)})")

@@ -350,14 +350,14 @@ def _reject_unknown(obj: Mapping[str, Any], allowed: Iterable[str], prefix: str 
 
 def _parse_trigger(value: object, path: str) -> Trigger:
     try:
-        return Trigger(value)
+        return Trigger(str(value))
     except ValueError:
         raise OfferError(path, f"must be one of {', '.join(t.value for t in Trigger)}") from None
 
 
 def _parse_status(value: object, path: str) -> OfferStatus:
     try:
-        return OfferStatus(value)
+        return OfferStatus(str(value))
     except ValueError:
         choices = ", ".join(s.value for s in OfferStatus)
         raise OfferError(path, f"must be one of {choices}") from None

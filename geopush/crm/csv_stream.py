@@ -25,7 +25,7 @@ import contextlib
 import csv
 import io
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,7 +259,7 @@ async def import_csv(conn: asyncpg.Connection, kind: CsvKind,
     return result
 
 
-async def file_chunks(path: Path, progress: Any = None) -> AsyncIterator[bytes]:
+async def file_chunks(path: Path, progress: Any = None) -> AsyncGenerator[bytes, None]:
     """The file's bytes in chunks, read off the event loop, advancing a progress bar."""
     handle = await asyncio.to_thread(path.open, "rb")
     try:

@@ -142,8 +142,8 @@ class FcmTransport:
         request = httpx.Request("POST", self._url)
         response = httpx.Response(status, headers=list(headers.items()), content=content,
                                   request=request)
-        error = httpx.HTTPStatusError(f"HTTP {status}", request=request, response=response)
-        return messaging.SendResponse(None, self._fcm_error(error))
+        refused = httpx.HTTPStatusError(f"HTTP {status}", request=request, response=response)
+        return messaging.SendResponse(None, self._fcm_error(refused))
 
 
 def _as_httpx(error: aiohttp.ClientError) -> httpx.TransportError:

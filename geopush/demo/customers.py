@@ -54,7 +54,7 @@ def _history(rng: random.Random, segment: str, now: datetime) -> list[tuple[date
     if segment == "best":  # often, big baskets, coffee and pastry
         buys = [(days_ago(1, 300), rng.uniform(25, 60)) for _ in range(rng.randint(22, 30))]
         buys.append((days_ago(40, 60), 30.0))  # a customer since before this month
-        cats = ("coffee", "pastry", "beans", "coffee")
+        cats: tuple[str, ...] = ("coffee", "pastry", "beans", "coffee")
     elif segment == "good":  # now and then, coffee and sandwiches
         buys = [(days_ago(2, 50), rng.uniform(4, 9)) for _ in range(rng.randint(2, 4))]
         buys.append((days_ago(35, 50), 5.0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -25,7 +26,9 @@ log = logging.getLogger(__name__)
 
 
 @web.middleware
-async def _internal_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def _internal_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """A bug in the emulator answers like FCM's INTERNAL, so the SDK still parses it."""
     try:
         return await handler(request)

@@ -37,7 +37,7 @@ def distances_m(
     a = [np.ascontiguousarray(v, dtype=np.float64) for v in (lon1, lat1, lon2, lat2)]
     if a[0].size == 0:
         return np.empty(0, dtype=np.float64)
-    return np.asarray(WGS84.inv(*a)[2], dtype=np.float64)
+    return np.asarray(WGS84.inv(a[0], a[1], a[2], a[3])[2], dtype=np.float64)
 
 
 def metres_per_degree(lat: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 import shapely
@@ -341,12 +341,12 @@ def _coordinate(value: int | float) -> float:
         return math.inf
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     # bool is an int in Python, but `true` is not a coordinate.
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_array(value: object) -> bool:
+def _is_array(value: object) -> TypeGuard[list[Any] | tuple[Any, ...]]:
     return isinstance(value, list | tuple)
 
 

@@ -453,7 +453,7 @@ class GeofenceIndex:
         grid = _Grid(
             cell=cell, rows=rows, keys=keys, start=start, item=item, part=part,
             shift=shift_of, box=box, part_list=part.tolist(), shift_list=shift_of.tolist(),
-            box_list=[tuple(b) for b in box.tolist()], big=big_tree,
+            box_list=[(b[0], b[1], b[2], b[3]) for b in box.tolist()], big=big_tree,
             big_items=tuple(big.tolist()),
         )
         if len(self._grids) >= _TREE_CACHE_SIZE:

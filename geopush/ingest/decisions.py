@@ -162,7 +162,7 @@ async def decide_events(
     """Decide every event of one device's batch; the device row is already locked."""
     summary = DecisionSummary()
     device_id = device["device_id"]
-    exits = {}
+    exits: dict[str, datetime] = {}
     for e in events:
         if e.type is EventType.EXIT:
             exits[e.geofence_id] = max(e.ts, exits.get(e.geofence_id, e.ts))
@@ -213,7 +213,7 @@ async def _decide_with_offers(
         counters |= {str(r["offer_id"]): r["sends"] for r in await conn.fetch(_SENDS, capped)}
     stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES, store_ids)}
 
-    segment, first_name, bought = Segment.UNKNOWN, None, frozenset()
+    segment, first_name, bought = Segment.UNKNOWN, None, frozenset[str]()
     recommended: tuple[str, ...] = ()
     if customer_id is not None:
         row = await conn.fetchrow(_CUSTOMER, customer_id, now, config.segments.lookback_days)
