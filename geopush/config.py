@@ -117,6 +117,9 @@ class InsightsConfig(_Section):
     max_len: int = Field(3, ge=2, le=6)
     # How many rules (single consequent, best lift first) GET /v1/insights/cross-sell shows.
     cross_sell_rules: int = Field(10, ge=1, le=100)
+    # A mining run stops (422 for a query) past this many frequent itemsets: thresholds so
+    # loose would hold a child process for hours.
+    max_itemsets: int = Field(2_000_000, ge=1)
 
 
 class FcmConfig(_Section):
