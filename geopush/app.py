@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -21,12 +22,16 @@ from geopush.store.migrations import migrate
 
 log = logging.getLogger(__name__)
 
+MAX_HEADER_FIELD_BYTES = 64 * 1024
+
 
 def _route_modules() -> list:
     from geopush.api import (
+        challenges,
         crm,
         deliveries,
         insights,
+        loyalty,
         offer_daily,
         offer_stats,
         ops,
@@ -39,13 +44,31 @@ def _route_modules() -> list:
             deliveries, ops,
             pages, ops_timeseries, offer_daily,
             insights,
-            reference]
+            reference,
+            loyalty, challenges]
+
+
+def _freeze_startup_objects() -> None:
+    """Keep what start-up built out of the garbage collector's full passes.
+
+    Modules, the index, the SDKs: hundreds of thousands of objects that live as long as
+    the process. A full collection walks them all, holding the GIL for a tenth of a second
+    or more, and a large import allocates enough to trigger several: every request waited
+    meanwhile. Frozen (`gc.freeze`), they are skipped, and a full pass walks only what was
+    allocated since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(config: Config, *, database_url: str | None = None) -> web.Application:
     """The aiohttp application; database, index and background work start with it."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes
+        middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes,
+        # aiohttp refuses a header field over 8 KiB itself, with a plain-text 400 the
+        # error middleware never sees; up to this size it reaches the handlers, so an
+        # oversized Authorization header gets the JSON 401 like any other bad key.
+        handler_args={"max_field_size": MAX_HEADER_FIELD_BYTES},
     )
     for module in _route_modules():
         app.add_routes(module.routes())
@@ -55,10 +78,11 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
         if url is None:
             url = await asyncio.get_running_loop().run_in_executor(
                 None, resolve_database_url, config)
-        pool = await create_pool(url, config.database.pool_size)
+        pool = await create_pool(url, config.database.pool_size,
+                                 acquire_timeout=config.database.acquire_timeout_s)
         async with pool.acquire() as conn:
             await migrate(conn)
-        fences = LiveGeofenceIndex()
+        fences = LiveGeofenceIndex(buffer_m=config.geo.exit_buffer_m)
         await fences.reload(pool)
         bootstrap = config.auth.bootstrap_admin_key
         rt = Runtime(config=config, pool=pool, fences=fences,
@@ -80,6 +104,7 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
 
         background = Background(config, url, rt.miner)
         background.start()
+        _freeze_startup_objects()
         try:
             yield
         finally:

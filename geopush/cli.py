@@ -231,13 +231,11 @@ async def _run_import(pool: Any, config: Config, kind: str, path: Path) -> dict[
     with tqdm(total=size, unit="B", unit_scale=True, desc=f"import {kind}",
               disable=None) as progress:
         try:
-            if kind == "geofences":
-                data = await asyncio.to_thread(path.read_bytes)
-                progress.update(len(data))
-                return await import_geofences_file(pool, config, data)
-            if kind not in CSV_KINDS:
+            if kind != "geofences" and kind not in CSV_KINDS:
                 raise ImportFailed(f"unknown import kind {kind!r}")
             async with contextlib.aclosing(file_chunks(path, progress)) as chunks:
+                if kind == "geofences":
+                    return await import_geofences_file(pool, config, chunks)
                 return await import_stream(pool, config, kind, chunks)
         except ImportFailed as exc:
             raise click.ClickException(f"{path}: {exc}; nothing was imported") from None

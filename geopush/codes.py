@@ -34,6 +34,8 @@ class Trigger(StrEnum):
     ENTER = "enter"
     DWELL = "dwell"
     EXIT = "exit"
+    # Not a visit: a completed loyalty challenge (SPEC section 11) fires its offer.
+    REWARD = "reward"
 
 
 class OfferStatus(StrEnum):
@@ -55,6 +57,7 @@ class SuppressionReason(StrEnum):
     OUTSIDE_SCHEDULE = "outside_schedule"
     STORE_CLOSED = "store_closed"
     SEGMENT_MISMATCH = "segment_mismatch"
+    LEVEL_MISMATCH = "level_mismatch"
     AUDIENCE_MISMATCH = "audience_mismatch"
     NO_PUSH_CONSENT = "no_push_consent"
     CATEGORY_OPT_OUT = "category_opt_out"
@@ -115,3 +118,30 @@ class Platform(StrEnum):
     ANDROID = "android"
     IOS = "ios"
     WEB = "web"
+
+
+class LedgerReason(StrEnum):
+    """Why points were credited or debited (SPEC section 11)."""
+
+    CHECKIN = "checkin"
+    PURCHASE = "purchase"
+    CHALLENGE = "challenge"
+    BADGE = "badge"
+    ADJUSTMENT = "adjustment"
+    REDEMPTION = "redemption"
+
+
+class Badge(StrEnum):
+    """Badges, each earned once (SPEC section 11)."""
+
+    FIRST_VISIT = "first_visit"
+    EXPLORER = "explorer"
+    REGULAR = "regular"
+    STREAK_3 = "streak_3"
+    STREAK_7 = "streak_7"
+
+
+class ChallengeKind(StrEnum):
+    CHECKINS = "checkins"
+    DISTINCT_STORES = "distinct_stores"
+    PURCHASES = "purchases"

@@ -49,6 +49,8 @@ class ServerConfig(_Section):
 class DatabaseConfig(_Section):
     url: str = ""
     pool_size: int = Field(10, ge=1, le=1000)
+    # A request waits at most this long for a pool connection, then gets 503 + Retry-After.
+    acquire_timeout_s: float = Field(5.0, gt=0)
 
 
 class DataConfig(_Section):
@@ -115,6 +117,9 @@ class InsightsConfig(_Section):
     max_len: int = Field(3, ge=2, le=6)
     # How many rules (single consequent, best lift first) GET /v1/insights/cross-sell shows.
     cross_sell_rules: int = Field(10, ge=1, le=100)
+    # A mining run stops (422 for a query) past this many frequent itemsets: thresholds so
+    # loose would hold a child process for hours.
+    max_itemsets: int = Field(2_000_000, ge=1)
 
 
 class FcmConfig(_Section):
@@ -196,6 +201,10 @@ class LimitsConfig(_Section):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_import_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     device_rate_per_s: float = Field(10.0, gt=0)
+    # A request body that sends nothing for this long is cut with 408.
+    body_timeout_s: float = Field(30.0, gt=0)
+    # Imports running at once on this machine (every process sharing [data] dir); 429 beyond.
+    max_concurrent_imports: int = Field(2, ge=1, le=64)
     # POST /v1/devices per client address and per app key, in every process together
     # (SPEC section 10). An address may be a carrier's NAT for many phones: 60 a minute is
     # far above one person's installs and far below a script's. The app key is shared by
@@ -224,6 +233,62 @@ class ConsoleConfig(_Section):
         return value
 
 
+#: Badge codes of SPEC section 11, in the order they are usually earned.
+BADGE_CODES = ("first_visit", "explorer", "regular", "streak_3", "streak_7")
+
+
+def _name_points(value: Any) -> Any:
+    """`{"silver": 500}` as TOML gives it, or `silver=500,gold=2000` as an env var gives it."""
+    if not isinstance(value, str):
+        return value
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, sep, points = part.partition("=")
+        if not sep:
+            raise ValueError(f"expected name=points pairs separated by commas, got {part!r}")
+        out[name.strip()] = points.strip()
+    return out
+
+
+class LoyaltyConfig(_Section):
+    enabled: bool = True
+    points_per_checkin: int = Field(10, ge=0, le=1_000_000)
+    max_checkins_per_day: int = Field(5, ge=0, le=1000)
+    points_per_unit: float = Field(1.0, ge=0, le=1_000_000)
+    # Bonus points per badge code; a badge not named earns none.
+    badge_points: dict[str, int] = Field(default_factory=dict)
+    # Level name -> lifetime points from which it applies; one level must start at 0.
+    levels: dict[str, int] = Field(
+        default_factory=lambda: {"bronze": 0, "silver": 500, "gold": 2000})
+
+    @field_validator("badge_points", "levels", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        return _name_points(value)
+
+    @field_validator("badge_points")
+    @classmethod
+    def _badges(cls, value: dict[str, int]) -> dict[str, int]:
+        for code, points in value.items():
+            if code not in BADGE_CODES:
+                raise ValueError(f"unknown badge {code!r}; badges are {', '.join(BADGE_CODES)}")
+            if not 0 <= points <= 1_000_000:
+                raise ValueError(f"{code}: points must be between 0 and 1000000")
+        return value
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
+        if not value or 0 not in value.values():
+            raise ValueError("needs a level starting at 0 points")
+        if len(set(value.values())) != len(value):
+            raise ValueError("two levels start at the same points")
+        for name, points in value.items():
+            if not name or len(name) > 50 or points < 0:
+                raise ValueError(f"{name!r}: a level needs a name and points >= 0")
+        return dict(sorted(value.items(), key=lambda item: item[1]))
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -237,6 +302,7 @@ class Config(_Section):
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
     console: ConsoleConfig = ConsoleConfig()
+    loyalty: LoyaltyConfig = LoyaltyConfig()
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs and the dashboard, secrets hidden."""

@@ -50,6 +50,17 @@ FCM_REQUEST = Histogram(
 GEOFENCES_LOADED = Gauge("geopush_geofences_loaded", "Geofences in this process's index",
                          registry=REGISTRY, multiprocess_mode="livemostrecent")
 
+# Loyalty (SPEC section 11): points credited (negative reasons count what was debited, as a
+# positive number) and badges awarded.
+LOYALTY_POINTS = Counter(
+    "geopush_loyalty_points", "Loyalty points credited or debited, by ledger reason",
+    ["reason"], registry=REGISTRY,
+)
+BADGES = Counter("geopush_badges", "Loyalty badges awarded, by badge", ["code"],
+                 registry=REGISTRY)
+CHALLENGES_COMPLETED = Counter("geopush_challenges_completed", "Loyalty challenges completed",
+                               registry=REGISTRY)
+
 
 # The series a dashboard or alert rates from the start exist at 0 before the first ping,
 # rather than appearing only once something happened.
@@ -58,6 +69,7 @@ for _type in ("enter", "dwell", "exit"):
     EVENTS.labels(_type)
 DECISIONS.labels("queued", "")
 DELIVERIES.labels("sent", "")
+LOYALTY_POINTS.labels("checkin")
 
 
 def _service_registry() -> CollectorRegistry:

@@ -71,3 +71,24 @@ def get_number(
     if hi is not None and value > hi:
         raise field_error(key, f"must be at most {hi:g}")
     return int(value) if integer else float(value)
+
+
+def has_unstorable_text(value: Any) -> bool:
+    """Strings PostgreSQL text cannot hold (NUL) or UTF-8 cannot encode (lone surrogates)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

@@ -204,6 +204,17 @@ async def gp(start_server: Callable[..., Any]) -> AsyncIterator[Api]:
         yield client
 
 
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """Print a test's figures even under `pytest -q` (output capture is bypassed)."""
+
+    def say(text: str) -> None:
+        with capsys.disabled():
+            print(text)
+
+    return say
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say where the browser tests left their screenshots."""
     from tests.browser import ARTIFACTS

@@ -214,3 +214,40 @@ async def test_cli_recompute_mines_and_writes_recommendations(
     assert [(r["customer_id"], list(r["categories"])) for r in rows] == [
         (c, ["printer"]) for c in LONERS]
     assert await db.fetchval("SELECT count(*) FROM basket_runs") == 1
+
+
+async def test_too_loose_a_query_is_refused_not_mined_for_hours(start_server: Any) -> None:
+    from tests.conftest import ADMIN_KEY
+
+    server = await start_server(insights={"max_itemsets": 5})
+    async with Api(server.url, ADMIN_KEY) as api:
+        await _import(api)
+        reply = await api.as_role("marketer", "GET", "/v1/insights/basket?min_support=0.001")
+        assert reply.status == 422, reply.body
+        assert reply.body["error"]["code"] == "too_many_itemsets"
+        assert "min_support" in reply.body["error"]["message"]
+
+
+async def test_the_daily_run_mines_the_rules(start_server: Any,
+                                             db: asyncpg.Connection) -> None:
+    """The daily recompute was due this hour and last ran two days ago: a starting server
+    runs it, segments then rules, with no import or request to prompt it."""
+    t = RECENT
+    rows = [(f"TP{i}", ln, c, t, 1, cat) for i, c in enumerate(PAIRS)
+            for ln, cat in ((1, "computer"), (2, "printer"))]
+    rows += [(f"TA{i}", 1, c, t, 1, "computer") for i, c in enumerate(LONERS)]
+    await db.copy_records_to_table("transactions", records=rows, columns=[
+        "transaction_id", "line", "customer_id", "ts", "amount", "category"])
+    await db.execute("INSERT INTO customers (customer_id) SELECT DISTINCT customer_id"
+                     " FROM transactions")
+    await db.execute("INSERT INTO segment_runs (computed_at, counts) VALUES ($1, '{}')",
+                     datetime.now(UTC) - timedelta(days=2))
+    await start_server(segments={"daily_recompute_hour_utc": datetime.now(UTC).hour})
+    for _ in range(300):
+        if await db.fetchval("SELECT count(*) FROM basket_runs"):
+            break
+        await asyncio.sleep(0.1)
+    assert await db.fetchval("SELECT baskets FROM basket_runs") == 25
+    rows = await db.fetch("SELECT customer_id, categories FROM customer_recommendations")
+    assert sorted((r["customer_id"], list(r["categories"])) for r in rows) == [
+        (c, ["printer"]) for c in LONERS]

@@ -62,6 +62,7 @@ def make_offer(offer_id: str = "o1", **changes: object) -> Offer:
         geofence_ids=("g1",),
         store_ids=(),
         segments=(Segment.GOOD, Segment.BEST),
+        levels=("silver", "gold"),
         category="food",
         audience=Audience(bought_any=("bakery",), not_bought=("wine",)),
         starts_at=NOW - timedelta(days=1),
@@ -108,6 +109,7 @@ def baseline() -> Scenario:
             offer_sends={"o1": 9},
             last_contact={"o1": NOW - timedelta(hours=2)},
             sent_today=2,
+            level="silver",
         ),
     )
 
@@ -149,6 +151,7 @@ BREAKERS: dict[SuppressionReason, Callable[[Scenario], Scenario]] = {
     R.OUTSIDE_SCHEDULE: with_offer(starts_at=NOW + timedelta(seconds=1)),
     R.STORE_CLOSED: with_store(opening_hours={"tue": [["13:00", "21:00"]]}),
     R.SEGMENT_MISMATCH: with_facts(segment=Segment.AT_RISK),
+    R.LEVEL_MISMATCH: with_facts(level="bronze"),
     R.AUDIENCE_MISMATCH: with_facts(purchase_categories=frozenset({"bakery", "wine"})),
     R.NO_PUSH_CONSENT: with_facts(push_consent=False),
     R.CATEGORY_OPT_OUT: with_facts(consent_categories=frozenset({"fashion"})),

@@ -84,6 +84,8 @@ def ref_reason(
     segment = facts.segment if facts.customer_id else Segment.UNKNOWN
     if offer.segments and segment not in offer.segments:
         return SuppressionReason.SEGMENT_MISMATCH
+    if offer.levels and not any(level == facts.level for level in offer.levels):
+        return SuppressionReason.LEVEL_MISMATCH
     if offer.audience:
         bought = facts.purchase_categories
         if offer.audience.bought_any and not any(c in bought for c in offer.audience.bought_any):
@@ -208,7 +210,9 @@ random_hours = st.fixed_dictionaries(
 )
 
 S = SuppressionReason
-focuses = st.sampled_from([None] * 6 + list(SuppressionReason)[:12])
+LEVELS = ["bronze", "silver", "gold"]
+FACT_REASONS = [r for r in SuppressionReason if r not in (S.LOWER_PRIORITY, S.CONTROL_GROUP)]
+focuses = st.sampled_from([None] * 6 + FACT_REASONS)
 # Days over a year (both DST changes of each zone), at the clock times windows use.
 moments = st.builds(
     lambda day, at: BASE + timedelta(days=day, hours=at.hour, minutes=at.minute),
@@ -234,11 +238,13 @@ ANY = {
     "device": st.sampled_from(["d1", "d2"]),
     "customer": st.one_of(st.none(), st.sampled_from(["c1", "c2"])),
     "segment": st.sampled_from(list(Segment)),
+    "level": st.one_of(st.none(), st.sampled_from(LEVELS)),
     "consent": st.one_of(st.none(), categories),
     "device_zone": st.sampled_from([*ZONES, ""]),
     "sends": per_offer(st.integers(0, 3)),
 }
 SEGMENTS = Fact(S.SEGMENT_MISMATCH, st.sets(st.sampled_from(list(Segment))).map(tuple), ())
+OFFER_LEVELS = Fact(S.LEVEL_MISMATCH, st.sets(st.sampled_from(LEVELS)).map(tuple), ())
 AUDIENCE = Fact(
     S.AUDIENCE_MISMATCH,
     st.builds(
@@ -274,6 +280,7 @@ def offers(draw: st.DrawFn, now: datetime, focus: S | None) -> list[Offer]:
                 created_at=BASE - timedelta(days=draw(ANY["days"])),
                 geofence_ids=("g1",),
                 segments=SEGMENTS.draw(draw, focus),
+                levels=OFFER_LEVELS.draw(draw, focus),
                 category=CATEGORY.draw(draw, focus),
                 audience=AUDIENCE.draw(draw, focus),
                 starts_at=None if starts is None else now - timedelta(seconds=starts),
@@ -315,6 +322,7 @@ def scenarios(
         offer_sends=draw(ANY["sends"]),
         last_contact={oid: now - timedelta(seconds=a) for oid, a in contacts.items()},
         sent_today=SENT_TODAY.draw(draw, focus),
+        level=draw(ANY["level"]),
     )
     quiet_start, quiet_end = QUIET.draw(draw, focus)
     rules = CampaignRules(quiet_start, quiet_end, CAP.draw(draw, focus))

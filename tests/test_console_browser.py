@@ -266,7 +266,10 @@ async def test_a_basket_rule_becomes_a_cross_selling_offer(gp: Api,
         await page.screenshot(path=str(shots / "console-basket.png"), full_page=True)
         await button.first.click()
         await page.wait_for_selector("#offer-form:not(.hidden)")
-        assert await page.input_value("#o-bought") == ", ".join(best["antecedent"])
+        # Who bought every item of the rule's "if" side, and not its "then" side.
+        several = len(best["antecedent"]) > 1
+        assert await page.input_value("#o-boughtall" if several else "#o-bought") == (
+            ", ".join(best["antecedent"]))
         assert await page.input_value("#o-notbought") == ", ".join(best["consequent"])
         await page.click("#o-save")
         await page.wait_for_selector("#offer-status.ok")
@@ -274,6 +277,7 @@ async def test_a_basket_rule_becomes_a_cross_selling_offer(gp: Api,
 
     [offer] = (await gp.as_role("marketer", "GET", "/v1/offers")).ok(200)["items"]
     assert offer["trigger"] == "exit" and offer["store_ids"] == [store["id"]]
-    assert offer["audience"] == {"bought_any": best["antecedent"],
-                                 "not_bought": best["consequent"]}
+    expected = ({"bought_any": [], "bought_all": best["antecedent"]} if several
+                else {"bought_any": best["antecedent"]})
+    assert offer["audience"] == {**expected, "not_bought": best["consequent"]}
     assert offer["control_pct"] == 10

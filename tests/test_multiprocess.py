@@ -136,6 +136,7 @@ async def test_one_device_alternating_between_processes_never_double_enters(
         assert len({e["ts"] for e in enters}) == 20
 
 
+@pytest.mark.slow
 async def test_workers_answer_one_set_of_metrics(serve_process) -> None:
     """With --workers 2 every scrape, whichever worker answers it, counts every ping."""
     url = await serve_process("--workers", "2")
@@ -158,6 +159,11 @@ async def test_workers_answer_one_set_of_metrics(serve_process) -> None:
         # The dashboard's summary counts over the workers too.
         summary = (await api.as_role("ops", "GET", "/v1/ops/summary")).ok(200)
         assert summary["pings"]["since_start"]["accepted"] == 40
+        # And its per-minute charts, counted in the database, whichever worker answers.
+        ops = {"Authorization": f"Bearer {await api.key('ops')}"}
+        for _ in range(6):
+            async with s.get(f"{url}/v1/ops/timeseries?minutes=5", headers=ops) as r:
+                assert sum((await r.json())["pings"]) == 40
 
 
 async def test_registration_limit_is_shared_by_two_serve_processes(serve_process, db) -> None:

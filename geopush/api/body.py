@@ -1,8 +1,16 @@
-"""Reading and checking request bodies: every problem becomes a 400 naming the field."""
+"""Reading and checking request bodies: every problem becomes a 400 naming the field.
+
+Reading is bounded in size and in time: a body larger than its limit is refused with 413 as
+soon as that is known (from Content-Length, or once that many bytes arrived), and a client
+that stops sending for `[limits] body_timeout_s` gets 408. Decoding a large JSON body runs
+in a thread, so it never holds the event loop that `/healthz` and the pings share.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -13,65 +21,90 @@ from pydantic import BaseModel
 from geopush.api.errors import ApiError, bad_request, not_found
 from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds
 from geopush.api.schema import parse_model
+from geopush.runtime import RUNTIME
 from geopush.timefmt import parse_rfc3339
 
 # A single field's error, as the domain raises it (importers use it too); for handlers'
 # checks beyond what a request model says.
-from geopush.validate import field_error
+from geopush.validate import field_error, has_unstorable_text
 
 M = TypeVar("M", bound=BaseModel)
 
+#: Bytes asked of the connection at a time.
+READ_CHUNK = 64 * 1024
+#: JSON bodies up to this size are decoded on the event loop (well under a millisecond);
+#: larger ones in a thread.
+_INLINE_DECODE_BYTES = 64 * 1024
+# Outside a geopush app (no runtime): the SPEC defaults.
+_DEFAULT_BODY_TIMEOUT_S = 30.0
+_DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
 
 async def read_json(request: web.Request, limit: int | None = None) -> Any:
-    """The decoded JSON body; 413 past `client_max_size` (or `limit`), 400 when not JSON.
+    """The decoded JSON body; 413 past `[limits] max_body_bytes` (or `limit`), 408 when the
+    body stalls, 400 when not JSON.
 
     `limit` lets an import read a body larger than ordinary requests may send.
     """
-    raw = await request.read() if limit is None else await _read_limited(request, limit)
+    raw = await _read_raw(request, limit)
     if not raw:
         raise bad_request("request body is empty; expected JSON")
+    if len(raw) <= _INLINE_DECODE_BYTES:
+        return _decode_json(raw)
+    return await asyncio.to_thread(_decode_json, raw)
+
+
+def _decode_json(raw: bytes) -> Any:
     if json_depth_exceeds(raw, MAX_DEPTH):
         raise bad_request(f"request body is nested deeper than {MAX_DEPTH} levels")
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
-    if _has_unstorable_text(value):
+    except RecursionError:
+        raise bad_request("request body is not valid JSON: nested too deeply") from None
+    if has_unstorable_text(value):
         raise bad_request("request body has a NUL character or a lone surrogate in a string")
     return value
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes:
+async def _read_raw(request: web.Request, limit: int | None = None) -> bytes:
+    """The whole body (at most `limit` bytes, default `[limits] max_body_bytes`)."""
+    return b"".join([chunk async for chunk in body_chunks(request, limit)])
+
+
+async def body_chunks(request: web.Request, limit: int | None = None,
+                      *, what: str = "body") -> AsyncIterator[bytes]:
+    """The body in chunks as they arrive: 413 past `limit` bytes (before reading anything
+    when Content-Length says so), 408 when no byte arrives for `[limits] body_timeout_s`.
+
+    The timeout is between reads, as nginx's `client_body_timeout`: a slow but moving
+    upload of a large import is fine; a client that stops is cut.
+    """
+    rt = request.app.get(RUNTIME)
+    if limit is None:
+        limit = rt.config.limits.max_body_bytes if rt else _DEFAULT_MAX_BODY_BYTES
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "too_large", f"body larger than {limit} bytes")
-    parts, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too_large", f"body larger than {limit} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
+        raise too_large(what, limit)
+    idle = rt.config.limits.body_timeout_s if rt else _DEFAULT_BODY_TIMEOUT_S
+    received = 0
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await request.content.read(READ_CHUNK)
+        except TimeoutError:
+            raise ApiError(408, "timeout", f"the request body stalled: nothing received for "
+                           f"{idle:g} s ([limits] body_timeout_s)") from None
+        if not chunk:
+            return
+        received += len(chunk)
+        if received > limit:
+            raise too_large(what, limit)
+        yield chunk
 
 
-def _has_unstorable_text(value: Any) -> bool:
-    """Strings PostgreSQL text cannot hold (NUL) or UTF-8 cannot encode (lone surrogates)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-            if not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+def too_large(what: str, limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"{what} larger than {limit} bytes")
 
 
 async def read_model(request: web.Request, model: type[M], limit: int | None = None) -> M:

@@ -1,29 +1,30 @@
 """CRM: customer and transaction imports, customer profiles and erasure, FRAT segments.
 
-Imports take the CSV as the request body (`Content-Type: text/csv`) and stream it: the body
-is read in chunks straight into the import, never held whole, so `[limits]
-max_import_bytes` (not `max_body_bytes`) bounds it.
+Imports take the CSV as the request body (`Content-Type: text/csv`), bounded by `[limits]
+max_import_bytes` (not `max_body_bytes`). The body is spooled to a temporary file first
+(see api/spool.py), never held in memory, and only then imported from that file: no
+database connection waits on a slow client. At most `[limits] max_concurrent_imports` run
+at once (api/import_slots.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from geopush.api.auth import MARKETER, require_role
 from geopush.api.errors import ApiError, not_found
+from geopush.api.import_slots import running_import
+from geopush.api.loyalty import customer_loyalty
 from geopush.api.openapi import BY_MARKETER, CSV_BODY, documented
+from geopush.api.spool import spooled_body
 from geopush.crm.imports import ImportFailed, import_stream
 from geopush.crm.segments import recompute_segments, segment_summary
 from geopush.runtime import RUNTIME
 from geopush.store.erasure import erase_customer
 from geopush.timefmt import format_ts_or_none
 
-#: Body chunk handed to the parser at a time: small enough that parsing one never holds
-#: the event loop (and the pings sharing it) for more than a few milliseconds.
-READ_CHUNK = 64 * 1024
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
 
 _PROFILE = """
@@ -70,16 +71,6 @@ def profile_json(row: Any) -> dict[str, Any]:
     }
 
 
-async def _body_chunks(request: web.Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body in chunks; 413 as soon as it passes `limit` bytes."""
-    received = 0
-    async for chunk in request.content.iter_chunked(READ_CHUNK):
-        received += len(chunk)
-        if received > limit:
-            raise _too_large(limit)
-        yield chunk
-
-
 def _too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large",
                     f"import larger than [limits] max_import_bytes ({limit} bytes)")
@@ -95,12 +86,16 @@ async def _import(request: web.Request, kind: str) -> web.Response:
     limit = rt.config.limits.max_import_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
-    try:
-        result = await import_stream(rt.pool, rt.config, kind, _body_chunks(request, limit),
-                                     now=rt.now)
-    except ImportFailed as exc:
-        details = [] if exc.line is None else [{"line": exc.line, "reason": exc.reason}]
-        raise ApiError(400, "invalid_csv", f"{exc}; nothing was imported", details) from None
+    with running_import(request):
+        async with spooled_body(request, limit,
+                                what="import ([limits] max_import_bytes)") as body:
+            try:
+                result = await import_stream(rt.pool, rt.config, kind, body.chunks(),
+                                             now=rt.now)
+            except ImportFailed as exc:
+                details = [] if exc.line is None else [{"line": exc.line, "reason": exc.reason}]
+                raise ApiError(400, "invalid_csv", f"{exc}; nothing was imported",
+                               details) from None
     if kind == "transactions" and rt.rules is not None:
         # New baskets: mine the rules again, in the background (the answer does not wait).
         rt.rules.request()
@@ -120,10 +115,14 @@ async def import_transactions(request: web.Request) -> web.Response:
 @documented("A customer's profile, segment and FRAT figures", auth=BY_MARKETER)
 async def get_customer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
-    row = await request.app[RUNTIME].pool.fetchrow(_PROFILE, request.match_info["customer_id"])
+    rt = request.app[RUNTIME]
+    row = await rt.pool.fetchrow(_PROFILE, request.match_info["customer_id"])
     if row is None:
         raise not_found("customer")
-    return web.json_response(profile_json(row))
+    profile = profile_json(row)
+    profile["loyalty"] = await customer_loyalty(
+        rt.pool, rt.config.loyalty.levels, row["customer_id"])
+    return web.json_response(profile)
 
 
 @documented("Erase a customer's personal data", auth=BY_MARKETER, status=204, media=None)

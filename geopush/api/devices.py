@@ -24,7 +24,7 @@ from geopush.timefmt import format_ts
 _DEVICE_COLUMNS = (
     "device_id, platform, locale, timezone, customer_id, fcm_token_active, "
     "fcm_token IS NOT NULL AS has_fcm_token, consent_location, consent_push, "
-    "consent_categories, created_at, updated_at"
+    "consent_categories, created_at, updated_at, consent_leaderboard"
 )
 
 
@@ -40,6 +40,7 @@ def device_json(row: asyncpg.Record) -> dict[str, Any]:
             "location": row["consent_location"],
             "push": row["consent_push"],
             "categories": row["consent_categories"],
+            "leaderboard": row["consent_leaderboard"],
         },
         "created_at": format_ts(row["created_at"]),
         "updated_at": format_ts(row["updated_at"]),
@@ -77,6 +78,7 @@ class Consent(RequestBody):
     location: bool
     push: bool
     categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+    leaderboard: bool | None = None
 
 
 def _check_link(rt: Runtime, customer_id: str | None, proof: str | None) -> None:
@@ -149,6 +151,7 @@ async def put_consent(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     consent = await read_model(request, Consent)
     location, push, categories = consent.location, consent.push, consent.categories
+    leaderboard = consent.leaderboard
     pool = request.app[RUNTIME].pool
     async with pool.acquire() as conn, conn.transaction():
         # The UPDATE locks the device row first, as ingest and the sweeper do.
@@ -160,8 +163,28 @@ async def put_consent(request: web.Request) -> web.Response:
         )
         withdrawal = await record_consent(conn, device_id, location=location, push=push,
                                           categories=categories)
+        if leaderboard is not None:
+            row = await set_leaderboard_consent(conn, device_id, leaderboard)
     withdrawal.observe()
     return web.json_response(device_json(row))
+
+
+async def set_leaderboard_consent(conn: asyncpg.Connection, device_id: uuid.UUID,
+                                  leaderboard: bool) -> asyncpg.Record:
+    """Leaderboard consent (SPEC 11) is the customer's: set on one phone, it holds on all
+    their phones, so a withdrawal anywhere takes them off every leaderboard at once."""
+    await conn.execute(
+        "UPDATE devices SET consent_leaderboard = $2 WHERE device_id = $1"
+        " OR customer_id = (SELECT customer_id FROM devices WHERE device_id = $1)",
+        device_id, leaderboard,
+    )
+    await conn.execute(
+        "UPDATE consent_log SET leaderboard = $2"
+        " WHERE id = (SELECT max(id) FROM consent_log WHERE device_id = $1)",
+        device_id, leaderboard,
+    )
+    return await conn.fetchrow(
+        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id)
 
 
 @documented("Erase the device's personal data", auth=BY_DEVICE, status=204, media=None)

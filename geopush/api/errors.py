@@ -18,6 +18,7 @@ import asyncpg
 from aiohttp import web
 
 from geopush import errors
+from geopush.store.database import PoolTimeout
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "timeout",
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
@@ -112,7 +114,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        response = error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        if exc.status == 408:
+            # The rest of a stalled body may never come: do not wait for it to drain.
+            response.force_close()
+        return response
     except errors.DomainError as exc:
         return error_response(domain_status(exc), exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
@@ -121,6 +127,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(exc.status, "error")
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(exc.status, code, exc.reason or code, headers=headers)
+    except PoolTimeout:
+        # Every connection is busy: say so at once rather than queue behind the backlog.
+        log.warning("database pool busy: no connection within the acquire timeout")
+        return error_response(503, "unavailable", "server busy, try again",
+                              headers={"Retry-After": "2"})
     except (asyncpg.exceptions.DataError, _ClientDataError) as exc:
         # SQLSTATE class 22 (or asyncpg refusing to encode an argument): a value the client
         # sent that PostgreSQL cannot hold, such as a NUL character or an out-of-range number.
@@ -136,6 +147,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                               headers={"Retry-After": "5"})
     except (asyncpg.exceptions.PostgresConnectionError,
             asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError,
+            # SQLSTATE class 57: the server is shutting down or restarting under us.
+            asyncpg.exceptions.OperatorInterventionError,
+            # asyncpg's "unexpected protocol state", seen when a connection is cut in the
+            # middle of a statement by a server shutting down.
+            asyncpg.exceptions.InternalClientError,
             asyncpg.InterfaceError) as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(503, "unavailable", "database unavailable, try again",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from typing import Annotated, Any
 from uuid import UUID
@@ -11,8 +13,9 @@ from aiohttp import web
 from pydantic import Field, WithJsonSchema
 
 from geopush.api.auth import MARKETER, STATS, require_role
-from geopush.api.body import field_error, path_id, read_json, read_model
+from geopush.api.body import body_chunks, field_error, path_id, read_model
 from geopush.api.errors import ApiError, not_found
+from geopush.api.import_slots import running_import
 from geopush.api.openapi import (
     BY_MARKETER,
     BY_STATS,
@@ -25,13 +28,10 @@ from geopush.api.openapi import (
 )
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import Name, RequestBody, Whole
+from geopush.geo.feature_collection import FeatureCollectionError
+from geopush.places.geofence_import import TooManyFeatures, import_geofence_stream
 from geopush.places.geofences import COLUMNS as _COLUMNS
-from geopush.places.geofences import (
-    MAX_IMPORT_FEATURES,
-    check_store,
-    checked_geometry,
-    import_features,
-)
+from geopush.places.geofences import check_store, checked_geometry
 from geopush.runtime import RUNTIME
 from geopush.store.geofence_index import notify_changed
 from geopush.timefmt import format_ts
@@ -68,6 +68,9 @@ class GeofencePatch(RequestBody):
     store_id: StoreRef | None = None
     dwell_s: Whole(0, MAX_DWELL_S) = None  # type: ignore[valid-type]
     enabled: bool = None  # type: ignore[assignment]
+#: Geometries with more positions than this are checked in a worker thread (a 2,000-vertex
+#: polygon takes tens of milliseconds of GEOS and Python), smaller ones inline.
+_INLINE_CHECK_POSITIONS = 200
 
 
 def geofence_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -84,6 +87,28 @@ def geofence_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+async def checked_geometry_off_loop(obj: Any) -> tuple[Any, float]:
+    """`checked_geometry`, in a worker thread when the geometry is large.
+
+    The work is bounded by the geometry's size (at most 2,000 vertices, O(n log n) checks,
+    an O(n) area); moving the large ones off the event loop keeps `/healthz` and ingest
+    answering while they are checked.
+    """
+    if _positions(obj) <= _INLINE_CHECK_POSITIONS:
+        return checked_geometry(obj)
+    return await asyncio.to_thread(checked_geometry, obj)
+
+
+def _positions(obj: Any) -> int:
+    """A quick upper bound of the positions in a GeoJSON-like value (nesting ≤ 4)."""
+    count, level = 0, [obj.get("coordinates")] if isinstance(obj, dict) else []
+    for _ in range(4):
+        nested = [x for item in level if isinstance(item, list) for x in item]
+        count += len(nested)
+        level = nested
+    return count
+
+
 @documented("Create a geofence (422 saying why a geometry is invalid)", auth=BY_MARKETER,
             body=GeofenceCreate, status=201, errors=(422,), response=GEOFENCE)
 async def post_geofence(request: web.Request) -> web.Response:
@@ -92,7 +117,7 @@ async def post_geofence(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     name, enabled = body.name, body.enabled
     dwell_s = rt.config.geo.default_dwell_s if body.dwell_s is None else body.dwell_s
-    geometry, area = checked_geometry(body.geometry)
+    geometry, area = await checked_geometry_off_loop(body.geometry)
     async with rt.pool.acquire() as conn, conn.transaction():
         store_id = await check_store(conn, body.store_id)
         row = await conn.fetchrow(
@@ -154,7 +179,8 @@ async def patch_geofence(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     fields: dict[str, Any] = {k: body[k] for k in ("name", "dwell_s", "enabled") if k in body}
     if "geometry" in body:
-        fields["geometry"], fields["area_m2"] = checked_geometry(body["geometry"])
+        fields["geometry"], fields["area_m2"] = await checked_geometry_off_loop(
+            body["geometry"])
     async with rt.pool.acquire() as conn, conn.transaction():
         if "store_id" in body:
             fields["store_id"] = await check_store(conn, body["store_id"])
@@ -197,19 +223,27 @@ async def delete_geofence(request: web.Request) -> web.Response:
 @documented("Import a GeoJSON FeatureCollection", auth=BY_MARKETER,
             body_media={"application/json": FEATURE_COLLECTION}, errors=(429,))
 async def import_geofences(request: web.Request) -> web.Response:
+    """A FeatureCollection, streamed (see places/geofence_import.py): 408 when the body
+    stalls, 413 from Content-Length before reading, past `[limits] max_import_bytes`, or at
+    the 50,001st feature; at most `[limits] max_concurrent_imports` at once (429)."""
     await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
-    body = await read_json(request, limit=rt.config.limits.max_import_bytes)
-    if not isinstance(body, dict) or body.get("type") != "FeatureCollection" or not isinstance(
-        body.get("features"), list
-    ):
-        raise ApiError(400, "invalid", "expected a GeoJSON FeatureCollection")
-    if len(body["features"]) > MAX_IMPORT_FEATURES:
-        raise ApiError(413, "too_large", f"at most {MAX_IMPORT_FEATURES} features per import")
-    async with rt.pool.acquire() as conn, conn.transaction():
-        result = await import_features(conn, body["features"], rt.config.geo.default_dwell_s)
+    limit = rt.config.limits.max_import_bytes
+    what = "import ([limits] max_import_bytes)"
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"{what} larger than {limit} bytes")
+    with running_import(request):
+        try:
+            result = await import_geofence_stream(
+                rt.pool, rt.config, body_chunks(request, limit, what=what))
+        except FeatureCollectionError as exc:
+            raise ApiError(400, "invalid", str(exc)) from None
+        except TooManyFeatures as exc:
+            raise ApiError(413, "too_large", str(exc)) from None
     await rt.fences.reload(rt.pool)
-    return web.json_response(result)
+    # Up to 50,000 errors: serialized off the event loop too.
+    body = await asyncio.to_thread(json.dumps, result)
+    return web.Response(body=body.encode(), content_type="application/json")
 
 
 def routes() -> list[web.RouteDef]:

@@ -89,7 +89,7 @@ async def get_basket_rules(request: web.Request) -> web.Response:
     since = _query_since(request, lookback_start(rt.config, rt.now()))
     try:
         n, rules = await rt.miner.run(mine_job, rt.database_url, level, params, since,
-                                      store_id)
+                                      store_id, rt.config.insights.max_itemsets)
     except TooManyItemsets as exc:
         raise ApiError(422, "too_many_itemsets", str(exc)) from None
     return web.json_response({
@@ -121,8 +121,12 @@ async def get_cross_sell(request: web.Request) -> web.Response:
             "baskets": None if run is None else run["baskets"],
         }
     else:
-        n, mined = await rt.miner.run(mine_job, rt.database_url, "category",
-                                      configured_params(rt.config), since, store_id)
+        try:
+            n, mined = await rt.miner.run(mine_job, rt.database_url, "category",
+                                          configured_params(rt.config), since, store_id,
+                                          rt.config.insights.max_itemsets)
+        except TooManyItemsets as exc:
+            raise ApiError(422, "too_many_itemsets", str(exc)) from None
         rules = [r for r in mined if len(r.consequent) == 1][:limit]
         answer = {"computed_at": format_ts(rt.now()), "baskets": n}
     answer.update(store_id=None if store_id is None else str(store_id),

@@ -104,6 +104,7 @@ class OfferCreate(RequestBody):
     ttl_s: Whole(1, MAX_TTL_S) = DEFAULT_TTL_S  # type: ignore[valid-type]
     deeplink: Text(2048) | None = None  # type: ignore[valid-type]
     status: Annotated[OfferStatus, Field(strict=False)] = OfferStatus.ACTIVE
+    levels: list[Name(50)] = Field(default_factory=list)  # type: ignore[valid-type]
     id: Text(100) | None = None  # type: ignore[valid-type]
     created_at: Text(100) | None = None  # type: ignore[valid-type]
     updated_at: Text(100) | None = None  # type: ignore[valid-type]
@@ -137,6 +138,15 @@ def _uuids(values: tuple[str, ...], field: str) -> list[UUID]:
             raise ApiError(400, "invalid", f"{field}[{i}]: not an id",
                            [{"field": f"{field}[{i}]", "message": "not an id"}]) from None
     return out
+
+
+def _check_levels(offer: Offer, levels: dict[str, int]) -> None:
+    """`levels` must name `[loyalty] levels`: a typo would silently never match anyone."""
+    for i, name in enumerate(offer.levels):
+        if name not in levels:
+            message = f"unknown level; the levels are {', '.join(levels)}"
+            raise ApiError(400, "invalid", f"levels[{i}]: {message}",
+                           [{"field": f"levels[{i}]", "message": message}])
 
 
 async def _check_targets(conn: asyncpg.Connection, offer: Offer) -> tuple[list[UUID], list[UUID]]:
@@ -174,6 +184,7 @@ async def post_offer(request: web.Request) -> web.Response:
         offer = Offer(id=offer_id, created_at=rt.now(), **fields)
     except OfferError as exc:
         raise _offer_error(exc) from None
+    _check_levels(offer, rt.config.loyalty.levels)
     async with rt.pool.acquire() as conn, conn.transaction():
         geofences, stores = await _check_targets(conn, offer)
         row = await conn.fetchrow(
@@ -241,6 +252,7 @@ async def patch_offer(request: web.Request) -> web.Response:
             validate_offer(offer)
         except OfferError as exc:
             raise _offer_error(exc) from None
+        _check_levels(offer, rt.config.loyalty.levels)
         geofences, stores = await _check_targets(conn, offer)
         row = await conn.fetchrow(
             "UPDATE offers SET trigger = $2, geofence_ids = $3, store_ids = $4, status = $5,"

@@ -85,6 +85,7 @@ async def post_pings(request: web.Request) -> web.Response:
         for event in result.events:
             metrics.EVENTS.labels(str(event.type)).inc()
         result.decisions.observe()
+        result.loyalty.observe()
     return web.json_response(result.response, status=202)
 
 

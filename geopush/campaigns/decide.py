@@ -22,7 +22,14 @@ from geopush.campaigns.offers import (
     in_time_window,
 )
 from geopush.campaigns.opening_hours import is_open, parse_opening_hours
-from geopush.codes import EventType, OfferStatus, Outcome, Segment, SuppressionReason
+from geopush.codes import (
+    EventType,
+    OfferStatus,
+    Outcome,
+    Segment,
+    SuppressionReason,
+    Trigger,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class DecisionFacts:
     - `last_contact`: per offer id, the last time this subject (the customer on any of their
       devices, else this device) was queued or held out as control for that offer.
     - `sent_today`: geopush notifications the subject got since `local_day_start(now, tz)`.
+    - `level`: the subject's loyalty level (SPEC 11); None when no candidate targets levels.
     """
 
     device_id: str
@@ -65,6 +73,7 @@ class DecisionFacts:
     offer_sends: Mapping[str, int] = field(default_factory=dict, hash=False)
     last_contact: Mapping[str, datetime] = field(default_factory=dict, hash=False)
     sent_today: int = 0
+    level: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,12 @@ def candidate_offers(
         if offer.id in seen or offer.status != OfferStatus.ACTIVE:
             continue
         if offer.trigger != event_type:
+            continue
+        if offer.trigger == Trigger.REWARD:
+            # A reward answers the challenge naming it, wherever it was completed: the
+            # caller passes only that challenge's offer.
+            seen.add(offer.id)
+            result.append(offer)
             continue
         if geofence_id in offer.geofence_ids or (
             store_id is not None and store_id in offer.store_ids
@@ -158,6 +173,8 @@ def check_offer(
     segment = facts.segment if facts.customer_id is not None else Segment.UNKNOWN
     if offer.segments and segment not in offer.segments:
         return R.SEGMENT_MISMATCH
+    if offer.levels and facts.level not in offer.levels:
+        return R.LEVEL_MISMATCH
     if offer.audience is not None and not offer.audience.matches(
             facts.purchase_categories, facts.recommended_categories, offer.category):
         return R.AUDIENCE_MISMATCH

@@ -128,6 +128,9 @@ class Offer:
     deeplink: str | None = None
     status: OfferStatus = OfferStatus.ACTIVE
     name: str | None = None
+    # Loyalty levels (SPEC 11) the offer is for; empty is everyone. Names are checked
+    # against `[loyalty] levels` by the API, which knows the configuration.
+    levels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,7 @@ def parse_offer_fields(obj: object, partial: bool) -> dict[str, Any]:
         if name not in result:
             raise OfferError(name, "is required")
     full = {**_defaults(), **result}
-    _check_targets(full["geofence_ids"], full["store_ids"])
+    _check_targets(full["geofence_ids"], full["store_ids"], full["trigger"])
     _check_schedule(full["starts_at"], full["ends_at"])
     _check_recommended(full["audience"], full["category"])
     return full
@@ -271,7 +274,7 @@ def parse_offer_fields(obj: object, partial: bool) -> dict[str, Any]:
 
 def validate_offer(offer: Offer) -> None:
     """The cross-field rules, for an offer built by merging a PATCH into the stored one."""
-    _check_targets(offer.geofence_ids, offer.store_ids)
+    _check_targets(offer.geofence_ids, offer.store_ids, offer.trigger)
     _check_schedule(offer.starts_at, offer.ends_at)
     _check_recommended(offer.audience, offer.category)
 
@@ -302,6 +305,7 @@ def offer_to_json(offer: Offer) -> dict[str, Any]:
         "deeplink": offer.deeplink,
         "status": str(offer.status),
         "created_at": _iso(offer.created_at),
+        "levels": list(offer.levels),
     }
 
 
@@ -324,7 +328,10 @@ def _defaults() -> dict[str, Any]:
     }
 
 
-def _check_targets(geofence_ids: tuple[str, ...], store_ids: tuple[str, ...]) -> None:
+def _check_targets(geofence_ids: tuple[str, ...], store_ids: tuple[str, ...],
+                   trigger: Trigger | None = None) -> None:
+    if trigger == Trigger.REWARD:
+        return  # a reward offer answers the challenge naming it, wherever that happened
     if not geofence_ids and not store_ids:
         raise OfferError("geofence_ids", "an offer needs at least one geofence_ids or store_ids")
 
@@ -533,6 +540,7 @@ _FIELD_PARSERS: dict[str, Any] = {
     "deeplink": _parse_deeplink,
     "status": _parse_status,
     "name": _parse_name,
+    "levels": _parse_ids,
 }
 
 

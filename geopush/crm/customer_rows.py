@@ -1,4 +1,8 @@
-"""The customers CSV (`customer_id,first_name,language,created_at`): its rows and merge."""
+"""The customers CSV (`customer_id,first_name,language,created_at`): its rows and merge.
+
+An optional `last_name` column is read for its initial only (leaderboards show "first name
+and initial", SPEC 11): the rest of the name is never stored.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,14 @@ from geopush.crm.csv_values import (
     show,
     width_error,
 )
+from geopush.loyalty.rules import initial_of
 
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 
 
 def customer_parser(positions: dict[str, int], width: int) -> RowParser:
     get = columns_getter(positions, ("customer_id", "first_name", "language", "created_at"))
+    last_at = positions.get("last_name")
 
     def parse(line: int, fields: list[str]) -> Row | str:
         if len(fields) != width:
@@ -37,7 +43,8 @@ def customer_parser(positions: dict[str, int], width: int) -> RowParser:
         created_at = date_or_time(created_raw, "created_at")
         if isinstance(created_at, str):
             return created_at
-        return (line, customer_id, first_name or None, language or None, created_at)
+        initial = None if last_at is None else initial_of(fields[last_at])
+        return (line, customer_id, first_name or None, language or None, created_at, initial)
 
     return parse
 
@@ -47,32 +54,39 @@ async def merge_customers(conn: asyncpg.Connection, columns: frozenset[str]
     # The last line naming a customer wins (an export listing someone twice lists the
     # newer record last). A file with no created_at keeps a known one. Rows are written in
     # id order, so two imports of overlapping files lock rows in the same order.
+    # A file without last_name keeps the initial a former import gave.
     upserted = await conn.fetchval("""
         WITH up AS (
-            INSERT INTO customers (customer_id, first_name, language, created_at)
-            SELECT customer_id, first_name, language, created_at FROM (
-                SELECT DISTINCT ON (customer_id) customer_id, first_name, language, created_at
+            INSERT INTO customers (customer_id, first_name, language, created_at,
+                                   last_initial)
+            SELECT customer_id, first_name, language, created_at, last_initial FROM (
+                SELECT DISTINCT ON (customer_id) customer_id, first_name, language, created_at,
+                       last_initial
                 FROM _import_customers ORDER BY customer_id, line DESC
             ) latest ORDER BY customer_id
             ON CONFLICT (customer_id) DO UPDATE
             SET first_name = EXCLUDED.first_name, language = EXCLUDED.language,
                 created_at = coalesce(EXCLUDED.created_at, customers.created_at),
+                last_initial = CASE WHEN $1 THEN EXCLUDED.last_initial
+                                    ELSE customers.last_initial END,
                 imported_at = now()
             RETURNING 1
         )
         SELECT count(*) FROM up
-    """)
+    """, "last_name" in columns)
     return {"upserted": upserted}
 
 
 CUSTOMERS = CsvKind(
     name="customers",
     required=("customer_id", "first_name", "language", "created_at"),
-    optional=(),
+    optional=("last_name",),
     staging_table="_import_customers",
     staging_ddl="CREATE TEMP TABLE _import_customers (line integer, customer_id text,"
-                " first_name text, language text, created_at timestamptz) ON COMMIT DROP",
-    staging_columns=("line", "customer_id", "first_name", "language", "created_at"),
+                " first_name text, language text, created_at timestamptz, last_initial text)"
+                " ON COMMIT DROP",
+    staging_columns=("line", "customer_id", "first_name", "language", "created_at",
+                     "last_initial"),
     row_parser=customer_parser,
     merge=merge_customers,
     feeds_segments=True,

@@ -6,7 +6,6 @@ and merge live in `customer_rows`, `transaction_rows` and `store_rows`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,8 +32,11 @@ async def import_stream(pool: asyncpg.Pool, config: Config, kind: str,
     stands even if it fails (the daily run will catch up), and its answer is included.
     """
     csv_kind = CSV_KINDS[kind]
-    async with pool.acquire() as conn:
-        result = await import_csv(conn, csv_kind, chunks)
+    if csv_kind is TRANSACTIONS:
+        result = await _import_purchases(pool, config, chunks, now)
+    else:
+        async with pool.acquire() as conn:
+            result = await import_csv(conn, csv_kind, chunks)
     if recompute and csv_kind.feeds_segments:
         from geopush.crm.segments import recompute_segments
 
@@ -43,18 +45,31 @@ async def import_stream(pool: asyncpg.Pool, config: Config, kind: str,
     return result
 
 
-async def import_geofences_file(pool: asyncpg.Pool, config: Config, data: bytes
-                                ) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection, as `POST /v1/geofences/import` takes it."""
-    from geopush.places.geofences import import_features
+async def _import_purchases(pool: asyncpg.Pool, config: Config, chunks: AsyncIterable[bytes],
+                            now: Callable[[], datetime] | None) -> dict[str, Any]:
+    """Transactions, with their loyalty points credited in the import's own transaction
+    (SPEC 11), then the purchase challenges they complete."""
+    from geopush.loyalty.purchases import credit_purchases, settle_purchase_challenges
+
+    async with pool.acquire() as conn, conn.transaction():
+        result = await import_csv(conn, TRANSACTIONS, chunks)
+        credited = await credit_purchases(conn, config)
+    tally = await settle_purchase_challenges(pool, config, credited.pop("subjects"),
+                                             (now or (lambda: datetime.now(UTC)))())
+    tally.points["purchase"] += credited["points"]
+    tally.observe()
+    result["loyalty"] = {"purchases": credited["purchases"], "points": credited["points"],
+                         "challenges_completed": tally.challenges}
+    return result
+
+
+async def import_geofences_file(pool: asyncpg.Pool, config: Config,
+                                chunks: AsyncIterable[bytes]) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection, as `POST /v1/geofences/import` takes it, streamed."""
+    from geopush.geo.feature_collection import FeatureCollectionError
+    from geopush.places.geofence_import import TooManyFeatures, import_geofence_stream
 
     try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImportFailed(f"not JSON: {exc}") from None
-    if not isinstance(body, dict) or body.get("type") != "FeatureCollection" or not isinstance(
-        body.get("features"), list
-    ):
-        raise ImportFailed("expected a GeoJSON FeatureCollection")
-    async with pool.acquire() as conn, conn.transaction():
-        return await import_features(conn, body["features"], config.geo.default_dwell_s)
+        return await import_geofence_stream(pool, config, chunks)
+    except (FeatureCollectionError, TooManyFeatures) as exc:
+        raise ImportFailed(str(exc)) from None

@@ -103,10 +103,11 @@ RETURNING delivery_id
 # a device that has since withdrawn the consent they need (SPEC section 10).
 _RECHECK = """
 SELECT q.delivery_id,
-       coalesce(NOT d.consent_push OR (NOT d.consent_location AND q.trigger = ANY($3::text[])),
+       coalesce(NOT d.consent_push OR (NOT d.consent_location AND q.trigger = ANY($4::text[])),
                 false) AS withdrawn
-FROM unnest($1::uuid[], $2::int[]) AS u(id, attempts)
-JOIN deliveries q ON q.delivery_id = u.id AND q.attempts = u.attempts AND q.status = 'queued'
+FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS u(device_id, id, attempts)
+JOIN deliveries q ON q.device_id = u.device_id AND q.delivery_id = u.id
+                 AND q.attempts = u.attempts AND q.status = 'queued'
 LEFT JOIN devices d ON d.device_id = q.device_id
 """
 _DEACTIVATE = """
@@ -189,8 +190,8 @@ async def recheck(conn: asyncpg.Connection, claimed: Sequence[Claimed],
     check and FCM accepting the message; such a push is recorded as `sent`, truthfully.
     """
     rows = await conn.fetch(
-        _RECHECK, [c.delivery_id for c in claimed], [c.attempts for c in claimed],
-        list(location_triggers),
+        _RECHECK, [c.device_id for c in claimed], [c.delivery_id for c in claimed],
+        [c.attempts for c in claimed], list(location_triggers),
     )
     withdrawn_ids = {r["delivery_id"] for r in rows if r["withdrawn"]}
     ours = {r["delivery_id"] for r in rows}

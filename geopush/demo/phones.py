@@ -172,11 +172,18 @@ class Replay:
         """Pushes land on the phones: owners open most of them and redeem some."""
         by_token = {p.fcm_token: p for p in self.world.phones}
         cross_offer = self.world.offers["cross"]["id"]
-        seen = 0
+        last: str | None = None  # name of the last message handled
         while True:
             await asyncio.sleep(2.0)
             messages = self.received()
-            for m in messages[seen:]:
+            # The emulator keeps the latest messages only: find where the new ones begin.
+            start = 0
+            if last is not None:
+                start = next((j + 1 for j in range(len(messages) - 1, -1, -1)
+                              if messages[j]["name"] == last), 0)
+            if messages:
+                last = messages[-1]["name"]
+            for m in messages[start:]:
                 message = m["message"]
                 phone = by_token.get(message.get("token", ""))
                 if phone is None:
@@ -195,4 +202,3 @@ class Replay:
                     await self.client.call("POST", f"/v1/deliveries/{delivery}/redeemed",
                                            phone.token)
                     self.activity.redeemed += 1
-            seen = len(messages)

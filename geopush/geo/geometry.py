@@ -21,17 +21,15 @@ import numpy as np
 import shapely
 from shapely.geometry import LinearRing, MultiPolygon, Polygon
 
-from geopush.geo.earth import WGS84
+from geopush.geo.earth import geodesic_disc_area_m2, lonlat_ring_area_m2
 
 MAX_VERTICES = 2_000
 MIN_RADIUS_M = 10.0
 MAX_RADIUS_M = 50_000.0
 
-# Area of polygons is computed on edges densified to this step (degrees) so that the
-# geodesic area matches the lon/lat-straight edges of RFC 7946 even for large shapes.
-_AREA_SEGMENT_DEG = 0.01
-# Vertices of the geodesic polygon used to measure a circle's area (error ~1e-5 relative).
-_CIRCLE_AREA_VERTICES = 720
+# Candidate pairs of MultiPolygon parts examined to name the two that overlap; beyond it
+# the answer names the place GEOS found instead (bounded work for any input).
+_MAX_PART_PAIRS = 2_000
 
 FenceKind = Literal["polygon", "circle"]
 GeometryReason = Literal[
@@ -129,22 +127,20 @@ def parse_geometry(obj: object) -> Fence:
 
 
 def area_m2(fence: Fence) -> float:
-    """Geodesic area on WGS84, in square metres."""
+    """Area on WGS84, in square metres, of the shape the index matches.
+
+    A polygon's edges are straight in lon/lat (SPEC section 3), so that is the shape
+    measured, exactly and in work proportional to its vertices (see
+    `earth.lonlat_ring_area_m2`); for fences of store size it equals the area with geodesic
+    edges to better than 1e-5. A circle is geodesic by definition: see
+    `earth.geodesic_disc_area_m2` (constant work too).
+    """
     if fence.kind == "circle":
-        assert fence.center_lon is not None and fence.center_lat is not None
-        assert fence.radius_m is not None
-        n = _CIRCLE_AREA_VERTICES
-        lons, lats, _ = WGS84.fwd(
-            np.full(n, fence.center_lon),
-            np.full(n, fence.center_lat),
-            np.linspace(0.0, 360.0, n, endpoint=False),
-            np.full(n, fence.radius_m),
-        )
-        return abs(WGS84.polygon_area_perimeter(lons, lats)[0])
+        assert fence.center_lat is not None and fence.radius_m is not None
+        return geodesic_disc_area_m2(fence.center_lat, fence.radius_m)
     assert fence.geometry is not None
-    dense = shapely.segmentize(fence.geometry, _AREA_SEGMENT_DEG)
     total = 0.0
-    for part in getattr(dense, "geoms", [dense]):
+    for part in getattr(fence.geometry, "geoms", [fence.geometry]):
         total += _ring_area(part.exterior)
         total -= sum(_ring_area(hole) for hole in part.interiors)
     return total
@@ -227,11 +223,11 @@ def _polygon_fence(polygons: list[list[Sequence[Sequence[Any]]]], *, multi: bool
     for pi, rings in enumerate(parsed):
         for ri, ring in enumerate(rings):
             _check_simple_ring(ring, _ring_name(pi, ri, multi))
-    if multi:
-        _check_disjoint_parts(shapes)
     geometry: Polygon | MultiPolygon = MultiPolygon(shapes) if multi else shapes[0]
-    reason = shapely.is_valid_reason(geometry)
+    reason = shapely.is_valid_reason(geometry)  # GEOS: O(n log n) in the vertices
     if reason != "Valid Geometry":
+        if multi:
+            _check_disjoint_parts(shapes)
         raise GeometryError("self_intersection", f"the geometry is not valid: {_where(reason)}")
     return Fence(kind="polygon", geometry=geometry)
 
@@ -279,10 +275,16 @@ def _check_simple_ring(ring: Ring, name: str) -> None:
 
 
 def _check_disjoint_parts(shapes: list[Polygon]) -> None:
-    """Name the two parts of a MultiPolygon that overlap (touching at points is allowed)."""
+    """Name the two parts of an invalid MultiPolygon that overlap, if they are found soon.
+
+    Only called once GEOS has found the whole invalid, and it looks at no more than
+    `_MAX_PART_PAIRS` candidate pairs: hundreds of slivers fanned around one shared vertex
+    all touch each other, and testing every pair would take seconds.
+    """
     left, right = shapely.STRtree(shapes).query(shapes, predicate="intersects")
-    for i, j in zip(left.tolist(), right.tolist(), strict=True):
-        if i < j and shapes[i].intersection(shapes[j]).area > 0.0:
+    pairs = [(i, j) for i, j in zip(left.tolist(), right.tolist(), strict=True) if i < j]
+    for i, j in pairs[:_MAX_PART_PAIRS]:
+        if shapes[i].intersection(shapes[j]).area > 0.0:
             raise GeometryError(
                 "self_intersection",
                 f"polygons {i} and {j} of the MultiPolygon overlap; merge them into one",
@@ -312,7 +314,7 @@ def _rings(geometry: Polygon | MultiPolygon) -> list[LinearRing]:
 
 def _ring_area(ring: LinearRing) -> float:
     coords = np.asarray(ring.coords)
-    return abs(WGS84.polygon_area_perimeter(coords[:, 0], coords[:, 1])[0])
+    return lonlat_ring_area_m2(coords[:, 0], coords[:, 1])
 
 
 # --- values --------------------------------------------------------------------------------

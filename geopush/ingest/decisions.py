@@ -39,6 +39,7 @@ from geopush.codes import EventType, Outcome, Segment
 from geopush.config import Config
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.geo.visits import VisitEvent
+from geopush.loyalty.levels import subject_level
 from geopush.store.offers import offer_from_row, store_from_row
 
 _OFFERS = """
@@ -233,6 +234,7 @@ async def _decide_with_offers(
     else:
         sent_today = await conn.fetchval(_SENT_TODAY_DEVICE, device_id, day_start)
 
+    level = await subject_level(conn, config, customer_id, device_id, offers)
     rules = campaign_rules(config)
     token_active = bool(device["fcm_token"]) and device["fcm_token_active"]
     decisions: list[tuple[Any, ...]] = []
@@ -252,7 +254,7 @@ async def _decide_with_offers(
                                 else frozenset(device["consent_categories"])),
             timezone=tz, token_active=token_active,
             offer_sends={k: v + bumps[k] for k, v in counters.items()},
-            last_contact=dict(last_contact), sent_today=sent_today,
+            last_contact=dict(last_contact), sent_today=sent_today, level=level,
         )
         results = decide(EventFacts(event.type, event.geofence_id, store, event.ts),
                          candidates, facts, now, rules)
@@ -289,3 +291,20 @@ async def _decide_with_offers(
                            *[list(c) for c in cols])
         await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
     return summary
+
+
+async def decide_offers(
+    conn: asyncpg.Connection,
+    config: Config,
+    store_of: dict[str, str | None],
+    device: asyncpg.Record,
+    events: list[VisitEvent],
+    event_ids: list[UUID | None],
+    now: datetime,
+    offers: list[Any],
+    store_ids: list[str],
+) -> DecisionSummary:
+    """Decide these offers for these events (a challenge's reward offer, for one): the same
+    facts, locks and rules as a visit's offers; the device row is already locked."""
+    return await _decide_with_offers(conn, config, store_of, device, events,
+                                     event_ids, now, offers, store_ids)  # type: ignore[arg-type]

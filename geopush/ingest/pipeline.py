@@ -30,6 +30,7 @@ from geopush.geo.filters import LastFix, PingRules, filter_pings
 from geopush.geo.index import SMALL_BATCH
 from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitRules, advance
 from geopush.ingest.decisions import DecisionSummary, decide_events
+from geopush.loyalty.checkins import LoyaltyTally, record_checkins
 from geopush.store.geofence_index import LiveGeofenceIndex
 from geopush.timefmt import format_ts
 
@@ -81,6 +82,7 @@ class BatchResult:
     replayed: bool = False
     events: list[VisitEvent] = field(default_factory=list)
     decisions: DecisionSummary = field(default_factory=DecisionSummary)
+    loyalty: LoyaltyTally = field(default_factory=LoyaltyTally)
 
 
 def ping_rules(config: Config) -> PingRules:
@@ -160,9 +162,11 @@ async def process_batch(
         batch_id, response,
     )
     summary = DecisionSummary()
+    loyalty = LoyaltyTally()
     if events:
+        loyalty = await record_checkins(conn, config, device, events, event_ids, store_of, now)
         summary = await decide_events(conn, config, store_of, device, events, event_ids, now)
-    return BatchResult(response=response, events=events, decisions=summary)
+    return BatchResult(response=response, events=events, decisions=summary, loyalty=loyalty)
 
 
 def _advance_visits(

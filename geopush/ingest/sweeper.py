@@ -22,6 +22,7 @@ from geopush.config import Config
 from geopush.geo.visits import VisitEvent
 from geopush.ingest.decisions import decide_events
 from geopush.ingest.pipeline import insert_events
+from geopush.loyalty.checkins import record_checkins
 
 # A device silent for longer than visit_timeout_s gets no dwell: its next ping will close
 # the visit with an exit stamped at its last ping, which must not precede a dwell.
@@ -72,7 +73,9 @@ async def _sweep_device(pool: asyncpg.Pool, config: Config, device_id: UUID,
         store_of = {str(r["geofence_id"]): (str(r["store_id"]) if r["store_id"] else None)
                     for r in due}
         ids = await insert_events(conn, store_of, device_id, events, "sweeper")
+        loyalty = await record_checkins(conn, config, device, events, ids, store_of, now)
         summary = await decide_events(conn, config, store_of, device, events, ids, now)
     metrics.EVENTS.labels("dwell").inc(len(events))
     summary.observe()
+    loyalty.observe()
     return len(events)

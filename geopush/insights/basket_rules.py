@@ -99,19 +99,13 @@ def _logged_progress(label: str) -> Progress:
 #: outlast the pool's per-statement timeout at a million baskets.
 HEAVY_STATEMENT_S = 1800.0
 
-#: Frequent itemsets a run may find before it stops (TooManyItemsets): far above what any
-#: useful threshold gives (Groceries at support 0.002 has 12,000), far below what would hold
-#: a child process for hours.
-MAX_ITEMSETS = 2_000_000
-
-
 async def mine_stored(pool: asyncpg.Pool, level: str, params: RuleParams, since: datetime,
-                      store_id: UUID | None, progress: Progress | None = None
-                      ) -> tuple[int, list[Rule]]:
+                      store_id: UUID | None, max_itemsets: int,
+                      progress: Progress | None = None) -> tuple[int, list[Rule]]:
     """The number of baskets and the rules of the stored transactions, as asked."""
     async with pool.acquire() as conn:
         baskets = await load_baskets(conn, level, since, store_id)
-    return baskets.count, mine_rules(baskets, params, progress, MAX_ITEMSETS)
+    return baskets.count, mine_rules(baskets, params, progress, max_itemsets)
 
 
 async def recompute_rules(pool: asyncpg.Pool, config: Config, now: datetime,
@@ -127,7 +121,8 @@ async def recompute_rules(pool: asyncpg.Pool, config: Config, now: datetime,
         baskets = await load_baskets(conn, "category", since, None)
     loaded = time.monotonic()
     n = baskets.count
-    rules = mine_rules(baskets, params, progress or _logged_progress("recompute"))
+    rules = mine_rules(baskets, params, progress or _logged_progress("recompute"),
+                       config.insights.max_itemsets)
     del baskets
     mined = time.monotonic()
     async with pool.acquire() as conn, conn.transaction():
@@ -168,10 +163,10 @@ async def recompute_job(dsn: str, config: Config, now: datetime) -> dict[str, An
 
 
 async def mine_job(dsn: str, level: str, params: RuleParams, since: datetime,
-                   store_id: UUID | None) -> tuple[int, list[Rule]]:
+                   store_id: UUID | None, max_itemsets: int) -> tuple[int, list[Rule]]:
     pool = await _child_pool(dsn)
     try:
-        return await mine_stored(pool, level, params, since, store_id,
+        return await mine_stored(pool, level, params, since, store_id, max_itemsets,
                                  _logged_progress(f"query {level}"))
     finally:
         await pool.close()

@@ -65,7 +65,16 @@ class MiningPool:
             raise
 
     def shutdown(self) -> None:
+        """Stop the children now: a run cut short rolls back (its transaction never
+        commits), and a server's shutdown never waits minutes for a mining job."""
         with self._lock:
             executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        if executor is None:
+            return
+        # The executor keeps its children in a private map (Python 3.14 adds a public
+        # terminate_workers()); without it, exit would wait for a running job to finish.
+        children = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        for child in children:
+            if child.is_alive():
+                child.terminate()

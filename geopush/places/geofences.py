@@ -1,8 +1,7 @@
-"""Geofences: checking shapes, and importing a GeoJSON FeatureCollection in one go."""
+"""Geofences: checking shapes and import features (the streamed import is geofence_import)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 from uuid import UUID
 
@@ -10,8 +9,7 @@ import asyncpg
 
 from geopush.errors import Unprocessable
 from geopush.geo.geometry import GeometryError, area_m2, parse_geometry
-from geopush.store.geofence_index import notify_changed
-from geopush.validate import field_error
+from geopush.validate import field_error, has_unstorable_text
 
 COLUMNS = ("geofence_id, name, store_id, geometry, dwell_s, enabled, area_m2,"
            " created_at, updated_at")
@@ -47,6 +45,8 @@ def feature_to_geofence(feature: Any, default_dwell_s: int) -> dict[str, Any]:
     """One GeoJSON Feature as geofence fields; ValueError/GeometryError say why not."""
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise ValueError("not a GeoJSON Feature")
+    if has_unstorable_text(feature):
+        raise ValueError("a NUL character or a lone surrogate in a string")
     props = feature.get("properties") or {}
     if not isinstance(props, dict):
         raise ValueError("properties must be an object")
@@ -64,45 +64,3 @@ def feature_to_geofence(feature: Any, default_dwell_s: int) -> dict[str, Any]:
     store_ext = props.get("store_external_id")
     return {"name": str(name)[:200], "geometry": geometry, "area_m2": area_m2(fence),
             "dwell_s": dwell, "store_external_id": None if store_ext is None else str(store_ext)}
-
-
-async def import_features(
-    conn: asyncpg.Connection, features: list[Any], default_dwell_s: int
-) -> dict[str, Any]:
-    """Create the valid features in one transaction; report the others by index."""
-    errors: list[dict[str, Any]] = []
-    good: list[tuple[int, dict[str, Any]]] = []
-    for i, feature in enumerate(features):
-        try:
-            good.append((i, feature_to_geofence(feature, default_dwell_s)))
-        except GeometryError as exc:
-            errors.append({"index": i, "reason": exc.reason, "message": exc.message})
-        except (ValueError, TypeError) as exc:
-            errors.append({"index": i, "reason": "invalid_feature", "message": str(exc)})
-    externals = sorted({g["store_external_id"] for _, g in good if g["store_external_id"]})
-    stores = {
-        r["external_id"]: r["store_id"]
-        for r in await conn.fetch(
-            "SELECT external_id, store_id FROM stores WHERE external_id = ANY($1)", externals
-        )
-    }
-    rows = []
-    for i, g in good:
-        ext = g["store_external_id"]
-        if ext and ext not in stores:
-            errors.append({"index": i, "reason": "unknown_store",
-                           "message": f"no store with external_id {ext!r}"})
-            continue
-        rows.append((uuid.uuid4(), g["name"], stores.get(ext) if ext else None, g["geometry"],
-                     g["dwell_s"], True, g["area_m2"]))
-    if rows:
-        cols = list(zip(*rows, strict=True))
-        await conn.execute(
-            "INSERT INTO geofences (geofence_id, name, store_id, geometry, dwell_s, enabled,"
-            " area_m2) SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[],"
-            " $5::int[], $6::bool[], $7::float8[])",
-            *[list(c) for c in cols],
-        )
-        await notify_changed(conn)
-    errors.sort(key=lambda e: e["index"])
-    return {"created": len(rows), "errors": errors}

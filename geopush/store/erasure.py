@@ -36,8 +36,37 @@ _ANONYMIZE_DEVICE = (
 async def erase_device(conn: asyncpg.Connection, device_id: UUID) -> None:
     """Erase one device; the caller holds a transaction."""
     await conn.execute("SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
+    await erase_loyalty(conn, f"d:{device_id}", device_id=device_id)
     for statement in _ANONYMIZE_DEVICE:
         await conn.execute(statement, device_id)
+
+
+# Loyalty rows keep points, reason, store and time (the program's totals); the subject, the
+# customer and device ids and the free-text note go. A device linked to a customer only
+# loses its own id from the customer's rows: the points are the customer's.
+_ERASE_LOYALTY = (
+    "UPDATE loyalty_ledger SET subject = NULL, customer_id = NULL, device_id = NULL,"
+    " note = NULL WHERE subject = $1",
+    "UPDATE loyalty_badges SET subject = NULL, customer_id = NULL, device_id = NULL"
+    " WHERE subject = $1",
+    "UPDATE challenge_completions SET subject = NULL, customer_id = NULL, device_id = NULL"
+    " WHERE subject = $1",
+)
+_FORGET_DEVICE = (
+    "UPDATE loyalty_ledger SET device_id = NULL WHERE device_id = $1",
+    "UPDATE loyalty_badges SET device_id = NULL WHERE device_id = $1",
+    "UPDATE challenge_completions SET device_id = NULL WHERE device_id = $1",
+)
+
+
+async def erase_loyalty(conn: asyncpg.Connection, subject: str,
+                        device_id: UUID | None = None) -> None:
+    """Remove the identifiers from a subject's loyalty rows (and a device's id from all)."""
+    for statement in _ERASE_LOYALTY:
+        await conn.execute(statement, subject)
+    if device_id is not None:
+        for statement in _FORGET_DEVICE:
+            await conn.execute(statement, device_id)
 
 
 async def erase_customer(conn: asyncpg.Connection, customer_id: str) -> bool:
@@ -68,4 +97,11 @@ _ERASE_CUSTOMER = (
     " status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END"
     " WHERE customer_id = $1",
     "UPDATE devices SET customer_id = NULL WHERE customer_id = $1",
+    # Loyalty: points, badges and completions stay for the totals, without the customer.
+    "UPDATE loyalty_ledger SET subject = NULL, customer_id = NULL, device_id = NULL,"
+    " note = NULL WHERE subject = 'c:' || $1",
+    "UPDATE loyalty_badges SET subject = NULL, customer_id = NULL, device_id = NULL"
+    " WHERE subject = 'c:' || $1",
+    "UPDATE challenge_completions SET subject = NULL, customer_id = NULL, device_id = NULL"
+    " WHERE subject = 'c:' || $1",
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,28 +43,21 @@ class LiveGeofenceIndex:
     dwell_s: dict[str, int] = field(default_factory=dict)
     loaded: bool = False
     version: int = 0
+    # The exit buffer ingest asks for: the index's candidate grid for it is built with the
+    # index, off the loop, not by the first batch after a reload.
+    buffer_m: float = 20.0
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def reload(self, pool: asyncpg.Pool) -> None:
+        # Geometry as text, decoded with the rest in a worker thread: thousands of large
+        # fences are seconds of JSON decoding and validation that ingest must not wait on.
         rows = await pool.fetch(
-            "SELECT geofence_id, store_id, geometry, dwell_s FROM geofences WHERE enabled"
+            "SELECT geofence_id, store_id, geometry::text AS geometry, dwell_s"
+            " FROM geofences WHERE enabled"
         )
-        entries = []
-        info: dict[str, FenceInfo] = {}
-        for row in rows:
-            gid = str(row["geofence_id"])
-            try:
-                fence = parse_geometry(row["geometry"])
-            except GeometryError:  # stored geometry was validated; never expected
-                log.error("stored geofence has invalid geometry", extra={"geofence_id": gid})
-                continue
-            entries.append((gid, fence))
-            store = row["store_id"]
-            info[gid] = FenceInfo(gid, str(store) if store else None, row["dwell_s"])
-        # Build off the event loop: a large index takes a while and ingest must go on.
-        index = await asyncio.get_running_loop().run_in_executor(
-            None, GeofenceIndex.build, entries
-        )
+        buffer_m = self.buffer_m
+        index, info = await asyncio.get_running_loop().run_in_executor(
+            None, _build, rows, buffer_m)
         self.index, self.info, self.loaded = index, info, True
         self.dwell_s = {gid: f.dwell_s for gid, f in info.items()}
         self.version += 1
@@ -96,6 +90,25 @@ class LiveGeofenceIndex:
 
     def _on_notify(self, *_: Any) -> None:
         self._dirty.set()
+
+
+def _build(rows: list[asyncpg.Record],
+           buffer_m: float) -> tuple[GeofenceIndex, dict[str, FenceInfo]]:
+    """The index (with its candidate grid for `buffer_m`) and the fences' details from
+    their rows (runs in a worker thread)."""
+    entries = []
+    info: dict[str, FenceInfo] = {}
+    for row in rows:
+        gid = str(row["geofence_id"])
+        try:
+            fence = parse_geometry(json.loads(row["geometry"]))
+        except GeometryError:  # stored geometry was validated; never expected
+            log.error("stored geofence has invalid geometry", extra={"geofence_id": gid})
+            continue
+        entries.append((gid, fence))
+        store = row["store_id"]
+        info[gid] = FenceInfo(gid, str(store) if store else None, row["dwell_s"])
+    return GeofenceIndex.build(entries).prepare(buffer_m), info
 
 
 async def notify_changed(conn: asyncpg.Connection, geofence_id: UUID | None = None) -> None:

@@ -428,6 +428,7 @@
     form.querySelector(`input[name="o-aud"][value="${mode}"]`).checked = true;
     $("o-bought").value = aud && aud.bought_any ? aud.bought_any.join(", ") : "";
     $("o-notbought").value = aud && aud.not_bought ? aud.not_bought.join(", ") : "";
+    $("o-boughtall").value = aud && aud.bought_all ? aud.bought_all.join(", ") : "";
     $("o-default-locale").value = o.message.default_locale || "en";
     $("o-translations").replaceChildren();
     for (const [loc, tr] of Object.entries(o.message.translations || {})) {
@@ -474,6 +475,8 @@
     let audience = null;
     if (mode === "purchases") {
       audience = { bought_any: csv($("o-bought").value), not_bought: csv($("o-notbought").value) };
+      const all = csv($("o-boughtall").value);
+      if (all.length) audience.bought_all = all;
     } else if (mode === "recommended") {
       audience = { recommended: true };
     }
@@ -671,7 +674,10 @@
     openOfferForm(null, {
       name: `Cross-sell: ${rule.antecedent.join(" + ")} → ${target}`, trigger: "exit",
       category: rule.consequent.length === 1 ? rule.consequent[0] : null,
-      audience: { bought_any: rule.antecedent, not_bought: rule.consequent },
+      // SPEC 12: those who bought every antecedent and not the consequent.
+      audience: rule.antecedent.length > 1
+        ? { bought_any: [], bought_all: rule.antecedent, not_bought: rule.consequent }
+        : { bought_any: rule.antecedent, not_bought: rule.consequent },
       store_ids: state.stores.map((s) => s.id), control_pct: 10,
       message: { default_locale: "en", translations: { en: {
         title: "{first_name}, try our " + target,
