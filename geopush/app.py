@@ -82,7 +82,7 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
                                  acquire_timeout=config.database.acquire_timeout_s)
         async with pool.acquire() as conn:
             await migrate(conn)
-        fences = LiveGeofenceIndex()
+        fences = LiveGeofenceIndex(buffer_m=config.geo.exit_buffer_m)
         await fences.reload(pool)
         bootstrap = config.auth.bootstrap_admin_key
         rt = Runtime(config=config, pool=pool, fences=fences,

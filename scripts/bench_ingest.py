@@ -250,7 +250,8 @@ class Bench:
         finally:
             await conn.close()
 
-    def run_load(self, tokens_file: Path, batch: int, warm: bool = False) -> dict[str, float]:
+    def run_load(self, tokens_file: Path, batch: int, warm: bool = False,
+                 tag: str = "") -> dict[str, float]:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--load", self.base,
                "--tokens", str(tokens_file), "--batch", str(batch),
                "--clients", str(self.args.clients), "--seconds", str(self.args.seconds)]
@@ -262,7 +263,7 @@ class Bench:
             kids = psutil.Process(target).children()
             if kids:
                 target = kids[0].pid
-            out = Path(tempfile.gettempdir()) / f"geopush-profile-ingest-{batch}.txt"
+            out = Path(tempfile.gettempdir()) / f"geopush-profile-ingest{tag}-{batch}.txt"
             py_spy = str(Path(sys.executable).parent / "py-spy")
             spy = subprocess.Popen([py_spy, "record", "-p", str(target), "-o", str(out),
                                     "-d", str(int(self.args.seconds)), "--nonblocking",
@@ -302,7 +303,7 @@ async def harness(args: argparse.Namespace) -> None:
                 await asyncio.sleep(1.0)
                 for batch in args.batches:
                     before = await bench.counts()
-                    r = bench.run_load(tokens_file, batch)
+                    r = bench.run_load(tokens_file, batch, tag=f"-w{workers}-o{offers}")
                     after = await bench.counts()
                     events = after["events"] - before["events"]
                     decisions = after["decisions"] - before["decisions"]

@@ -103,7 +103,13 @@ async def latency(url: str, emu: str, creds: Path, cwd: Path, transport: str,
     await conn.execute("TRUNCATE deliveries, devices")
     ps = start_senders(url, 1, emu, creds, cwd, transport)
     try:
-        await asyncio.sleep(4.0)  # the sender is up and idle
+        # Wait until the sender has sent a first message: it is up, its token fetched.
+        await queue_deliveries(conn, 1, f"probe{transport}{rate}-")
+        for _ in range(1200):
+            if await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'sent'"):
+                break
+            await asyncio.sleep(0.1)
+        await conn.execute("DELETE FROM deliveries")
         tick = 0.1 if rate > 10 else 1.0 / rate
         per_tick = max(1, round(rate * tick))
         queued = 0
@@ -160,6 +166,7 @@ async def main() -> None:
     ap.add_argument("--load-rate", type=float, default=1000.0)
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--latency-only", action="store_true", help="print latencies only")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gpsend"))
     server = embedded_server(tmp)
@@ -179,15 +186,15 @@ async def main() -> None:
         started = machine()
         rows = []
         rates = {}
-        for transport in ("sdk", "aiohttp"):
+        for transport in ("sdk", "aiohttp") if not args.latency_only else ():
             for procs in (1, 2):
                 rates[transport, procs] = r = await senders(url, n, procs, emu, creds, tmp,
                                                             transport)
                 print(f"{transport}, {procs} sender process(es): {r:,.0f} messages/s",
                       flush=True)
-        bare = await bare_client(n, emu, creds)
+        bare = await bare_client(n, emu, creds) if not args.latency_only else 1.0
         print(f"peer, bare aiohttp client, no database: {bare:,.0f} messages/s")
-        for transport in ("sdk", "aiohttp"):
+        for transport in ("sdk", "aiohttp") if not args.latency_only else ():
             rows.append([f"`{transport}`", rates[transport, 1], rates[transport, 2],
                          f"{rates[transport, 1] / bare:.2f}"])
         rows.append(["peer: bare aiohttp client, one token, no database", bare, "—", "1"])
@@ -211,7 +218,7 @@ async def main() -> None:
             f" queued at a steady rate for {args.latency_seconds:g} s (ms):", "",
             table(["transport", "load", "deliveries", "p50 ms", "p99 ms"], lat_rows),
         ])
-        if not args.no_write:
+        if not args.no_write and not args.latency_only:
             write_section("sender", "Delivery — `scripts/bench_sender.py`", body)
     finally:
         emu_proc.terminate()

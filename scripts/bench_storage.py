@@ -99,6 +99,7 @@ async def sizes(dsn: str, devices: int) -> list[list[object]]:
                 "SELECT coalesce(sum(pg_indexes_size(oid)), 0) FROM pg_class"
                 " WHERE oid = to_regclass($1) OR oid IN"
                 " (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass($1))", t)
+            table_bytes, index_bytes = float(table_bytes), float(index_bytes)
             rows.append([t, count, table_bytes / 2**20, index_bytes / 2**20,
                          (table_bytes + index_bytes) / max(count, 1)])
         return rows

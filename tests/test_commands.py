@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from geopush.store.migrations import available
 from tests.conftest import ADMIN_KEY
@@ -144,6 +145,7 @@ def _levels(log: str) -> set[str]:
     return levels
 
 
+@pytest.mark.slow
 async def test_serve_honours_the_log_level(database_url: str, tmp_path: Path) -> None:
     # INFO by default: the index load is logged.
     default = await _serve_log(database_url, tmp_path, "serve")

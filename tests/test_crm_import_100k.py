@@ -12,6 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from tests.api_client import Api, iso
 
@@ -51,6 +52,7 @@ def export() -> tuple[bytes, int, int]:
     return ("\n".join(lines) + "\n").encode(), duplicates, broken
 
 
+@pytest.mark.slow
 async def test_a_100k_line_import_through_the_api(api: Api, db: asyncpg.Connection) -> None:
     for i in range(3):
         await api.store(external_id=f"BJ-{i}")

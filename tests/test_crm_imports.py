@@ -295,6 +295,7 @@ async def run_cli(database_url: str, cwd: Path, *args: str) -> tuple[int, str, s
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_cli_imports_stores_geofences_customers_and_transactions(
     database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import numpy as np
+import pytest
 
 from geopush.geo.filters import PingRules, filter_pings
 from geopush.geo.geometry import parse_geometry
@@ -130,6 +131,7 @@ def batches(track: tuple[Fix, ...]) -> Iterator[list[dict[str, object]]]:
         ]
 
 
+@pytest.mark.slow
 def test_geolife_traces_give_the_reference_events() -> None:
     fixes = {uid: track[:FIXES_PER_USER] for uid, track in geolife_fixes().items()}
     geometries = store_geometries() | trace_polygons(fixes)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 
@@ -382,6 +383,7 @@ def raw_pings(draw: st.DrawFn) -> object:
     st.one_of(st.none(), st.floats(-20_000, 0)),
     st.floats(-120, 120),
 )
+@pytest.mark.slow
 def test_filters_match_the_reference_on_arbitrary_json(
     raw: list[object], last_offset: float | None, now_offset: float
 ) -> None:
@@ -468,6 +470,7 @@ def traces(draw: st.DrawFn) -> Trace:
     return Trace(scene, batches, dwell_s, dropped)
 
 
+@pytest.mark.slow
 @settings(SETTINGS, max_examples=150)
 @given(traces(), st.sampled_from([3600, 600]))
 def test_pipeline_matches_the_reference(trace: Trace, timeout_s: int) -> None:

@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from geopush.geo.geometry import parse_geometry
 from geopush.geo.index import GeofenceIndex
@@ -72,6 +73,7 @@ def _canonical(events: list[tuple[str, str, datetime]]) -> list[tuple[str, str, 
     return sorted(events, key=lambda e: (e[2], rank[e[0]], e[1]))
 
 
+@pytest.mark.slow
 async def test_geolife_replay_over_http_matches_reference(start_server) -> None:
     fixes = {uid: track[:FIXES_PER_USER] for uid, track in geolife_fixes().items()}
     geometries = store_geometries() | trace_polygons(fixes)

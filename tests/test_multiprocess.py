@@ -136,6 +136,7 @@ async def test_one_device_alternating_between_processes_never_double_enters(
         assert len({e["ts"] for e in enters}) == 20
 
 
+@pytest.mark.slow
 async def test_workers_answer_one_set_of_metrics(serve_process) -> None:
     """With --workers 2 every scrape, whichever worker answers it, counts every ping."""
     url = await serve_process("--workers", "2")

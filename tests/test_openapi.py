@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from geopush.api.openapi import undocumented_routes
 from geopush.app import create_app
 from tests.api_client import Api
@@ -57,6 +59,7 @@ async def test_docs_page_is_self_contained(api: Api) -> None:
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", reply.body)
 
 
+@pytest.mark.slow
 async def test_schemathesis_finds_nothing(start_server) -> None:
     """A bounded run (a fixed seed, a few examples per operation) with an admin key."""
     server = await start_server(server={"run_sender": False})

@@ -49,6 +49,7 @@ async def _wait(predicate, within_s: float, step: float = 0.1) -> None:
         await asyncio.sleep(step)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch(
     database_url: str, db: asyncpg.Connection, emulator: EmulatorThread,
@@ -123,6 +124,7 @@ class EmulatorProcess:
         raise RuntimeError("emulator not answering")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_two_senders_10000_deliveries_no_duplicate(
     database_url: str, db: asyncpg.Connection, tmp_path: Path,

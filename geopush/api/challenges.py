@@ -8,7 +8,7 @@ and `ends_at` (at `store_ids` when set). Completing it credits `reward_points` a
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from geopush.api.pagination import page, page_params
 from geopush.api.schema import Name, RequestBody, Text, Time, Whole
 from geopush.codes import ChallengeKind
 from geopush.runtime import RUNTIME
+from geopush.timefmt import format_ts_or_none
 
 MAX_TARGET = 1_000_000
 MAX_REWARD = 1_000_000
@@ -61,7 +62,7 @@ class ChallengePatch(ChallengeCreate):
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return format_ts_or_none(value)
 
 
 def challenge_json(row: asyncpg.Record) -> dict[str, Any]:

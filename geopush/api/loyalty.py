@@ -42,6 +42,7 @@ from geopush.loyalty.rules import (
     subject_of,
 )
 from geopush.runtime import RUNTIME
+from geopush.timefmt import format_ts_or_none
 
 MAX_POINTS = 1_000_000
 
@@ -86,7 +87,7 @@ ORDER BY subject, id DESC LIMIT $3
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return format_ts_or_none(value)
 
 
 def entry_json(row: asyncpg.Record) -> dict[str, Any]:

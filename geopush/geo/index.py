@@ -248,6 +248,11 @@ class GeofenceIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def prepare(self, buffer_m: float) -> GeofenceIndex:
+        """Build the candidate grid for `buffer_m` now (else the first `locate` does)."""
+        self._grid(float(buffer_m))
+        return self
+
     @property
     def ids(self) -> tuple[str, ...]:
         return tuple(self._ids)

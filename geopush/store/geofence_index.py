@@ -43,6 +43,9 @@ class LiveGeofenceIndex:
     dwell_s: dict[str, int] = field(default_factory=dict)
     loaded: bool = False
     version: int = 0
+    # The exit buffer ingest asks for: the index's candidate grid for it is built with the
+    # index, off the loop, not by the first batch after a reload.
+    buffer_m: float = 20.0
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def reload(self, pool: asyncpg.Pool) -> None:
@@ -52,7 +55,9 @@ class LiveGeofenceIndex:
             "SELECT geofence_id, store_id, geometry::text AS geometry, dwell_s"
             " FROM geofences WHERE enabled"
         )
-        index, info = await asyncio.get_running_loop().run_in_executor(None, _build, rows)
+        buffer_m = self.buffer_m
+        index, info = await asyncio.get_running_loop().run_in_executor(
+            None, _build, rows, buffer_m)
         self.index, self.info, self.loaded = index, info, True
         self.dwell_s = {gid: f.dwell_s for gid, f in info.items()}
         self.version += 1
@@ -87,8 +92,10 @@ class LiveGeofenceIndex:
         self._dirty.set()
 
 
-def _build(rows: list[asyncpg.Record]) -> tuple[GeofenceIndex, dict[str, FenceInfo]]:
-    """The index and the fences' details from their rows (runs in a worker thread)."""
+def _build(rows: list[asyncpg.Record],
+           buffer_m: float) -> tuple[GeofenceIndex, dict[str, FenceInfo]]:
+    """The index (with its candidate grid for `buffer_m`) and the fences' details from
+    their rows (runs in a worker thread)."""
     entries = []
     info: dict[str, FenceInfo] = {}
     for row in rows:
@@ -101,7 +108,7 @@ def _build(rows: list[asyncpg.Record]) -> tuple[GeofenceIndex, dict[str, FenceIn
         entries.append((gid, fence))
         store = row["store_id"]
         info[gid] = FenceInfo(gid, str(store) if store else None, row["dwell_s"])
-    return GeofenceIndex.build(entries), info
+    return GeofenceIndex.build(entries).prepare(buffer_m), info
 
 
 async def notify_changed(conn: asyncpg.Connection, geofence_id: UUID | None = None) -> None:
