@@ -15,7 +15,6 @@ connections.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
@@ -101,9 +100,13 @@ class Background:
             await self._stop.wait()
             if self.sender is not None:
                 self.sender.stop()
-                with contextlib.suppress(asyncio.TimeoutError):
+                try:
                     await asyncio.wait_for(asyncio.shield(tasks[0]),
                                            self.config.server.shutdown_timeout_s)
+                except TimeoutError:
+                    pass
+                except Exception:
+                    log.exception("the sender ended with an error")
         finally:
             self._started.set()
             for task in tasks:

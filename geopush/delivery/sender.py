@@ -91,7 +91,12 @@ class Sender:
                 if free > 0:
                     try:
                         claimed = await self._claim()
-                    except (OSError, asyncpg.PostgresError) as exc:
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        # Any database trouble (a dropped connection, a server restarting,
+                        # a protocol error left by a cut connection) must not end the
+                        # sender: it waits and claims again, and the outbox keeps the work.
                         log.warning("outbox claim failed: %s", type(exc).__name__)
                         await self._sleep(1.0)
                         continue
