@@ -22,10 +22,10 @@ pytest_plugins = ["tests.emulator_fixtures"]
 SDK_TIMEOUT_S = 2.0  # the firebase_app fixture's timeout (tests/emulator_fixtures.py)
 
 
-def message(token: str) -> messaging.Message:
+def message(token: str, now: datetime | None = None) -> messaging.Message:
     return build_message(token=token, title="t", body="b", delivery_id="d", offer_id="o",
                          store_id=None, geofence_id=None, deeplink=None, ttl_s=60,
-                         now=datetime.now(UTC))
+                         now=now or datetime.now(UTC))
 
 
 @pytest.fixture
@@ -62,9 +62,11 @@ async def test_outcome_is_classified_as_the_sdk_classifies_it(case, firebase_app
                                                               fcm_control):
     prefix, action = CASES[case]
     sdk_token, ours_token = f"{prefix}{case}-sdk", f"{prefix}{case}-aio"
+    now = datetime.now(UTC)  # one clock for both, so their expiry headers are equal
 
-    [sdk] = (await messaging.send_each_async([message(sdk_token)], app=firebase_app)).responses
-    [ours] = await transport.send_each([message(ours_token)])
+    [sdk] = (await messaging.send_each_async([message(sdk_token, now)],
+                                             app=firebase_app)).responses
+    [ours] = await transport.send_each([message(ours_token, now)])
 
     assert _seen(ours) == _seen(sdk)
     assert classify(ours).action is action
