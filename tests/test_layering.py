@@ -1,9 +1,9 @@
 """The layering rule: domain and storage code never imports the HTTP layer.
 
 `geopush.api` may use everything below it; `geo`, `campaigns`, `crm`, `ingest`, `delivery`,
-`places` and `store` (and the shared modules beside them) must work without it, so the CLI,
-the importers and the background tasks do not drag aiohttp handlers in, and refusals are
-domain exceptions that only the API's error middleware turns into HTTP.
+`places`, `store`, `insights` and `loyalty` (and the shared modules beside them) must work
+without it, so the CLI, the importers and the background tasks do not drag aiohttp handlers
+in, and refusals are domain exceptions that only the API's error middleware turns into HTTP.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from geopush import errors
 from geopush.api.errors import DOMAIN_STATUS, domain_status
 
 PACKAGE = Path(__file__).resolve().parents[1] / "geopush"
-DOMAIN = ("geo", "campaigns", "crm", "ingest", "delivery", "places", "store")
+DOMAIN = ("geo", "campaigns", "crm", "ingest", "delivery", "places", "store", "insights",
+          "loyalty")
 # Modules allowed to compose the HTTP layer besides the API itself: the app factory and the
 # per-process state its handlers share (it holds the API's rate limiters).
 COMPOSERS = {"app.py", "runtime.py"}
