@@ -12,7 +12,7 @@ With 20 offers, each targets 500 of the fences on `enter` (5 of them with `max_s
 events lead to decisions; the sender is off, so deliveries stay queued.
 `--code DIR` runs the server from another checkout (e.g. an older commit, for before/after).
 `--profile` records py-spy's raw stacks of the (first) worker for each run, in the temp
-directory (`pip install py-spy`).
+directory (`pip install -e ".[bench]"`).
 """
 
 from __future__ import annotations
@@ -307,12 +307,17 @@ async def harness(args: argparse.Namespace) -> None:
                     after = await bench.counts()
                     events = after["events"] - before["events"]
                     decisions = after["decisions"] - before["decisions"]
+                    # Server CPU (workers and their children, not PostgreSQL) per request:
+                    # less sensitive than requests/s to what else runs on the machine.
+                    cpu_ms = r["server_cpu_s"] * 1000 / max(1, r["requests"])
                     print(f"workers {workers}, offers {offers}, {batch}/request: "
                           f"{r['rps']:,.0f} req/s, {r['pings_per_s']:,.0f} pings/s, p50 "
                           f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, errors "
-                          f"{r['errors']}, events {events}, decisions {decisions}", flush=True)
+                          f"{r['errors']}, events {events}, decisions {decisions}, server "
+                          f"CPU {cpu_ms:.2f} ms/request, load average {os.getloadavg()[0]:.1f}",
+                          flush=True)
                     rows.append([workers, offers, batch, r["rps"], r["pings_per_s"],
-                                 r["p50_ms"], r["p99_ms"], events / r["seconds"],
+                                 r["p50_ms"], r["p99_ms"], cpu_ms, events / r["seconds"],
                                  decisions / r["seconds"], r["errors"], r["rss_mib"]])
     finally:
         bench.close()
@@ -324,7 +329,8 @@ async def harness(args: argparse.Namespace) -> None:
         f" {args.clients} clients on loopback in another process, {args.seconds:g} s per"
         " row. With 20 offers: `enter` offers on 500 fences each, 5 with `max_sends`.", "",
         table(["workers", "active offers", "pings/request", "requests/s", "pings/s",
-               "p50 ms", "p99 ms", "events/s", "decisions/s", "errors", "server RSS MiB"],
+               "p50 ms", "p99 ms", "server CPU ms/request", "events/s", "decisions/s",
+               "errors", "server RSS MiB"],
               rows),
     ])
     if not args.no_write:
