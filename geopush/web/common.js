@@ -25,6 +25,13 @@ window.GP = (() => {
   }
   const $ = (id) => document.getElementById(id);
 
+  /** The header's status line (both pages have one with id "status"). */
+  function setStatus(text, bad) {
+    const s = $("status");
+    s.textContent = text;
+    s.className = "status" + (bad ? " error" : "");
+  }
+
   /** Whether this geopush serves a route (sections for missing ones say so, no 404). */
   function hasRoute(method, path) { return settings.routes.includes(method + " " + path); }
 
@@ -170,6 +177,6 @@ window.GP = (() => {
     return { status: 200, items };
   }
 
-  return { settings, el, $, hasRoute, makeKey, api, errorMessage, num, pct, secs, table,
-           chart, makeMap, geometryLayer, layerGeometry, all, PALETTE };
+  return { settings, el, $, setStatus, hasRoute, makeKey, api, errorMessage, num, pct, secs,
+           table, chart, makeMap, geometryLayer, layerGeometry, all, PALETTE };
 })();

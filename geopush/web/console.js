@@ -5,7 +5,7 @@
 // is shown next to the field its `details[].field` names.
 "use strict";
 (() => {
-  const { el, $, api, num, pct, table, chart, hasRoute } = GP;
+  const { el, $, api, num, pct, table, chart, hasRoute, setStatus } = GP;
   const key = GP.makeKey("geopush.marketerKey");
   const SEGMENTS = ["new", "good", "best", "at_risk", "inactive", "unknown"];
   const TIMEZONES = ["Asia/Shanghai", "Europe/Paris", "America/Montreal", "America/New_York",
@@ -19,11 +19,6 @@
   const call = (method, path, body) => api(key, method, path, body);
 
   // ------------------------------------------------------------------ status, key, tabs
-  function setStatus(text, bad) {
-    const s = $("status");
-    s.textContent = text;
-    s.className = "status" + (bad ? " error" : "");
-  }
   function showKeyForm(text) {
     $("key-box").classList.remove("hidden");
     for (const id of ["main", "tabs", "forget"]) $(id).classList.add("hidden");

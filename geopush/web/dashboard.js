@@ -3,7 +3,7 @@
 // /v1/ops/summary, the fences on a map, and each offer's funnel from its stats endpoint.
 "use strict";
 (() => {
-  const { el, $, api, num, pct, secs, table, chart, makeMap, geometryLayer } = GP;
+  const { el, $, api, num, pct, secs, table, chart, makeMap, geometryLayer, setStatus } = GP;
   const key = GP.makeKey("geopush.opsKey");
   const REFRESH_MS = 5000;
   const MAX_STATS_CALLS = 20;
@@ -14,11 +14,6 @@
 
   const call = (path) => api(key, "GET", path);
 
-  function setStatus(text, bad) {
-    const s = $("status");
-    s.textContent = text;
-    s.className = "status" + (bad ? " error" : "");
-  }
   function showKeyForm(text) {
     $("key-box").classList.remove("hidden");
     for (const id of ["forget", "window-box", "main"]) $(id).classList.add("hidden");
