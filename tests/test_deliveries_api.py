@@ -166,6 +166,22 @@ async def test_opened_and_redeemed_are_idempotent_and_device_scoped(gp: Api) -> 
     assert untouched["opened_at"] is None and untouched["redeemed_at"] is None
 
 
+async def test_a_delivery_that_was_not_sent_cannot_be_opened_or_redeemed(gp: Api) -> None:
+    """A lying app must not inflate results with the id of a push that never went out."""
+    shop = await open_shop(gp)
+    dead = await gp.device(unique_token("fail-unregistered-x"))
+    await walk_in(gp, shop, dead)
+    failed = await finished_delivery(gp, dead)
+    assert failed["status"] == "failed"
+    for action in ("opened", "redeemed"):
+        reply = await gp.call("POST", f"/v1/deliveries/{failed['id']}/{action}", key=dead.token)
+        assert reply.status == 409 and reply.body["error"]["code"] == "not_sent"
+    after = await get_delivery(gp, failed["id"])
+    assert after["opened_at"] is None and after["redeemed_at"] is None
+    result = (await gp.as_role("ops", "GET", f"/v1/offers/{shop.offer['id']}/stats")).ok(200)
+    assert (result["sent"], result["opened"], result["redeemed"]) == (0, 0, 0)
+
+
 # --- retry -----------------------------------------------------------------------------
 
 

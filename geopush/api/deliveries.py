@@ -65,16 +65,17 @@ WHERE delivery_id = $1 AND status = 'failed'
 RETURNING {_COLUMNS}
 """
 # The first report is kept: `... IS NULL` in the UPDATE is re-checked on the locked row,
-# so two reports racing each other cannot overwrite the first time. The EXISTS tells an
-# idempotent repeat (204) from a delivery this device does not have (404).
+# so two reports racing each other cannot overwrite the first time. Only a delivery that was
+# sent can be opened or redeemed (SPEC section 7), so an app cannot inflate results with the
+# id of a queued or cancelled one. The status read tells an idempotent repeat (204) from a
+# delivery that never went out (409) and from one this device does not have (404: null).
 _MARK = """
 WITH marked AS (
     UPDATE deliveries SET {column} = now()
-    WHERE delivery_id = $1 AND device_id = $2 AND {column} IS NULL
+    WHERE delivery_id = $1 AND device_id = $2 AND {column} IS NULL AND status = 'sent'
     RETURNING 1
 )
-SELECT EXISTS (SELECT 1 FROM marked)
-    OR EXISTS (SELECT 1 FROM deliveries WHERE delivery_id = $1 AND device_id = $2)
+SELECT status FROM deliveries WHERE delivery_id = $1 AND device_id = $2
 """
 _MARK_OPENED = _MARK.format(column="opened_at")
 _MARK_REDEEMED = _MARK.format(column="redeemed_at")
@@ -248,23 +249,27 @@ async def retry_delivery(request: web.Request) -> web.Response:
 async def _mark(request: web.Request, sql: str) -> web.Response:
     device_id = await require_device(request)
     delivery_id = path_id(request, "delivery_id", "delivery")
-    found = await request.app[RUNTIME].pool.fetchval(sql, delivery_id, device_id)
-    if not found:
+    status = await request.app[RUNTIME].pool.fetchval(sql, delivery_id, device_id)
+    if status is None:
         raise not_found("delivery")
+    if status != DeliveryStatus.SENT:
+        raise ApiError(409, "not_sent", f"this delivery was not sent (it is {status})")
     return web.Response(status=204)
 
 
-@documented("The notification was opened (idempotent)", auth=BY_DEVICE, status=204, media=None)
+@documented("The notification was opened (idempotent)", auth=BY_DEVICE, status=204, media=None,
+            errors=(409,))
 async def mark_opened(request: web.Request) -> web.Response:
     """The customer opened the notification; the first report's time is kept.
 
-    Accepted whatever the delivery's status: the app can only know a delivery id from a
-    push it received, so its word outranks an outbox row that missed recording the send.
+    Only for a delivery that was sent (409 `not_sent` otherwise): the app key ships in every
+    app, so an app's word alone must not count opens for pushes that never went out.
     """
     return await _mark(request, _MARK_OPENED)
 
 
-@documented("The offer was redeemed (idempotent)", auth=BY_DEVICE, status=204, media=None)
+@documented("The offer was redeemed (idempotent)", auth=BY_DEVICE, status=204, media=None,
+            errors=(409,))
 async def mark_redeemed(request: web.Request) -> web.Response:
     """The customer redeemed the offer; the first report's time is kept.
 
