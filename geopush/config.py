@@ -8,6 +8,7 @@ operator never finds a typo hours later in a failed push.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import time
@@ -77,11 +78,32 @@ def _parse_hhmm(value: str) -> time:
         raise ValueError(f"expected HH:MM, got {value!r}") from None
 
 
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+_UNSAFE_SCHEMES = frozenset({"javascript", "vbscript", "data", "file", "blob"})
+
+
 class CampaignsConfig(_Section):
     quiet_hours_start: str = "21:00"
     quiet_hours_end: str = "09:00"
     daily_cap: int = Field(3, ge=0)
     conversion_window_days: int = Field(7, ge=1, le=365)
+    # An offer's deeplink rides in every push; only these schemes may open from it (SPEC
+    # section 10): https and the retailer app's own scheme, never javascript: or data:.
+    deeplink_schemes: tuple[str, ...] = ("https",)
+
+    @field_validator("deeplink_schemes", mode="before")
+    @classmethod
+    def _schemes(cls, value: object) -> object:
+        if isinstance(value, str):  # the environment form: "https,shop"
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            value = tuple(str(v).lower() for v in value)
+            for scheme in value:
+                if not _SCHEME.fullmatch(scheme):
+                    raise ValueError(f"{scheme!r} is not a URI scheme")
+                if scheme in _UNSAFE_SCHEMES:
+                    raise ValueError(f"{scheme!r} can run code or hide content in a push")
+        return value
 
     @field_validator("quiet_hours_start", "quiet_hours_end")
     @classmethod

@@ -136,6 +136,8 @@ def make_config(emulator: EmulatorThread, service_account: Path, tmp_path: Path
             "fcm": {"credentials_file": str(service_account), "endpoint": emulator.base_url,
                     "poll_interval_s": 0.05},
             "geo": {"sweep_interval_s": 0.2},
+            # The test apps' own schemes beside https.
+            "campaigns": {"deeplink_schemes": ["https", "app", "shop", "geopush"]},
             "limits": {"device_rate_per_s": 1000, "address_ping_rate_per_s": 100_000,
                        "register_rate_per_min": 100_000, "register_key_rate_per_min": 100_000},
         }

@@ -87,3 +87,12 @@ def test_workers_zero_means_one_per_core_and_transport_is_checked() -> None:
     assert load_config(path=None, environ={"GEOPUSH_FCM_TRANSPORT": "sdk"}).fcm.transport == "sdk"
     with pytest.raises(ConfigError, match="transport"):
         load_config(path=None, environ={"GEOPUSH_FCM_TRANSPORT": "carrier-pigeon"})
+
+
+def test_deeplink_schemes_from_the_environment_and_unsafe_ones_refused() -> None:
+    config = load_config(environ={"GEOPUSH_CAMPAIGNS_DEEPLINK_SCHEMES": "https, Shop"})
+    assert config.campaigns.deeplink_schemes == ("https", "shop")
+    assert load_config(environ={}).campaigns.deeplink_schemes == ("https",)
+    for bad in ("https,javascript", "data", "not a scheme"):
+        with pytest.raises(ConfigError, match="GEOPUSH_CAMPAIGNS_DEEPLINK_SCHEMES"):
+            load_config(environ={"GEOPUSH_CAMPAIGNS_DEEPLINK_SCHEMES": bad})

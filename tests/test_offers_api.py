@@ -33,6 +33,24 @@ async def test_invalid_offers_are_400_naming_the_field(api: Api, fence: dict, fi
     assert reply.body["error"]["details"][0]["field"].startswith(field)
 
 
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "JavaScript:alert(1)",
+                                  "data:text/html,<b>x</b>", "http://example.test/o",
+                                  "intent://scan/#Intent;scheme=zxing;end"])
+async def test_a_deeplink_outside_the_configured_schemes_is_refused(api: Api, fence: dict,
+                                                                    link: str) -> None:
+    body = {"trigger": "enter", "message": EN_FR, "geofence_ids": [fence["id"]]}
+    reply = await api.as_role("marketer", "POST", "/v1/offers", json={**body, "deeplink": link})
+    assert reply.status == 400, reply.body
+    assert reply.body["error"]["details"][0]["field"] == "deeplink"
+    offer = await api.offer(geofence_ids=[fence["id"]], deeplink="shop://offers/1")
+    reply = await api.as_role("marketer", "PATCH", f"/v1/offers/{offer['id']}",
+                              json={"deeplink": link})
+    assert reply.status == 400 and reply.body["error"]["details"][0]["field"] == "deeplink"
+    listed = (await api.as_role("marketer", "GET", f"/v1/offers/{offer['id']}")).ok(200)
+    assert listed["deeplink"] == "shop://offers/1"
+    assert (await api.as_role("marketer", "GET", "/v1/offers")).ok(200)["items"] == [listed]
+
+
 async def test_unknown_target_is_422(api: Api) -> None:
     reply = await api.as_role("marketer", "POST", "/v1/offers", json={
         "trigger": "enter", "message": EN_FR,

@@ -36,6 +36,7 @@ from geopush.campaigns.offers import (
     MAX_TTL_S,
     Offer,
     OfferError,
+    check_deeplink_scheme,
     offer_to_json,
     parse_offer_fields,
     validate_offer,
@@ -149,6 +150,13 @@ def _check_levels(offer: Offer, levels: dict[str, int]) -> None:
                            [{"field": f"levels[{i}]", "message": message}])
 
 
+def _check_deeplink(offer: Offer, schemes: tuple[str, ...]) -> None:
+    try:
+        check_deeplink_scheme(offer.deeplink, schemes)
+    except OfferError as exc:
+        raise _offer_error(exc) from None
+
+
 async def _check_targets(conn: asyncpg.Connection, offer: Offer) -> tuple[list[UUID], list[UUID]]:
     """Targets must name existing geofences and stores: a typo would silently never fire."""
     geofences = _uuids(offer.geofence_ids, "geofence_ids")
@@ -185,6 +193,7 @@ async def post_offer(request: web.Request) -> web.Response:
     except OfferError as exc:
         raise _offer_error(exc) from None
     _check_levels(offer, rt.config.loyalty.levels)
+    _check_deeplink(offer, rt.config.campaigns.deeplink_schemes)
     async with rt.pool.acquire() as conn, conn.transaction():
         geofences, stores = await _check_targets(conn, offer)
         row = await conn.fetchrow(
@@ -253,6 +262,7 @@ async def patch_offer(request: web.Request) -> web.Response:
         except OfferError as exc:
             raise _offer_error(exc) from None
         _check_levels(offer, rt.config.loyalty.levels)
+        _check_deeplink(offer, rt.config.campaigns.deeplink_schemes)
         geofences, stores = await _check_targets(conn, offer)
         row = await conn.fetchrow(
             "UPDATE offers SET trigger = $2, geofence_ids = $3, store_ids = $4, status = $5,"

@@ -279,6 +279,22 @@ def validate_offer(offer: Offer) -> None:
     _check_recommended(offer.audience, offer.category)
 
 
+def check_deeplink_scheme(deeplink: str | None, allowed: Iterable[str]) -> None:
+    """The deeplink rides in the push's data and the app opens it: only the retailer's schemes.
+
+    The app key ships in every app, so an offer is the one place a `javascript:` or a
+    stranger's link could be slipped into millions of phones; the list is `[campaigns]
+    deeplink_schemes`.
+    """
+    if deeplink is None:
+        return
+    scheme = urlsplit(deeplink).scheme.lower()
+    schemes = tuple(allowed)
+    if scheme not in schemes:
+        raise OfferError("deeplink", f"scheme {scheme!r} is not allowed; use one of: "
+                         + ", ".join(schemes))
+
+
 def offer_to_json(offer: Offer) -> dict[str, Any]:
     """The API (and storage) form of an offer; `offer_from_json` reads it back."""
     window = offer.daily_window

@@ -201,7 +201,9 @@ async def _main(port: int, duration: float, data_dir: Path, speedup: float,
                 # Beijing night would only show `quiet_hours`; and looping phones would
                 # hit the daily cap within minutes.
                 "campaigns": {"quiet_hours_start": "00:00", "quiet_hours_end": "00:00",
-                              "daily_cap": 1000},
+                              "daily_cap": 1000,
+                              # The demo app opens its offers at app://offers/...
+                              "deeplink_schemes": ["https", "app"]},
                 "limits": {"device_rate_per_s": 50},
             })
             app = create_app(config, database_url=url)
