@@ -193,6 +193,9 @@ class AuthConfig(_Section):
     # backend, and/or the PEM public key (RSA or EC P-256) that verifies its RS256/ES256 proofs.
     customer_link_secret: str = ""
     customer_link_public_key_file: str = ""
+    # A proof links within this many seconds of its `iat` (or of when it is first seen),
+    # whatever its `exp` says (SPEC section 10).
+    max_proof_lifetime_s: int = Field(900, ge=10, le=86_400)
 
     @field_validator("bootstrap_admin_key")
     @classmethod

@@ -10,6 +10,7 @@ that verifies it, never from the token alone (no `none`, no HS256 signed with a 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 # SPEC section 7: at most 60 s of clock skew between the retailer's backend and geopush.
 CLOCK_SKEW_S = 60
+# SPEC section 10: `[auth] max_proof_lifetime_s`.
+DEFAULT_MAX_LIFETIME_S = 900
 KEY_NAMES = "[auth] customer_link_secret or [auth] customer_link_public_key_file"
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -74,10 +77,27 @@ class CustomerLinkKeys:
         return None
 
 
-def verify_customer_proof(proof: str | None, customer_id: str, keys: CustomerLinkKeys) -> None:
-    """Return quietly when `proof` is a valid token for `customer_id`; else CustomerProofError.
+@dataclass(frozen=True)
+class VerifiedProof:
+    """What a valid proof says, for the single-use and lifetime checks against the store."""
 
-    The message says what was wrong for the app developer; it never repeats the token.
+    customer_id: str
+    expires_at: datetime
+    # `jti` when the backend sets one (such a proof links once), else the token's SHA-256,
+    # so a proof without `iat` can still be dated from when geopush first saw it.
+    use_key: str
+    has_jti: bool
+
+
+def verify_customer_proof(proof: str | None, customer_id: str, keys: CustomerLinkKeys,
+                          *, max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S,
+                          now: datetime | None = None) -> VerifiedProof:
+    """What a valid token for `customer_id` says; CustomerProofError otherwise.
+
+    A proof is a sign-in moment, not a credential: whatever its `exp` says (2999 is
+    possible), it is good for at most `max_lifetime_s` after its `iat` (SPEC section 10), so
+    a leaked proof cannot link devices for years. The message says what was wrong for the
+    app developer; it never repeats the token.
     """
     if not keys.configured:
         raise CustomerProofError(
@@ -104,21 +124,45 @@ def verify_customer_proof(proof: str | None, customer_id: str, keys: CustomerLin
         raise CustomerProofError("customer_proof has expired") from None
     except jwt.MissingRequiredClaimError as exc:
         raise CustomerProofError(f"customer_proof lacks the {exc.claim!r} claim") from None
+    except jwt.ImmatureSignatureError:
+        raise CustomerProofError("customer_proof was issued in the future") from None
     except jwt.InvalidSignatureError:
         raise CustomerProofError("customer_proof signature does not verify") from None
     except (jwt.PyJWTError, ValueError, TypeError):
         raise CustomerProofError("customer_proof is not a valid token") from None
     if claims["sub"] != customer_id:
         raise CustomerProofError("customer_proof was issued for another customer")
+    now = now or datetime.now(UTC)
+    iat = claims.get("iat")
+    if iat is not None:
+        if not isinstance(iat, int | float) or isinstance(iat, bool):
+            raise CustomerProofError("customer_proof iat must be a number of seconds")
+        if iat > now.timestamp() + CLOCK_SKEW_S:
+            raise CustomerProofError("customer_proof was issued in the future")
+        if now.timestamp() > iat + max_lifetime_s + CLOCK_SKEW_S:
+            raise CustomerProofError(
+                f"customer_proof is older than {max_lifetime_s:g} s: ask the login backend"
+                " for a fresh one")
+    jti = claims.get("jti")
+    if jti is not None and (not isinstance(jti, str) or not 0 < len(jti) <= 200):
+        raise CustomerProofError("customer_proof jti must be a string of 1 to 200 characters")
+    expires = datetime.fromtimestamp(float(claims["exp"]), UTC)
+    if iat is not None:
+        expires = min(expires, datetime.fromtimestamp(iat + max_lifetime_s, UTC))
+    key = f"jti:{jti}" if jti else "sha256:" + hashlib.sha256(proof.encode()).hexdigest()
+    return VerifiedProof(customer_id, expires, key, jti is not None)
 
 
 def issue_customer_proof(customer_id: str, key: Any, *, algorithm: str = "HS256",
-                         ttl_s: float = 300, now: datetime | None = None) -> str:
+                         ttl_s: float = 300, now: datetime | None = None,
+                         jti: str | None = None) -> str:
     """A proof as the retailer's login backend issues it after the customer signs in.
 
     `key` is the shared secret for HS256, or the PEM private key for RS256/ES256.
     """
     issued = now or datetime.now(UTC)
-    claims = {"sub": customer_id, "iat": int(issued.timestamp()),
-              "exp": int((issued + timedelta(seconds=ttl_s)).timestamp())}
+    claims: dict[str, Any] = {"sub": customer_id, "iat": int(issued.timestamp()),
+                              "exp": int((issued + timedelta(seconds=ttl_s)).timestamp())}
+    if jti is not None:
+        claims["jti"] = jti
     return jwt.encode(claims, key, algorithm=algorithm)

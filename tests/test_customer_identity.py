@@ -76,10 +76,69 @@ def test_bad_proof_is_refused(case: str) -> None:
 
 
 def test_proof_within_clock_skew_is_accepted() -> None:
-    verify_customer_proof(issue_customer_proof("C-1", CUSTOMER_LINK_SECRET), "C-1", KEYS)
+    fresh = verify_customer_proof(issue_customer_proof("C-1", CUSTOMER_LINK_SECRET), "C-1", KEYS)
+    assert fresh.customer_id == "C-1" and not fresh.has_jti
     # Expired 30 s ago: within the 60 s of skew SPEC allows.
     late = issue_customer_proof("C-1", CUSTOMER_LINK_SECRET, ttl_s=-30)
-    verify_customer_proof(late, "C-1", KEYS)
+    assert verify_customer_proof(late, "C-1", KEYS).customer_id == "C-1"
+    # Expired 61 s ago: past it.
+    with pytest.raises(CustomerProofError, match="expired"):
+        verify_customer_proof(issue_customer_proof("C-1", CUSTOMER_LINK_SECRET, ttl_s=-62),
+                              "C-1", KEYS)
+
+
+def test_a_proof_lives_at_most_its_maximum_lifetime_whatever_its_exp() -> None:
+    now = datetime.now(UTC)
+    year_2999 = int(datetime(2999, 1, 1, tzinfo=UTC).timestamp())
+
+    def proof(iat_ago: float) -> str:
+        return jwt.encode({"sub": "C-1", "iat": int(now.timestamp() - iat_ago),
+                           "exp": year_2999}, CUSTOMER_LINK_SECRET, algorithm="HS256")
+
+    ok = verify_customer_proof(proof(60), "C-1", KEYS, max_lifetime_s=900, now=now)
+    assert ok.expires_at <= now + timedelta(seconds=900), "capped by iat + lifetime"
+    with pytest.raises(CustomerProofError, match="older than 900"):
+        verify_customer_proof(proof(900 + 61), "C-1", KEYS, max_lifetime_s=900, now=now)
+    with pytest.raises(CustomerProofError, match="older than 300"):
+        verify_customer_proof(proof(400), "C-1", KEYS, max_lifetime_s=300, now=now)
+    with pytest.raises(CustomerProofError, match="future"):
+        verify_customer_proof(proof(-120), "C-1", KEYS, now=now)
+
+
+async def test_a_proof_with_a_jti_links_one_device_only(api: Api, db) -> None:
+    proof = issue_customer_proof("C-7", CUSTOMER_LINK_SECRET, jti="login-4711")
+    first = (await register(api, "C-7", proof)).ok(201)
+    for _ in range(4):
+        reply = await register(api, "C-7", proof)
+        assert reply.status == 403 and "already used" in reply.body["error"]["message"]
+    other = (await register(api, None, None)).ok(201)
+    reply = await api.call("PATCH", "/v1/devices/me", key=other["device_token"],
+                           json={"customer_id": "C-7", "customer_proof": proof})
+    assert reply.status == 403 and reply.body["error"]["code"] == "customer_unverified"
+    linked = await db.fetch("SELECT device_id::text FROM devices WHERE customer_id = 'C-7'")
+    assert [r["device_id"] for r in linked] == [first["device_id"]]
+    # A fresh proof from the next sign-in links the second device.
+    again = issue_customer_proof("C-7", CUSTOMER_LINK_SECRET, jti="login-4712")
+    reply = await api.call("PATCH", "/v1/devices/me", key=other["device_token"],
+                           json={"customer_id": "C-7", "customer_proof": again})
+    assert reply.ok(200)["customer_id"] == "C-7"
+
+
+async def test_a_proof_without_iat_ages_from_when_it_is_first_seen(db) -> None:
+    from geopush.store.link_proofs import forget_spent_proofs, spend_proof
+
+    token = jwt.encode({"sub": "C-1", "exp": 32503680000}, CUSTOMER_LINK_SECRET,
+                       algorithm="HS256")
+    proof = verify_customer_proof(token, "C-1", KEYS)
+    t0 = datetime.now(UTC)
+    await spend_proof(db, proof, max_lifetime_s=900, now=t0)
+    await spend_proof(db, proof, max_lifetime_s=900, now=t0 + timedelta(seconds=600))
+    with pytest.raises(CustomerProofError, match="first seen"):
+        await spend_proof(db, proof, max_lifetime_s=900, now=t0 + timedelta(seconds=1000))
+    # Forgotten once it could no longer link anyway, not before.
+    assert await forget_spent_proofs(db, t0 + timedelta(seconds=900), 100) == 0
+    assert await forget_spent_proofs(db, t0 + timedelta(seconds=1000), 100) == 1
+    assert await db.fetchval("SELECT count(*) FROM link_proofs") == 0
 
 
 def test_no_key_configured_refuses_naming_the_keys() -> None:

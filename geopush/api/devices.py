@@ -16,9 +16,10 @@ from geopush.api.openapi import BY_APP, BY_DEVICE, DEVICE, DEVICE_CREATED, docum
 from geopush.api.registration_limits import check_registration_rate
 from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
-from geopush.identity import CustomerProofError, verify_customer_proof
+from geopush.identity import CustomerProofError, VerifiedProof, verify_customer_proof
 from geopush.runtime import RUNTIME, Runtime
 from geopush.store.consent import record_consent
+from geopush.store.link_proofs import spend_proof
 from geopush.timefmt import format_ts
 
 _DEVICE_COLUMNS = (
@@ -81,14 +82,28 @@ class Consent(RequestBody):
     leaderboard: bool | None = None
 
 
-def _check_link(rt: Runtime, customer_id: str | None, proof: str | None) -> None:
+def _check_link(rt: Runtime, customer_id: str | None, proof: str | None
+                ) -> VerifiedProof | None:
     """403 `customer_unverified` unless `proof` shows the device's user is `customer_id`."""
     if customer_id is None:
         if proof is not None:
             raise field_error("customer_proof", "is only used with customer_id")
+        return None
+    try:
+        return verify_customer_proof(proof, customer_id, rt.link_keys,
+                                     max_lifetime_s=rt.config.auth.max_proof_lifetime_s,
+                                     now=rt.now())
+    except CustomerProofError as exc:
+        raise ApiError(403, "customer_unverified", str(exc)) from None
+
+
+async def _spend(rt: Runtime, conn: asyncpg.Connection, proof: VerifiedProof | None) -> None:
+    """Spend the proof in the transaction that links, so a refused link spends nothing."""
+    if proof is None:
         return
     try:
-        verify_customer_proof(proof, customer_id, rt.link_keys)
+        await spend_proof(conn, proof, max_lifetime_s=rt.config.auth.max_proof_lifetime_s,
+                          now=rt.now())
     except CustomerProofError as exc:
         raise ApiError(403, "customer_unverified", str(exc)) from None
 
@@ -100,15 +115,17 @@ async def register(request: web.Request) -> web.Response:
     await check_registration_rate(request, principal)
     rt = request.app[RUNTIME]
     body = await read_model(request, DeviceRegistration)
-    _check_link(rt, body.customer_id, body.customer_proof)
+    proof = _check_link(rt, body.customer_id, body.customer_proof)
     device_id = uuid.uuid4()
     token = new_secret("gpd")
-    await rt.pool.execute(
-        "INSERT INTO devices (device_id, token_hash, fcm_token, platform, locale, timezone,"
-        " customer_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        device_id, hash_secret(token), body.fcm_token, body.platform,
-        body.locale, body.timezone, body.customer_id,
-    )
+    async with rt.pool.acquire() as conn, conn.transaction():
+        await _spend(rt, conn, proof)
+        await conn.execute(
+            "INSERT INTO devices (device_id, token_hash, fcm_token, platform, locale, timezone,"
+            " customer_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            device_id, hash_secret(token), body.fcm_token, body.platform,
+            body.locale, body.timezone, body.customer_id,
+        )
     return web.json_response({"device_id": str(device_id), "device_token": token}, status=201)
 
 
@@ -119,20 +136,24 @@ async def patch_me(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     body = await read_model(request, DeviceUpdate)
     fields = body.given()  # a null fcm_token, locale or timezone is refused by the model
-    proof = fields.pop("customer_proof", None)
+    proof_text = fields.pop("customer_proof", None)
+    proof = None
     if "customer_id" in fields:
-        _check_link(rt, fields["customer_id"], proof)
-    elif proof is not None:
+        proof = _check_link(rt, fields["customer_id"], proof_text)
+    elif proof_text is not None:
         raise field_error("customer_proof", "is only used with customer_id")
     sets = [f"{name} = ${i}" for i, name in enumerate(fields, start=2)]
     if "fcm_token" in fields:
         # A new token from the app reactivates a device whose old token FCM refused.
         sets.append("fcm_token_active = true")
     sets.append("updated_at = now()")
-    row = await rt.pool.fetchrow(
-        f"UPDATE devices SET {', '.join(sets)} WHERE device_id = $1 RETURNING {_DEVICE_COLUMNS}",
-        device_id, *fields.values(),
-    )
+    async with rt.pool.acquire() as conn, conn.transaction():
+        await _spend(rt, conn, proof)
+        row = await conn.fetchrow(
+            f"UPDATE devices SET {', '.join(sets)} WHERE device_id = $1"
+            f" RETURNING {_DEVICE_COLUMNS}",
+            device_id, *fields.values(),
+        )
     return web.json_response(device_json(row))
 
 

@@ -3,7 +3,8 @@
 Past that age go: raw pings, a device's last known position (`devices.last_lat/last_lon`,
 whose `last_ping_ts` stays: a time is not a place, and ingest still orders pings by it), the
 idempotency answers of ping batches (at most a week: a client retries within minutes), and
-the rate limits' finished windows.
+the rate limits' finished windows, and spent customer proofs once they could no longer link
+anyway.
 
 `pings` is partitioned by the hour of `ts` (migration 0007): an expired hour is dropped as a
 whole partition, which costs the same for a thousand rows as for a billion, instead of being
@@ -27,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from geopush.config import Config
+from geopush.store.link_proofs import forget_spent_proofs
 from geopush.store.rate_windows import forget_old_windows
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class RetentionRound:
     positions: int = 0
     batch_answers: int = 0
     rate_windows: int = 0
+    link_proofs: int = 0
     partitions_created: int = 0
     skipped: bool = False
 
@@ -103,6 +106,7 @@ async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
                 batch_answers=await _chunked(conn, _DELETE_BATCH_ANSWERS,
                                              min(days, _BATCH_ANSWER_DAYS)),
                 rate_windows=await forget_old_windows(conn, _RATE_WINDOW_KEEP_S),
+                link_proofs=await forget_spent_proofs(conn, now, _BATCH),
                 partitions_created=await ensure_ping_partitions(conn, now),
             )
         finally:
