@@ -68,7 +68,10 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
         # aiohttp refuses a header field over 8 KiB itself, with a plain-text 400 the
         # error middleware never sees; up to this size it reaches the handlers, so an
         # oversized Authorization header gets the JSON 401 like any other bad key.
-        handler_args={"max_field_size": MAX_HEADER_FIELD_BYTES},
+        # Likewise a request line up to this size reaches the middleware, which answers a URL
+        # over `MAX_URL_BYTES` with a JSON 414.
+        handler_args={"max_field_size": MAX_HEADER_FIELD_BYTES,
+                      "max_line_size": MAX_HEADER_FIELD_BYTES},
     )
     for module in _route_modules():
         app.add_routes(module.routes())

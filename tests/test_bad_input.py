@@ -89,3 +89,12 @@ async def test_bad_input_changed_nothing(api: Api, db) -> None:
                            headers={"Content-Type": "application/json"})
     for table in ("stores", "geofences", "offers", "customers", "transactions"):
         assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+
+
+@pytest.mark.parametrize("size", [8 * 1024 + 1, 60 * 1024])
+async def test_an_overlong_url_gets_a_json_error(api: Api, size: int) -> None:
+    path = "/v1/stores?q=" + "x" * (size - len("/v1/stores?q="))
+    reply = await api.as_role("marketer", "GET", path)
+    assert reply.status == 414
+    assert reply.body["error"]["code"] == "uri_too_long"
+    assert (await api.as_role("marketer", "GET", "/v1/stores?q=" + "x" * 7000)).status == 200

@@ -59,6 +59,22 @@ async def test_docs_page_is_self_contained(api: Api) -> None:
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", reply.body)
 
 
+async def test_docs_page_has_the_pages_protections_and_still_renders(api: Api) -> None:
+    """CSP, nosniff and no framing, as on /console, and its own inline code still runs."""
+    from tests.browser import chromium, watched_page
+
+    reply = await api.call("GET", "/docs")
+    csp = reply.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    async with chromium() as browser, watched_page(browser) as w:
+        await w.page.goto(api.base_url + "/docs")
+        await w.page.wait_for_selector("details#post_pings, details summary")
+        assert await w.page.locator("details").count() > 20
+        assert w.errors == []
+
+
 @pytest.mark.slow
 async def test_schemathesis_finds_nothing(start_server, tmp_path: Path) -> None:
     """A bounded run (a fixed seed, a few examples per operation) with an admin key."""

@@ -37,6 +37,7 @@ _HTTP_CODES = {
     408: "timeout",
     409: "conflict",
     413: "too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "unprocessable",
     429: "rate_limited",
@@ -109,8 +110,16 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+# The longest request target geopush answers; a longer one (up to the HTTP parser's line
+# limit, set in `geopush.app`) gets a JSON 414 here instead of the parser's plain text.
+MAX_URL_BYTES = 8 * 1024
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if len(request.raw_path) > MAX_URL_BYTES:
+        return error_response(414, "uri_too_long",
+                              f"the URL is longer than {MAX_URL_BYTES} bytes")
     try:
         return await handler(request)
     except ApiError as exc:

@@ -6,6 +6,8 @@ geopush may run where nothing outside is reachable).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 from aiohttp import web
@@ -28,7 +30,14 @@ async def openapi_json(request: web.Request) -> web.Response:
 @documented("The API reference, readable in a browser", tag="reference", media="text/html",
             response={"type": "string"})
 async def docs_page(request: web.Request) -> web.Response:
-    return web.Response(text=DOCS_HTML, content_type="text/html")
+    return web.Response(text=DOCS_HTML, content_type="text/html", charset="utf-8",
+                        headers=_DOCS_HEADERS)
+
+
+def _inline_hash(html: str, tag: str) -> str:
+    """The CSP source of the one inline `<tag>` block: only that exact text may run."""
+    body = html.split(f"<{tag}>", 1)[1].split(f"</{tag}>", 1)[0]
+    return "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
 
 
 def routes() -> list[web.RouteDef]:
@@ -143,3 +152,15 @@ fetch("/v1/openapi.json").then(r => r.json()).then(doc => {
 </body>
 </html>
 """
+
+# The same protections as the console and the dashboard: the page's own inline script and
+# style (by hash) and nothing else, no framing, no sniffing.
+_DOCS_HEADERS = {
+    "Content-Security-Policy": (
+        f"default-src 'none'; script-src {_inline_hash(DOCS_HTML, 'script')};"
+        f" style-src {_inline_hash(DOCS_HTML, 'style')}; connect-src 'self'; img-src 'self';"
+        " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
