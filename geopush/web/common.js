@@ -137,6 +137,10 @@ window.GP = (() => {
   }
 
   /** A Leaflet layer for a geofence's geometry (GeoJSON lon/lat, or geopush's Circle). */
+  /** Tooltip content as a text node: Leaflet puts a string tooltip in as HTML, and names
+   *  come from marketers' forms and CSV/GeoJSON imports. */
+  function tip(text) { return el("span", { text }); }
+
   function geometryLayer(geometry, style) {
     if (geometry.type === "Circle") {
       const [lon, lat] = geometry.center;
@@ -178,5 +182,5 @@ window.GP = (() => {
   }
 
   return { settings, el, $, setStatus, hasRoute, makeKey, api, errorMessage, num, pct, secs,
-           table, chart, makeMap, geometryLayer, layerGeometry, all, PALETTE };
+           table, chart, makeMap, geometryLayer, layerGeometry, all, tip, PALETTE };
 })();

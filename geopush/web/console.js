@@ -121,7 +121,7 @@
       const layer = GP.geometryLayer(f.geometry, {
         color: f.enabled ? "#1d4ed8" : "#6b7280", weight: 2, fillOpacity: 0.15,
         dashArray: f.enabled ? null : "5 5", pmIgnore: false });
-      layer.bindTooltip(f.name + (f.enabled ? "" : " (disabled)"));
+      layer.bindTooltip(GP.tip(f.name + (f.enabled ? "" : " (disabled)")));
       layer.on("click", () => openFenceForm(f, layer));
       layer.fenceId = f.id;
       fenceLayers.addLayer(layer);
@@ -129,7 +129,7 @@
     for (const s of state.stores) {
       L.circleMarker([s.location.lat, s.location.lon], { radius: 5, color: "#b45309",
         fillColor: "#f59e0b", fillOpacity: 1, weight: 2, pmIgnore: true })
-        .bindTooltip(s.name).addTo(storeLayers);
+        .bindTooltip(GP.tip(s.name)).addTo(storeLayers);
     }
     if (fit) fitAll();
   }

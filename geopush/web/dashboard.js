@@ -133,7 +133,7 @@
     for (const f of r.items) {
       geometryLayer(f.geometry, { color: f.enabled ? "#1d4ed8" : "#6b7280", weight: 2,
                                   dashArray: f.enabled ? null : "4 4", fillOpacity: 0.15 })
-        .bindTooltip(f.name + (f.enabled ? "" : " (disabled)")).addTo(fenceLayer);
+        .bindTooltip(GP.tip(f.name + (f.enabled ? "" : " (disabled)"))).addTo(fenceLayer);
     }
     if (r.items.length) map.fitBounds(fenceLayer.getBounds(), { padding: [20, 20], maxZoom: 16 });
   }
