@@ -123,3 +123,28 @@ async def test_an_offer_can_target_levels(api: Api, db) -> None:
     reasons = [r[0] for r in await db.fetch("SELECT reason FROM decisions")]
     assert reasons == ["level_mismatch"]
     assert (await loyalty(api, phone))["level"] == "bronze"
+
+
+async def test_every_level_follows_lifetime_points_and_targets_its_offers(api: Api, db) -> None:
+    """bronze from 0, silver from 500, gold from 2000 (the defaults); redeeming keeps a level."""
+    await import_customers(api, [("C-S", "Sam"), ("C-G", "Gil"), ("C-B", "Bea")])
+    shop = await open_shop(api)
+    await api.offer(trigger="dwell", store_ids=[shop.store["id"]], levels=["silver", "gold"],
+                    ttl_s=7200)
+    phones = {}
+    for customer, points in (("C-S", 500 - 10), ("C-G", 2000 - 10), ("C-B", 500 - 11)):
+        (await api.as_role("marketer", "POST", f"/v1/customers/{customer}/points",
+                           json={"points": points, "reason": "adjustment"})).ok(201)
+        phones[customer] = await api.device(unique_token(), customer_id=customer)
+        await check_in(api, phones[customer], shop, hours_ago(1))  # +10 for the check-in
+    levels = {c: (await loyalty(api, p))["level"] for c, p in phones.items()}
+    assert levels == {"C-S": "silver", "C-G": "gold", "C-B": "bronze"}
+    # The dwell's decision sees the level with the check-in it just earned.
+    rows = await db.fetch("SELECT d.customer_id, x.reason FROM decisions x"
+                          " JOIN devices d ON d.device_id = x.device_id")
+    by_customer = {r["customer_id"]: r["reason"] for r in rows}
+    assert by_customer == {"C-B": "level_mismatch", "C-S": None, "C-G": None}
+    # Spending points does not lower a level.
+    (await api.as_role("marketer", "POST", "/v1/customers/C-G/points",
+                       json={"points": -1500, "reason": "redemption"})).ok(201)
+    assert (await loyalty(api, phones["C-G"]))["level"] == "gold"

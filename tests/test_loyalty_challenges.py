@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from tests.api_client import Api, emulator_messages, iso
-from tests.conftest import unique_token
+from tests.conftest import ADMIN_KEY, unique_token
 from tests.loyalty_scenario import check_in, hours_ago, import_customers, loyalty, open_shop
 
 WELL_DONE = {"default_locale": "en", "translations": {
@@ -106,7 +106,7 @@ T4,C-2,,{ts},-20,bakery,1
 
 async def test_purchases_earn_points_at_import_and_complete_challenges(api: Api, db) -> None:
     await import_customers(api, [("C-1", "Ada"), ("C-2", "Bob")])
-    (await api.as_role("marketer", "POST", "/v1/challenges", json=_challenge(
+    challenge = (await api.as_role("marketer", "POST", "/v1/challenges", json=_challenge(
         name="Two purchases", kind="purchases", target=2, reward_points=7))).ok(201)
     csv = TRANSACTIONS.format(ts=iso(datetime.now(UTC) - timedelta(hours=1))).encode()
 
@@ -123,6 +123,28 @@ async def test_purchases_earn_points_at_import_and_complete_challenges(api: Api,
     ada = (await api.as_role("marketer", "GET", "/v1/customers/C-1/points")).ok(200)
     assert ada["points"] == 12 + 3 + 7
     assert sorted((e["reason"], e["ref"], e["points"]) for e in ada["items"]) == sorted([
-        ("purchase", "T1", 12), ("purchase", "T2", 3), ("challenge", ada["items"][0]["ref"], 7)])
+        ("purchase", "T1", 12), ("purchase", "T2", 3), ("challenge", challenge["id"], 7)])
     bob = (await api.as_role("marketer", "GET", "/v1/customers/C-2/points")).ok(200)
     assert bob["points"] == 10  # one basket of two lines; the refund takes nothing back
+
+
+async def test_a_queued_reward_is_cancelled_when_push_consent_is_withdrawn(
+    start_server, db
+) -> None:
+    """SPEC section 10: push withdrawn, every queued delivery goes, rewards included."""
+    server = await start_server(server={"run_sender": False})
+    async with Api(server.url, ADMIN_KEY) as api:
+        await import_customers(api, [("C-1", "Ada")])
+        shops = [await open_shop(api, i) for i in range(2)]
+        offer = await api.offer(trigger="reward", message=WELL_DONE, ttl_s=3600)
+        (await api.as_role("marketer", "POST", "/v1/challenges",
+                           json=_challenge(offer_id=offer["id"]))).ok(201)
+        ada = await api.device(unique_token(), customer_id="C-1")
+        await check_in(api, ada, shops[0], hours_ago(0.3))
+        await check_in(api, ada, shops[1], hours_ago(0.2))
+        queued = await db.fetch("SELECT status FROM deliveries WHERE trigger = 'reward'")
+        assert [r["status"] for r in queued] == ["queued"]
+        (await api.call("PUT", "/v1/devices/me/consent", key=ada.token,
+                        json={"location": True, "push": False})).ok(200)
+        after = await db.fetchrow("SELECT status, reason FROM deliveries WHERE trigger = 'reward'")
+        assert (after["status"], after["reason"]) == ("cancelled", "consent_withdrawn")
