@@ -236,9 +236,18 @@ async def _run_import(pool: Any, config: Config, kind: str, path: Path) -> dict[
             async with contextlib.aclosing(file_chunks(path, progress)) as chunks:
                 if kind == "geofences":
                     return await import_geofences_file(pool, config, chunks)
-                return await import_stream(pool, config, kind, chunks)
+                result = await import_stream(pool, config, kind, chunks)
         except ImportFailed as exc:
             raise click.ClickException(f"{path}: {exc}; nothing was imported") from None
+    if kind == "transactions":
+        # As after an import over HTTP: new baskets, fresh rules and recommendations (here in
+        # this process, which serves nothing else, and the command waits for them).
+        from datetime import UTC, datetime
+
+        from geopush.insights.basket_rules import recompute_rules
+
+        result["basket_rules"] = await recompute_rules(pool, config, datetime.now(UTC))
+    return result
 
 
 @main.group()

@@ -368,3 +368,23 @@ async def test_cli_refuses_a_broken_file_and_writes_nothing(
     assert "not valid CSV" in err and "nothing was imported" in err
     assert "Traceback" not in err
     assert await count(db, "transactions") == 0
+
+
+async def test_cli_transactions_import_refreshes_the_basket_rules(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """As after an import over HTTP, the rules and recommendations are mined again."""
+    t = iso(RECENT)
+    path = tmp_path / "baskets.csv"
+    path.write_text(
+        "transaction_id,customer_id,store_external_id,ts,amount,category,line\n"
+        f"T1,C1,,{t},5,coffee,1\nT1,C1,,{t},3,bakery,2\n"
+        f"T2,C2,,{t},5,coffee,1\nT2,C2,,{t},3,bakery,2\nT3,C3,,{t},2,tea,1\n")
+    rc, out, err = await run_cli(database_url, tmp_path, "import", "transactions", str(path))
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["basket_rules"]["baskets"] == 3
+    rules = {(tuple(r["antecedent"]), tuple(r["consequent"]))
+             for r in await db.fetch("SELECT antecedent, consequent FROM basket_rules")}
+    assert (("coffee",), ("bakery",)) in rules
+    assert await db.fetchval("SELECT count(*) FROM basket_runs") == 1

@@ -148,3 +148,16 @@ async def test_every_level_follows_lifetime_points_and_targets_its_offers(api: A
     (await api.as_role("marketer", "POST", "/v1/customers/C-G/points",
                        json={"points": -1500, "reason": "redemption"})).ok(201)
     assert (await loyalty(api, phones["C-G"]))["level"] == "gold"
+
+
+async def test_the_points_desk_knows_a_customer_only_linked_from_a_device(api: Api) -> None:
+    """Signed up in the app, not yet in the CRM import: still a customer at the desk."""
+    shop = await open_shop(api)
+    phone = await api.device(unique_token(), customer_id="C-APP")
+    await check_in(api, phone, shop, hours_ago(1))
+    desk = (await api.as_role("marketer", "GET", "/v1/customers/C-APP/points")).ok(200)
+    assert desk["points"] == 10
+    (await api.as_role("marketer", "POST", "/v1/customers/C-APP/points",
+                       json={"points": -4, "reason": "redemption"})).ok(201)
+    assert (await loyalty(api, phone))["points"] == 6
+    assert (await api.as_role("marketer", "GET", "/v1/customers/C-NONE/points")).status == 404

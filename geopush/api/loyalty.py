@@ -237,9 +237,16 @@ async def get_leaderboard(request: web.Request) -> web.Response:
 # --- marketers: a customer's points ----------------------------------------------------------
 
 
+# A customer is known from the CRM import or from a device linked with a verified proof:
+# a shopper who signed up in the app has points before the CRM's next export.
+_KNOWN_CUSTOMER = """
+SELECT EXISTS (SELECT 1 FROM customers WHERE customer_id = $1)
+    OR EXISTS (SELECT 1 FROM devices WHERE customer_id = $1)
+"""
+
+
 async def _customer_exists(conn: Any, customer_id: str) -> None:
-    if not await conn.fetchval("SELECT true FROM customers WHERE customer_id = $1",
-                               customer_id):
+    if not await conn.fetchval(_KNOWN_CUSTOMER, customer_id):
         raise not_found("customer")
 
 
