@@ -161,3 +161,39 @@ async def test_the_points_desk_knows_a_customer_only_linked_from_a_device(api: A
                        json={"points": -4, "reason": "redemption"})).ok(201)
     assert (await loyalty(api, phone))["points"] == 6
     assert (await api.as_role("marketer", "GET", "/v1/customers/C-NONE/points")).status == 404
+
+
+async def test_leaderboard_consent_belongs_to_the_customer_and_is_logged(api: Api, db) -> None:
+    """A phone that opted in, unlinked and linked another customer does not put that
+    customer on the board; a second phone of a consenting customer shows them."""
+    from geopush.identity import issue_customer_proof
+    from tests.api_client import CUSTOMER_LINK_SECRET
+
+    await import_customers(api, [("C-A", "Att", "Acker"), ("C-V", "Vic", "Tim")],
+                           last_names=True)
+    shop = await open_shop(api)
+    victim = await api.device(unique_token(), customer_id="C-V")
+    await check_in(api, victim, shop, hours_ago(2))
+    phone = await api.device(unique_token(), customer_id="C-A")
+    (await api.call("PUT", "/v1/devices/me/consent", key=phone.token,
+                    json={"location": True, "push": True, "leaderboard": True})).ok(200)
+    (await api.call("PATCH", "/v1/devices/me", key=phone.token,
+                    json={"customer_id": None})).ok(200)
+    relinked = (await api.call("PATCH", "/v1/devices/me", key=phone.token, json={
+        "customer_id": "C-V",
+        "customer_proof": issue_customer_proof("C-V", CUSTOMER_LINK_SECRET)})).ok(200)
+    assert relinked["consent"]["leaderboard"] is False
+    board = (await api.call("GET", "/v1/leaderboard", key=victim.token)).ok(200)
+    assert board["items"] == [] and "Vic" not in str(board)
+    # Every change was logged, the ones the links made included.
+    logged = [r["leaderboard"] for r in await db.fetch(
+        "SELECT leaderboard FROM consent_log WHERE device_id = $1::uuid ORDER BY id",
+        phone.device_id)]
+    assert logged[-2:] == [True, False]
+    # The attacker's own consent was theirs: a new phone of C-A is on the board at once.
+    second = await api.device(unique_token(), customer_id="C-A")
+    await check_in(api, second, shop, hours_ago(1))
+    (await api.call("PUT", "/v1/devices/me/consent", key=second.token,
+                    json={"location": True, "push": True, "leaderboard": True})).ok(200)
+    board = (await api.call("GET", "/v1/leaderboard", key=victim.token)).ok(200)
+    assert [i["name"] for i in board["items"]] == ["Att A."]

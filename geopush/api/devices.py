@@ -18,7 +18,7 @@ from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
 from geopush.identity import CustomerProofError, VerifiedProof, verify_customer_proof
 from geopush.runtime import RUNTIME, Runtime
-from geopush.store.consent import record_consent
+from geopush.store.consent import follow_customer_consent, record_consent
 from geopush.store.link_proofs import spend_proof
 from geopush.timefmt import format_ts
 
@@ -154,6 +154,10 @@ async def patch_me(request: web.Request) -> web.Response:
             f" RETURNING {_DEVICE_COLUMNS}",
             device_id, *fields.values(),
         )
+        if "customer_id" in fields:
+            await follow_customer_consent(conn, device_id, fields["customer_id"])
+            row = await conn.fetchrow(
+                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id)
     return web.json_response(device_json(row))
 
 

@@ -72,3 +72,28 @@ async def record_consent(
         closed = int(status.split()[-1])
     cancelled = await conn.fetch(_CANCEL, device_id, not push, list(LOCATION_TRIGGERS))
     return Withdrawal(closed, len(cancelled))
+
+
+# Consent for the customer's name to show (leaderboards) belongs to the customer (SPEC
+# section 10): a device linked to another customer takes that customer's own choice, never
+# the one given for whoever it was linked to before.
+_FOLLOW_CUSTOMER = """
+WITH theirs AS (
+    SELECT coalesce(bool_or(consent_leaderboard), false) AS leaderboard FROM devices
+    WHERE $2::text IS NOT NULL AND customer_id = $2 AND device_id <> $1
+), changed AS (
+    UPDATE devices d SET consent_leaderboard = theirs.leaderboard FROM theirs
+    WHERE d.device_id = $1 AND d.consent_leaderboard IS DISTINCT FROM theirs.leaderboard
+    RETURNING d.device_id, d.consent_location, d.consent_push, d.consent_categories,
+              d.consent_leaderboard
+)
+INSERT INTO consent_log (device_id, location, push, categories, leaderboard)
+SELECT device_id, consent_location, consent_push, consent_categories, consent_leaderboard
+FROM changed
+"""
+
+
+async def follow_customer_consent(conn: asyncpg.Connection, device_id: UUID,
+                                  customer_id: str | None) -> None:
+    """After a device's customer link changed: its leaderboard consent is its customer's."""
+    await conn.execute(_FOLLOW_CUSTOMER, device_id, customer_id)
