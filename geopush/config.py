@@ -279,6 +279,9 @@ class LoyaltyConfig(_Section):
     enabled: bool = True
     points_per_checkin: int = Field(10, ge=0, le=1_000_000)
     max_checkins_per_day: int = Field(5, ge=0, le=1000)
+    # A dwell earns a check-in only from pings received within this many seconds of when
+    # they were taken (a backdated visit still counts as a visit, but earns no points).
+    checkin_max_delay_s: int = Field(900, ge=10, le=30 * 86_400)
     points_per_unit: float = Field(1.0, ge=0, le=1_000_000)
     # Bonus points per badge code; a badge not named earns none.
     badge_points: dict[str, int] = Field(default_factory=dict)

@@ -136,6 +136,9 @@ def make_config(emulator: EmulatorThread, service_account: Path, tmp_path: Path
             "fcm": {"credentials_file": str(service_account), "endpoint": emulator.base_url,
                     "poll_interval_s": 0.05},
             "geo": {"sweep_interval_s": 0.2},
+            # Scenarios replay visits from hours ago; the freshness a check-in needs is
+            # tested on its own (test_loyalty_farming.py).
+            "loyalty": {"checkin_max_delay_s": 86_400},
             # The test apps' own schemes beside https.
             "campaigns": {"deeplink_schemes": ["https", "app", "shop", "geopush"]},
             "limits": {"device_rate_per_s": 1000, "address_ping_rate_per_s": 100_000,

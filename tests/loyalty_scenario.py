@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.api_client import Api, Device, offset_m
+from tests.api_client import Api, Device, daytime_zone, offset_m
 
 BASE_LAT, BASE_LON = 39.9087, 116.3975
 DWELL_S = 60
@@ -21,10 +21,12 @@ class Shop:
     lon: float
 
 
-async def open_shop(api: Api, index: int = 0) -> Shop:
+async def open_shop(api: Api, index: int = 0, timezone: str | None = None) -> Shop:
     """A store with a 100 m circle (dwell after 60 s); shops are 2 km apart, due north."""
     lat, lon = offset_m(BASE_LAT, BASE_LON, 2000.0 * index, 0.0)
-    store = await api.store(location={"lat": lat, "lon": lon},
+    # Days are the store's (SPEC 11): a zone where it is about noon, as for the phones, so
+    # visits from a few hours ago fall on one store day whenever the suite runs.
+    store = await api.store(location={"lat": lat, "lon": lon}, timezone=timezone or daytime_zone(),
                             external_id=f"L-{uuid.uuid4().hex[:8]}", name=f"Shop {index}")
     fence = await api.circle(lat, lon, 100, store_id=store["id"], name=f"door {index}",
                              dwell_s=DWELL_S)

@@ -76,10 +76,10 @@ def _zone_past_midnight() -> tuple[str, datetime]:
     return name, local_midnight
 
 
-async def test_a_streak_follows_the_devices_midnight(api: Api, db) -> None:
+async def test_a_streak_follows_the_stores_midnight(api: Api, db) -> None:
     zone, midnight = _zone_past_midnight()
-    shop = await open_shop(api)
-    phone = await api.device(unique_token(), timezone=zone)
+    shop = await open_shop(api, timezone=zone)
+    phone = await api.device(unique_token())  # its own zone does not matter
     # Twenty minutes before and after local midnight: two local days, though one UTC hour.
     await check_in(api, phone, shop, midnight - timedelta(minutes=20))
     await check_in(api, phone, shop, midnight + timedelta(minutes=15))
@@ -94,9 +94,10 @@ async def test_streak_badges_over_consecutive_local_days(start_server, db) -> No
     from tests.conftest import ADMIN_KEY
 
     server = await start_server(geo={"max_ping_age_s": 5 * 86400},
-                                loyalty={"badge_points": "streak_3=30"})
+                                loyalty={"badge_points": "streak_3=30",
+                                         "checkin_max_delay_s": 5 * 86400})
     async with Api(server.url, ADMIN_KEY) as api:
-        shop = await open_shop(api)
+        shop = await open_shop(api, timezone="UTC")
         phone = await api.device(unique_token(), timezone="UTC")
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         for back in (3, 2, 1):  # three UTC days in a row, the last one yesterday

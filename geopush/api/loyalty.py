@@ -125,7 +125,8 @@ async def get_my_loyalty(request: web.Request) -> web.Response:
         today = local_day(now, device["timezone"])
         # A streak longer than ten years is not worth reading further back for.
         days = [r[0] for r in await conn.fetch(_DAYS, subject, today - timedelta(days=3660))]
-        out["streak_days"] = current_streak(days, today)
+        # Days are the stores' own: a store east of the phone may already be on tomorrow.
+        out["streak_days"] = current_streak(days, max([today, *days]))
         out["badges"] = [{"code": r["code"], "earned_at": _iso(r["earned_at"])}
                          for r in await conn.fetch(_BADGES, subject)]
         out["challenges"] = [

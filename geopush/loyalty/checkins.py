@@ -3,7 +3,13 @@
 One statement per batch credits every check-in of it (SPEC section 11): the CTEs below find
 the dwells at stores not yet checked in that local day, keep those within the daily limit,
 write them to the ledger, then award the badges and complete the challenges they unlock.
-Only accepted pings make visit events, so a mocked or teleporting phone earns nothing.
+Only accepted pings make visit events, so a mocked or teleporting phone earns nothing; and
+only a dwell from pings received within `[loyalty] checkin_max_delay_s` of when they were
+taken earns points, so backdating pings (accepted up to 24 hours old, for the visit and its
+offers) cannot replay a week of visits in two requests. A phone that was genuinely offline
+still gets its visits, events and offers; only the points wait for a fresh visit (phones
+deliver batched locations within minutes, so the default, 15 minutes, does not cost a
+genuine visit its check-in).
 
 Exactness across a customer's phones: the device row lock serializes one device's batches;
 for a customer, an advisory lock (the one decisions take, so the order is always device
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -27,16 +33,26 @@ from geopush.codes import EventType
 from geopush.config import BADGE_CODES, Config
 from geopush.geo.visits import VisitEvent
 from geopush.ingest.decisions import DecisionSummary
-from geopush.loyalty.rules import local_day, subject_of
+from geopush.loyalty.rules import subject_of
 
 CUSTOMER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))"
 
-# $1 subject, $2 customer_id, $3 device_id, $4..$8 the dwells (event id, store, ts, local
-# day, geofence), $9 points per check-in, $10 daily limit, $11/$12 badge bonus points.
+# $1 subject, $2 customer_id, $3 device_id, $4..$7 the dwells (event id, store, ts,
+# geofence), $8 points per check-in, $9 limit in any 24 hours, $10/$11 badge bonus points,
+# $12 the oldest dwell time that still earns (fresh pings only).
+#
+# The day is the store's (its time zone, from `stores`): a phone that changes its own zone
+# cannot make a second day, and two phones of one customer in different zones make one. The
+# limit counts the subject's check-ins in the 24 hours before each new one; the new ones of a
+# batch are minutes apart (they come from fresh pings), so they all count against it too.
 _CREDIT = """
 WITH ev AS (
-    SELECT * FROM unnest($4::uuid[], $5::uuid[], $6::timestamptz[], $7::date[], $8::uuid[])
-         WITH ORDINALITY AS e(event_id, store_id, ts, day, geofence_id, n)
+    SELECT e.event_id, e.store_id, e.ts,
+           (e.ts AT TIME ZONE coalesce(s.timezone, 'UTC'))::date AS day, e.geofence_id, e.n
+    FROM unnest($4::uuid[], $5::uuid[], $6::timestamptz[], $7::uuid[])
+         WITH ORDINALITY AS e(event_id, store_id, ts, geofence_id, n)
+    LEFT JOIN stores s ON s.store_id = e.store_id
+    WHERE e.ts >= $12
 ), prior AS (
     SELECT local_day AS day, store_id, ts FROM loyalty_ledger
     WHERE subject = $1 AND reason = 'checkin'
@@ -46,13 +62,15 @@ WITH ev AS (
     ORDER BY e.day, e.store_id, e.ts, e.n
 ), allowed AS (
     SELECT f.* FROM (
-        SELECT f.*, row_number() OVER (PARTITION BY f.day ORDER BY f.ts, f.n) AS k FROM fresh f
+        SELECT f.*, row_number() OVER (ORDER BY f.ts, f.n) AS k FROM fresh f
     ) f
-    WHERE f.k + (SELECT count(*) FROM prior p WHERE p.day = f.day) <= $10
+    WHERE f.k + (SELECT count(*) FROM prior p
+                 WHERE p.ts > f.ts - interval '24 hours' AND p.ts < f.ts + interval '24 hours'
+                ) <= $9
 ), checkins AS (
     INSERT INTO loyalty_ledger (ts, points, reason, ref, subject, customer_id, device_id,
                                 store_id, local_day)
-    SELECT ts, $9, 'checkin', event_id::text, $1, $2, $3, store_id, day FROM allowed
+    SELECT ts, $8, 'checkin', event_id::text, $1, $2, $3, store_id, day FROM allowed
     ON CONFLICT DO NOTHING
     RETURNING points
 ), visits AS (
@@ -81,7 +99,7 @@ WITH ev AS (
 ), badge_points AS (
     INSERT INTO loyalty_ledger (ts, points, reason, ref, subject, customer_id, device_id)
     SELECT b.earned_at, p.points, 'badge', b.code, $1, $2, $3
-    FROM badges b JOIN unnest($11::text[], $12::int[]) AS p(code, points) USING (code)
+    FROM badges b JOIN unnest($10::text[], $11::int[]) AS p(code, points) USING (code)
     WHERE p.points > 0
     ON CONFLICT DO NOTHING
     RETURNING points
@@ -195,14 +213,13 @@ async def record_checkins(
     customer_id = device["customer_id"]
     if customer_id is not None:
         await lock_customer(conn, customer_id)
-    tz = device["timezone"]
-    days: list[date] = [local_day(e.ts, tz) for e, _, _ in dwells]
     codes, bonus = badge_bonus(config)
     row = await conn.fetchrow(
         _CREDIT, subject_of(customer_id, device["device_id"]), customer_id, device["device_id"],
         [i for _, i, _ in dwells], [UUID(s) for _, _, s in dwells], [e.ts for e, _, _ in dwells],
-        days, [UUID(e.geofence_id) for e, _, _ in dwells],
+        [UUID(e.geofence_id) for e, _, _ in dwells],
         config.loyalty.points_per_checkin, config.loyalty.max_checkins_per_day, codes, bonus,
+        now - timedelta(seconds=config.loyalty.checkin_max_delay_s),
     )
     tally.points["checkin"] += row["checkin_points"]
     tally.points["badge"] += row["badge_points"]

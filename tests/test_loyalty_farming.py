@@ -1,0 +1,68 @@
+"""Points that a phone cannot farm (SPEC section 11): store days, 24 hours, fresh pings."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.api_client import Api
+from tests.conftest import ADMIN_KEY, unique_token
+from tests.loyalty_scenario import check_in, hours_ago, import_customers, loyalty, open_shop
+from tests.test_loyalty_checkins import _zone_past_midnight
+
+
+async def test_changing_its_own_time_zone_wins_a_phone_no_second_day(api: Api) -> None:
+    shop = await open_shop(api)
+    phone = await api.device(unique_token(), timezone="Pacific/Kiritimati")  # UTC+14
+    await check_in(api, phone, shop, hours_ago(0.4))
+    (await api.call("PATCH", "/v1/devices/me", key=phone.token,
+                    json={"timezone": "Etc/GMT+12"})).ok(200)  # UTC-12: "another day"
+    await check_in(api, phone, shop, hours_ago(0.2))
+    mine = await loyalty(api, phone)
+    assert mine["points"] == 10 and mine["badges"][0]["code"] == "first_visit"
+    assert mine["streak_days"] == 1
+
+
+async def test_two_phones_of_one_customer_in_two_zones_check_in_once(api: Api, db) -> None:
+    await import_customers(api, [("C-1", "Ada")])
+    shop = await open_shop(api)
+    east = await api.device(unique_token(), customer_id="C-1", timezone="Pacific/Kiritimati")
+    west = await api.device(unique_token(), customer_id="C-1", timezone="Etc/GMT+12")
+    at = hours_ago(0.3)
+    await check_in(api, east, shop, at)
+    await check_in(api, west, shop, at)
+    assert (await loyalty(api, east))["points"] == 10
+    assert await db.fetchval("SELECT count(*) FROM loyalty_ledger WHERE reason = 'checkin'") == 1
+
+
+async def test_the_daily_maximum_holds_over_any_24_hours(start_server) -> None:
+    """Two check-ins before the store's midnight and one after: the third is refused."""
+    server = await start_server(loyalty={"max_checkins_per_day": 2})
+    zone, midnight = _zone_past_midnight()
+    async with Api(server.url, ADMIN_KEY) as api:
+        shops = [await open_shop(api, i, timezone=zone) for i in range(3)]
+        phone = await api.device(unique_token(), timezone=zone)
+        for shop, minutes in zip(shops, (-45, -25, 10), strict=True):
+            await check_in(api, phone, shop, midnight + timedelta(minutes=minutes))
+        mine = await loyalty(api, phone)
+        assert mine["points"] == 20
+
+
+async def test_backdated_pings_make_a_visit_but_earn_no_points(start_server, db) -> None:
+    """Pings up to 24 hours old are accepted (the visit and its offers stand), but points
+    need pings received within [loyalty] checkin_max_delay_s of when they were taken."""
+    server = await start_server(loyalty={"checkin_max_delay_s": 900})
+    async with Api(server.url, ADMIN_KEY) as api:
+        shops = [await open_shop(api, i) for i in range(6)]
+        phone = await api.device(unique_token())
+        for i, shop in enumerate(shops[:5]):  # five stores "visited" in the small hours
+            reply = await check_in(api, phone, shop, hours_ago(10 - i))
+            assert "dwell" in [e["type"] for e in reply["events"]]
+        mine = await loyalty(api, phone)
+        assert mine["points"] == 0 and mine["badges"] == []
+        assert await db.fetchval("SELECT count(*) FROM events WHERE type = 'dwell'") == 5
+        # A visit as it happens: its pings arrive within a few minutes.
+        await check_in(api, phone, shops[5], hours_ago(0.06))
+        mine = await loyalty(api, phone)
+        assert mine["points"] == 10 and [b["code"] for b in mine["badges"]] == ["first_visit"]
+
+
