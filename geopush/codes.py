@@ -129,6 +129,7 @@ class LedgerReason(StrEnum):
     BADGE = "badge"
     ADJUSTMENT = "adjustment"
     REDEMPTION = "redemption"
+    MERGE = "merge"
 
 
 class Badge(StrEnum):

@@ -66,3 +66,45 @@ async def test_backdated_pings_make_a_visit_but_earn_no_points(start_server, db)
         assert mine["points"] == 10 and [b["code"] for b in mine["badges"]] == ["first_visit"]
 
 
+
+
+async def test_signing_in_keeps_what_the_phone_earned_without_crediting_twice(
+    api: Api, db
+) -> None:
+    from datetime import UTC, datetime
+
+    from geopush.identity import issue_customer_proof
+    from tests.api_client import CUSTOMER_LINK_SECRET, iso
+
+    await import_customers(api, [("C-1", "Ada")])
+    shops = [await open_shop(api, i) for i in range(3)]
+    now = datetime.now(UTC)
+    challenge = (await api.as_role("marketer", "POST", "/v1/challenges", json={
+        "name": "Three shops", "kind": "distinct_stores", "target": 3,
+        "starts_at": iso(now - timedelta(days=1)), "ends_at": iso(now + timedelta(days=1)),
+        "reward_points": 5})).ok(201)
+    known = await api.device(unique_token(), customer_id="C-1")
+    await check_in(api, known, shops[1], hours_ago(2))            # the customer: shop 1
+    anonymous = await api.device(unique_token())
+    await check_in(api, anonymous, shops[0], hours_ago(1.5))      # anonymously: shop 0 ...
+    await check_in(api, anonymous, shops[1], hours_ago(1))        # ... and shop 1 again
+    before = await loyalty(api, anonymous)
+    assert before["points"] == 20 and before["challenges"][0]["progress"] == 2
+
+    (await api.call("PATCH", "/v1/devices/me", key=anonymous.token, json={
+        "customer_id": "C-1",
+        "customer_proof": issue_customer_proof("C-1", CUSTOMER_LINK_SECRET)})).ok(200)
+    after = await loyalty(api, anonymous)
+    # Shop 0 moves over; shop 1 that day was the customer's already: 10 + 10, not 30.
+    assert after["points"] == 20
+    assert [b["code"] for b in after["badges"]] == ["first_visit"]
+    assert after["challenges"] == [{"id": challenge["id"], "name": "Three shops",
+                                    "progress": 2, "target": 3, "completed_at": None}]
+    assert (await loyalty(api, known))["points"] == 20
+    desk = (await api.as_role("marketer", "GET", "/v1/customers/C-1/points")).ok(200)
+    merges = [e for e in desk["items"] if e["reason"] == "merge"]
+    assert len(merges) == 1 and merges[0]["points"] == 0 and "10 points" in merges[0]["note"]
+    # The third shop completes the challenge with the merged progress.
+    await check_in(api, anonymous, shops[2], hours_ago(0.5))
+    done = await loyalty(api, anonymous)
+    assert done["challenges"][0]["completed_at"] is not None and done["points"] == 20 + 10 + 5

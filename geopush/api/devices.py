@@ -17,6 +17,7 @@ from geopush.api.registration_limits import check_registration_rate
 from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
 from geopush.identity import CustomerProofError, VerifiedProof, verify_customer_proof
+from geopush.loyalty.merge import merge_device_into_customer
 from geopush.runtime import RUNTIME, Runtime
 from geopush.store.consent import follow_customer_consent, record_consent
 from geopush.store.link_proofs import spend_proof
@@ -149,12 +150,18 @@ async def patch_me(request: web.Request) -> web.Response:
     sets.append("updated_at = now()")
     async with rt.pool.acquire() as conn, conn.transaction():
         await _spend(rt, conn, proof)
+        # The device's row lock first, as ingest takes it, then what the link changes.
+        was = await conn.fetchval(
+            "SELECT customer_id FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
         row = await conn.fetchrow(
             f"UPDATE devices SET {', '.join(sets)} WHERE device_id = $1"
             f" RETURNING {_DEVICE_COLUMNS}",
             device_id, *fields.values(),
         )
         if "customer_id" in fields:
+            if was is None and fields["customer_id"] is not None:
+                await merge_device_into_customer(conn, device_id, fields["customer_id"],
+                                                 rt.now())
             await follow_customer_consent(conn, device_id, fields["customer_id"])
             row = await conn.fetchrow(
                 f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id)
