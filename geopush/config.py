@@ -185,6 +185,9 @@ class FcmConfig(_Section):
 
 class PrivacyConfig(_Section):
     ping_retention_days: int = Field(30, ge=1)
+    # Consent changes older than this are pruned, except each device's latest, which stays
+    # as the record of what it consented to.
+    consent_log_retention_days: int = Field(400, ge=30)
 
 
 class AuthConfig(_Section):
@@ -242,6 +245,9 @@ class LimitsConfig(_Section):
     # Reverse proxies in front of geopush that append to X-Forwarded-For; 0: the client
     # address is the TCP peer and the header is ignored (a client can write anything in it).
     trusted_proxy_hops: int = Field(0, ge=0, le=10)
+    # Categories a device may name in its consent (each at most 100 characters): a retailer
+    # has a few dozen; a body of thousands only grows the consent log.
+    max_consent_categories: int = Field(100, ge=1, le=10_000)
 
 
 class ConsoleConfig(_Section):

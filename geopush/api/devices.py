@@ -184,9 +184,22 @@ async def put_consent(request: web.Request) -> web.Response:
     consent = await read_model(request, Consent)
     location, push, categories = consent.location, consent.push, consent.categories
     leaderboard = consent.leaderboard
-    pool = request.app[RUNTIME].pool
+    rt = request.app[RUNTIME]
+    if categories is not None:
+        categories = list(dict.fromkeys(categories))  # a repeat says nothing more
+        most = rt.config.limits.max_consent_categories
+        if len(categories) > most:
+            raise field_error("categories", f"at most {most} categories")
+    pool = rt.pool
     async with pool.acquire() as conn, conn.transaction():
-        # The UPDATE locks the device row first, as ingest and the sweeper do.
+        # The device row is locked first, as ingest and the sweeper lock it.
+        now = await conn.fetchrow(
+            f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1 FOR UPDATE",
+            device_id)
+        if _same_consent(now, location, push, categories, leaderboard):
+            # Apps send their consent at every start: an unchanged one is no change to
+            # log, so replaying it cannot grow the log.
+            return web.json_response(device_json(now))
         row = await conn.fetchrow(
             "UPDATE devices SET consent_location = $2, consent_push = $3,"
             " consent_categories = $4, updated_at = now() WHERE device_id = $1"
@@ -199,6 +212,14 @@ async def put_consent(request: web.Request) -> web.Response:
             row = await set_leaderboard_consent(conn, device_id, leaderboard)
     withdrawal.observe()
     return web.json_response(device_json(row))
+
+
+def _same_consent(row: asyncpg.Record, location: bool, push: bool,
+                  categories: list[str] | None, leaderboard: bool | None) -> bool:
+    stored = row["consent_categories"]
+    return (row["consent_location"] == location and row["consent_push"] == push
+            and (None if stored is None else list(stored)) == categories
+            and (leaderboard is None or row["consent_leaderboard"] == leaderboard))
 
 
 async def set_leaderboard_consent(conn: asyncpg.Connection, device_id: uuid.UUID,

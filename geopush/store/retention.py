@@ -3,7 +3,8 @@
 Past that age go: raw pings, a device's last known position (`devices.last_lat/last_lon`,
 whose `last_ping_ts` stays: a time is not a place, and ingest still orders pings by it), the
 idempotency answers of ping batches (at most a week: a client retries within minutes), and
-the rate limits' finished windows, and spent customer proofs once they could no longer link
+the rate limits' finished windows, consent changes past `[privacy] consent_log_retention_days`
+(each device's latest stays), and spent customer proofs once they could no longer link
 anyway.
 
 `pings` is partitioned by the hour of `ts` (migration 0007): an expired hour is dropped as a
@@ -70,6 +71,16 @@ WITH gone AS (DELETE FROM ping_batches WHERE ctid IN (SELECT ctid FROM ping_batc
 SELECT count(*) FROM gone
 """
 
+# Consent changes past their retention, each device's latest kept (what it consents to now).
+_DELETE_CONSENT_LOG = """
+WITH gone AS (DELETE FROM consent_log WHERE id IN (
+    SELECT l.id FROM consent_log l
+    WHERE l.changed_at < now() - make_interval(days => $1)
+      AND EXISTS (SELECT 1 FROM consent_log n WHERE n.device_id = l.device_id AND n.id > l.id)
+    LIMIT $2) RETURNING 1)
+SELECT count(*) FROM gone
+"""
+
 
 @dataclass(frozen=True)
 class RetentionRound:
@@ -80,6 +91,7 @@ class RetentionRound:
     batch_answers: int = 0
     rate_windows: int = 0
     link_proofs: int = 0
+    consent_log: int = 0
     partitions_created: int = 0
     skipped: bool = False
 
@@ -107,6 +119,8 @@ async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
                                              min(days, _BATCH_ANSWER_DAYS)),
                 rate_windows=await forget_old_windows(conn, _RATE_WINDOW_KEEP_S),
                 link_proofs=await forget_spent_proofs(conn, now, _BATCH),
+                consent_log=await _chunked(conn, _DELETE_CONSENT_LOG,
+                                           config.privacy.consent_log_retention_days),
                 partitions_created=await ensure_ping_partitions(conn, now),
             )
         finally:
