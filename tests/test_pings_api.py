@@ -122,6 +122,18 @@ async def test_repeated_batch_id_returns_first_answer_and_changes_nothing(api: A
     assert third["accepted"] == 0 and third["events"] == []
 
 
+async def test_invalid_batches_leave_no_answer_behind(api: Api, db) -> None:
+    """A batch that changes nothing keeps nothing: fresh batch_ids on junk cannot grow
+    `ping_batches`, and the same batch sent again is judged again, to the same answer."""
+    dev = await api.device(unique_token())
+    junk = [{"lat": LAT, "lon": LON, "accuracy_m": 5000, "ts": iso(datetime.now(UTC))}]
+    answers = [(await post(api, dev, junk, batch_id=f"junk-{i}")).ok(202) for i in range(20)]
+    assert all(a["accepted"] == 0 and a["rejected"][0]["reason"] == "low_accuracy"
+               for a in answers)
+    assert answers[0] == (await post(api, dev, junk, batch_id="junk-0")).ok(202)
+    assert await db.fetchval("SELECT count(*) FROM ping_batches") == 0
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [

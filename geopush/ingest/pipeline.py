@@ -138,7 +138,10 @@ async def process_batch(
         "rejected": [{"index": i, "reason": str(r)} for i, r in filtered.rejected],
         "events": [event_json(e) for e in events],
     }
-    if not accepted and batch_id is None:
+    if not accepted:
+        # Nothing changed, so there is nothing to keep: the same batch sent again gets the
+        # same answer by being judged again, and a stream of invalid batches with fresh
+        # batch_ids cannot grow `ping_batches`.
         return BatchResult(response=response)
 
     store_of = {
