@@ -248,6 +248,9 @@ class LimitsConfig(_Section):
     # Categories a device may name in its consent (each at most 100 characters): a retailer
     # has a few dozen; a body of thousands only grows the consent log.
     max_consent_categories: int = Field(100, ge=1, le=10_000)
+    # Geofences in all (409 beyond): every process holds them all in memory, and a change
+    # applies in about a second at this size on a small machine.
+    max_geofences: int = Field(100_000, ge=1, le=1_000_000)
 
 
 class ConsoleConfig(_Section):

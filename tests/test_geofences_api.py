@@ -217,3 +217,25 @@ async def test_import_reads_up_to_max_import_bytes_not_max_body_bytes(start_serv
     async with Api(small.url, ADMIN_KEY) as api:
         reply = await api.as_role("marketer", "POST", "/v1/geofences/import", json=body)
         assert reply.status == 413 and reply.body["error"]["code"] == "too_large"
+
+
+async def test_the_geofence_count_limit_holds_for_creates_and_imports(start_server) -> None:
+    from tests.conftest import ADMIN_KEY
+
+    server = await start_server(limits={"max_geofences": 3})
+    async with Api(server.url, ADMIN_KEY) as api:
+        await api.circle(48.85, 2.35, 50)
+        await api.circle(48.86, 2.35, 50)
+        two = {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"name": f"f{i}", "radius_m": 50},
+             "geometry": {"type": "Point", "coordinates": [2.37 + i / 100, 48.85]}}
+            for i in range(2)]}
+        reply = await api.as_role("marketer", "POST", "/v1/geofences/import", json=two)
+        assert reply.status == 409 and reply.body["error"]["code"] == "too_many_geofences"
+        await api.circle(48.87, 2.35, 50)
+        reply = await api.as_role("marketer", "POST", "/v1/geofences", json={
+            "name": "one too many", "geometry": {"type": "Circle", "center": [2.35, 48.88],
+                                                 "radius_m": 50}})
+        assert reply.status == 409 and reply.body["error"]["code"] == "too_many_geofences"
+        listed = (await api.as_role("marketer", "GET", "/v1/geofences")).ok(200)["items"]
+        assert len(listed) == 3

@@ -31,7 +31,7 @@ from geopush.api.schema import Name, RequestBody, Whole
 from geopush.geo.feature_collection import FeatureCollectionError
 from geopush.places.geofence_import import TooManyFeatures, import_geofence_stream
 from geopush.places.geofences import COLUMNS as _COLUMNS
-from geopush.places.geofences import check_store, checked_geometry
+from geopush.places.geofences import check_room, check_store, checked_geometry
 from geopush.runtime import RUNTIME
 from geopush.store.geofence_index import notify_changed
 from geopush.timefmt import format_ts
@@ -120,13 +120,14 @@ async def post_geofence(request: web.Request) -> web.Response:
     geometry, area = await checked_geometry_off_loop(body.geometry)
     async with rt.pool.acquire() as conn, conn.transaction():
         store_id = await check_store(conn, body.store_id)
+        await check_room(conn, 1, rt.config.limits.max_geofences)
         row = await conn.fetchrow(
             "INSERT INTO geofences (geofence_id, name, store_id, geometry, dwell_s, enabled,"
             f" area_m2) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
             uuid.uuid4(), name, store_id, geometry, dwell_s, enabled, area,
         )
         await notify_changed(conn, row["geofence_id"])
-    await rt.fences.reload(rt.pool)
+    await rt.fences.reload(rt.pool, {str(row["geofence_id"])})
     return web.json_response(geofence_json(row), status=201)
 
 
@@ -199,7 +200,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
             # A moved or disabled fence ends its visits silently: no one walked out.
             await conn.execute("DELETE FROM visits WHERE geofence_id = $1", gid)
         await notify_changed(conn, gid)
-    await rt.fences.reload(rt.pool)
+    await rt.fences.reload(rt.pool, {str(gid)})
     return web.json_response(geofence_json(row))
 
 
@@ -216,7 +217,7 @@ async def delete_geofence(request: web.Request) -> web.Response:
             raise not_found("geofence")
         await conn.execute("DELETE FROM visits WHERE geofence_id = $1", gid)
         await notify_changed(conn, gid)
-    await rt.fences.reload(rt.pool)
+    await rt.fences.reload(rt.pool, {str(gid)})
     return web.Response(status=204)
 
 

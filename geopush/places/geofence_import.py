@@ -23,7 +23,7 @@ import asyncpg
 from geopush.config import Config
 from geopush.geo.feature_collection import FeatureCollectionError, FeatureCollectionReader
 from geopush.geo.geometry import GeometryError
-from geopush.places.geofences import MAX_IMPORT_FEATURES, feature_to_geofence
+from geopush.places.geofences import MAX_IMPORT_FEATURES, check_room, feature_to_geofence
 from geopush.store.geofence_index import notify_changed
 
 #: Body bytes decoded and checked per trip to the worker thread.
@@ -124,10 +124,12 @@ FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::int[], $6::bool[
 """
 
 
-async def create_geofences(pool: asyncpg.Pool, checked: CheckedFeatures) -> dict[str, Any]:
+async def create_geofences(pool: asyncpg.Pool, checked: CheckedFeatures, max_geofences: int
+                           ) -> dict[str, Any]:
     """Create the checked features in one transaction; `{"created", "errors"}`."""
     externals = sorted({g[5] for g in checked.good if g[5]})
     async with pool.acquire() as conn, conn.transaction():
+        await check_room(conn, len(checked.good), max_geofences)
         stores = {
             r["external_id"]: r["store_id"]
             for r in await conn.fetch(
@@ -150,4 +152,4 @@ async def import_geofence_stream(pool: asyncpg.Pool, config: Config,
     Raises FeatureCollectionError (not one) or TooManyFeatures; nothing is written then.
     """
     checked = await check_features(chunks, config.geo.default_dwell_s)
-    return await create_geofences(pool, checked)
+    return await create_geofences(pool, checked, config.limits.max_geofences)

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from geopush.errors import Unprocessable
+from geopush.errors import Conflict, Unprocessable
 from geopush.geo.geometry import GeometryError, area_m2, parse_geometry
 from geopush.validate import field_error, has_unstorable_text
 
@@ -64,3 +64,20 @@ def feature_to_geofence(feature: Any, default_dwell_s: int) -> dict[str, Any]:
     store_ext = props.get("store_external_id")
     return {"name": str(name)[:200], "geometry": geometry, "area_m2": area_m2(fence),
             "dwell_s": dwell, "store_external_id": None if store_ext is None else str(store_ext)}
+
+
+# Creations of geofences take this lock, so concurrent creates and imports count exactly.
+_COUNT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('geopush:geofences', 0))"
+
+
+async def check_room(conn: asyncpg.Connection, adding: int, limit: int) -> None:
+    """409 `too_many_geofences` unless `adding` more stay within `[limits] max_geofences`.
+
+    Every process keeps every enabled fence in memory and rebuilds its index on a change,
+    so the count is what bounds memory and the time a change takes to apply.
+    """
+    await conn.execute(_COUNT_LOCK)
+    have = await conn.fetchval("SELECT count(*) FROM geofences")
+    if have + adding > limit:
+        raise Conflict(f"{have} geofences exist; {adding} more would pass [limits]"
+                       f" max_geofences ({limit})", code="too_many_geofences")
