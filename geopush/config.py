@@ -251,6 +251,8 @@ class LimitsConfig(_Section):
     # Geofences in all (409 beyond): every process holds them all in memory, and a change
     # applies in about a second at this size on a small machine.
     max_geofences: int = Field(100_000, ge=1, le=1_000_000)
+    # Leaderboard reads per device a minute (429 beyond): an app shows it when opened.
+    leaderboard_rate_per_min: int = Field(30, ge=1)
 
 
 class ConsoleConfig(_Section):
@@ -291,6 +293,8 @@ class LoyaltyConfig(_Section):
     # A dwell earns a check-in only from pings received within this many seconds of when
     # they were taken (a backdated visit still counts as a visit, but earns no points).
     checkin_max_delay_s: int = Field(900, ge=10, le=30 * 86_400)
+    # Each process computes a leaderboard at most this often (reads between come from memory).
+    leaderboard_refresh_s: float = Field(30.0, ge=0, le=3600)
     points_per_unit: float = Field(1.0, ge=0, le=1_000_000)
     # Bonus points per badge code; a badge not named earns none.
     badge_points: dict[str, int] = Field(default_factory=dict)

@@ -13,6 +13,7 @@ from aiohttp import web
 from geopush.api.token_buckets import TokenBuckets
 from geopush.config import Config
 from geopush.identity import CustomerLinkKeys
+from geopush.loyalty.leaderboard import Leaderboards
 
 if TYPE_CHECKING:
     from geopush.store.geofence_index import LiveGeofenceIndex
@@ -38,6 +39,10 @@ class Runtime:
     # The ping rate limits of this process, per device and per client address.
     device_rate: TokenBuckets = field(init=False)
     address_rate: TokenBuckets = field(init=False)
+    # Leaderboards computed at most every `[loyalty] leaderboard_refresh_s`, and how often a
+    # device may read them.
+    leaderboards: Leaderboards = field(init=False)
+    leaderboard_rate: TokenBuckets = field(init=False)
 
     def __post_init__(self) -> None:
         limits = self.config.limits
@@ -46,6 +51,10 @@ class Runtime:
                                         max(3.0 * limits.device_rate_per_s, 1.0), 100_000)
         self.address_rate = TokenBuckets(limits.address_ping_rate_per_s,
                                          max(3.0 * limits.address_ping_rate_per_s, 1.0), 20_000)
+        self.leaderboards = Leaderboards(self.config.loyalty.leaderboard_refresh_s)
+        per_s = limits.leaderboard_rate_per_min / 60.0
+        self.leaderboard_rate = TokenBuckets(per_s, max(limits.leaderboard_rate_per_min / 3, 1.0),
+                                             100_000)
 
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)

@@ -197,3 +197,17 @@ async def test_leaderboard_consent_belongs_to_the_customer_and_is_logged(api: Ap
                     json={"location": True, "push": True, "leaderboard": True})).ok(200)
     board = (await api.call("GET", "/v1/leaderboard", key=victim.token)).ok(200)
     assert [i["name"] for i in board["items"]] == ["Att A."]
+
+
+async def test_leaderboard_reads_are_rate_limited_per_device(start_server) -> None:
+    from tests.conftest import ADMIN_KEY
+
+    server = await start_server(limits={"leaderboard_rate_per_min": 6})
+    async with Api(server.url, ADMIN_KEY) as api:
+        phone, other = await api.device(unique_token()), await api.device(unique_token())
+        answers = [await api.call("GET", "/v1/leaderboard", key=phone.token) for _ in range(3)]
+        assert [a.status for a in answers] == [200, 200, 429]
+        assert answers[-1].body["error"]["code"] == "rate_limited"
+        assert int(answers[-1].headers["Retry-After"]) >= 1
+        # Another phone is not held back by it.
+        assert (await api.call("GET", "/v1/leaderboard", key=other.token)).status == 200

@@ -132,6 +132,9 @@ async def delete_customer(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         if not await erase_customer(conn, request.match_info["customer_id"]):
             raise not_found("customer")  # rolls back: nothing to erase
+    # Names on this process's leaderboards go at once (other processes' at their refresh,
+    # and the consent check of every read drops an erased customer's name already).
+    request.app[RUNTIME].leaderboards.invalidate()
     return web.Response(status=204)
 
 

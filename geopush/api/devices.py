@@ -210,6 +210,7 @@ async def put_consent(request: web.Request) -> web.Response:
                                           categories=categories)
         if leaderboard is not None:
             row = await set_leaderboard_consent(conn, device_id, leaderboard)
+            rt.leaderboards.invalidate()
     withdrawal.observe()
     return web.json_response(device_json(row))
 

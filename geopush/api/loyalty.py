@@ -8,6 +8,7 @@ can never take an account below zero.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any, Literal
 from uuid import UUID
 
@@ -29,9 +30,11 @@ from geopush.api.openapi import (
     int_query,
 )
 from geopush.api.schema import RequestBody, Text, Whole
+from geopush.api.token_buckets import retry_after
 from geopush.campaigns.decide import zone
 from geopush.codes import LedgerReason
 from geopush.loyalty.checkins import lock_customer
+from geopush.loyalty.leaderboard import MAX_SHOWN, standing
 from geopush.loyalty.levels import subject_totals
 from geopush.loyalty.rules import (
     current_streak,
@@ -140,40 +143,6 @@ async def get_my_loyalty(request: web.Request) -> web.Response:
 
 # --- leaderboards ---------------------------------------------------------------------------
 
-# Points earned in [from, to) by every subject, read from the partial index on (ts) or
-# (store_id, ts) that includes subject and points; only opted-in customers are ranked.
-_EARNED = """
-SELECT subject, sum(points)::bigint AS points FROM loyalty_ledger
-WHERE reason IN ('checkin', 'purchase', 'challenge', 'badge') AND subject IS NOT NULL
-  AND ts >= $1 AND ts < $2
-GROUP BY subject
-"""
-_EARNED_AT_STORE = """
-SELECT subject, sum(points)::bigint AS points FROM loyalty_ledger
-WHERE reason IN ('checkin', 'purchase', 'challenge', 'badge') AND subject IS NOT NULL
-  AND store_id IS NOT NULL AND store_id = $5 AND ts >= $1 AND ts < $2
-GROUP BY subject
-"""
-_BOARD = """
-WITH totals AS ({earned}),
-optin AS (
-    SELECT DISTINCT customer_id FROM devices
-    WHERE consent_leaderboard AND customer_id IS NOT NULL
-), board AS (
-    SELECT o.customer_id, t.points, rank() OVER (ORDER BY t.points DESC) AS rank
-    FROM totals t JOIN optin o ON t.subject = 'c:' || o.customer_id
-)
-SELECT b.rank, b.points, b.customer_id, c.first_name, c.last_initial,
-       (SELECT points FROM totals WHERE subject = $3) AS my_points,
-       (SELECT count(*) FROM board WHERE points > coalesce(
-            (SELECT points FROM totals WHERE subject = $3), 0)) AS ahead_of_me
-FROM (SELECT 1) one
-LEFT JOIN LATERAL (SELECT * FROM board ORDER BY rank, customer_id LIMIT $4) b ON true
-LEFT JOIN customers c ON c.customer_id = b.customer_id
-ORDER BY b.rank, b.customer_id
-"""
-
-
 def period_bounds(period: str, now: datetime, tz: str | None) -> tuple[datetime, datetime]:
     """This calendar week (from Monday) or month, in the caller's time zone, as UTC."""
     here = zone(tz)
@@ -194,7 +163,7 @@ def period_bounds(period: str, now: datetime, tz: str | None) -> tuple[datetime,
 @documented("Leaderboard of opted-in customers, with the caller's own rank", auth=BY_DEVICE,
             query=(Query("period", {"type": "string", "enum": ["week", "month"]},
                          "This calendar week (default) or month, in the device's zone."),
-                   STORE_ID, int_query("limit", 1, 100)), tag="loyalty")
+                   STORE_ID, int_query("limit", 1, 100)), errors=(429,), tag="loyalty")
 async def get_leaderboard(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     rt = request.app[RUNTIME]
@@ -208,29 +177,28 @@ async def get_leaderboard(request: web.Request) -> web.Response:
             store_id = UUID(store_raw)
         except ValueError:
             raise field_error("store_id", "must be a store id") from None
-    limit = query_int(request, "limit", LEADERBOARD_SIZE, 1, 100)
-    async with rt.pool.acquire() as conn:
-        device = await conn.fetchrow(
-            "SELECT customer_id, timezone FROM devices WHERE device_id = $1", device_id)
-        start, end = period_bounds(period, rt.now(), device["timezone"])
-        me = subject_of(device["customer_id"], device_id)
-        if store_id is None:
-            rows = await conn.fetch(_BOARD.format(earned=_EARNED), start, end, me, limit)
-        else:
-            rows = await conn.fetch(_BOARD.format(earned=_EARNED_AT_STORE),
-                                    start, end, me, limit, store_id)
+    limit = query_int(request, "limit", LEADERBOARD_SIZE, 1, MAX_SHOWN)
+    wait = rt.leaderboard_rate.take(device_id, monotonic())
+    if wait > 0:
+        raise ApiError(429, "rate_limited", "too many leaderboard reads for this device",
+                       headers={"Retry-After": retry_after(wait)})
+    device = await rt.pool.fetchrow(
+        "SELECT customer_id, timezone FROM devices WHERE device_id = $1", device_id)
+    start, end = period_bounds(period, rt.now(), device["timezone"])
+    key = (period, start, end, store_id)
+    board = await rt.leaderboards.board(rt.pool, key)
+    me = await standing(rt.pool, board, subject_of(device["customer_id"], device_id), key,
+                        limit)
     items = [
-        {"rank": r["rank"], "name": display_name(r["first_name"], r["last_initial"]),
-         "points": r["points"], "me": r["customer_id"] == device["customer_id"]}
-        for r in rows if r["rank"] is not None
+        {"rank": rank, "name": display_name(e.first_name, e.last_initial),
+         "points": e.points, "me": e.customer_id == device["customer_id"]}
+        for rank, e in me.items
     ]
-    first = rows[0]
-    my_points = first["my_points"] or 0
     return web.json_response({
         "period": period, "from": _iso(start), "to": _iso(end),
         "store_id": None if store_id is None else str(store_id),
         "items": items,
-        "me": {"rank": first["ahead_of_me"] + 1, "points": my_points,
+        "me": {"rank": me.my_rank, "points": me.my_points,
                "listed": any(i["me"] for i in items)},
     })
 
