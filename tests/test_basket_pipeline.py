@@ -203,6 +203,7 @@ async def test_cli_recompute_mines_and_writes_recommendations(
     path.write_text(_transactions(), encoding="utf-8")
     rc, out, err = await run_cli(database_url, tmp_path, "import", "transactions", str(path))
     assert rc == 0, err
+    await db.execute("DELETE FROM customer_recommendations; DELETE FROM basket_runs")
     rc, out, err = await run_cli(database_url, tmp_path, "insights", "recompute")
     assert rc == 0, err
     import json

@@ -21,7 +21,8 @@ from geopush.insights.audiences import cross_sell_audiences, stored_rules, upsel
 from geopush.insights.basket_data import LEVELS
 from geopush.insights.basket_rules import configured_params, lookback_start, mine_job
 from geopush.insights.itemsets import TooManyItemsets
-from geopush.insights.rules import RuleParams
+from geopush.insights.mining_pool import QueriesBusy
+from geopush.insights.rules import Rule, RuleParams
 from geopush.runtime import RUNTIME
 from geopush.timefmt import format_ts
 
@@ -68,7 +69,25 @@ def _query_since(request: web.Request, default: datetime) -> datetime:
     return default if not raw else parse_time(raw, "since")
 
 
-@documented("Association rules over baskets", auth=BY_MARKETER, query=BASKET_QUERY)
+async def _query(request: web.Request, level: str, params: RuleParams, since: datetime,
+                 store_id: UUID | None) -> tuple[int, list[Rule]]:
+    """Mine in the query lane: stopped if the client hangs up, 429 when the lane is full."""
+    rt = request.app[RUNTIME]
+
+    def abandoned() -> bool:
+        transport = request.transport
+        return transport is None or transport.is_closing()
+
+    try:
+        return await rt.miner.query(mine_job, rt.database_url, level, params, since, store_id,
+                                    rt.config.insights.max_itemsets, abandoned=abandoned)
+    except QueriesBusy as exc:
+        raise ApiError(429, "rate_limited", f"{exc}: try again shortly",
+                       headers={"Retry-After": "5"}) from None
+
+
+@documented("Association rules over baskets", auth=BY_MARKETER, query=BASKET_QUERY,
+            errors=(429,))
 async def get_basket_rules(request: web.Request) -> web.Response:
     """`GET /v1/insights/basket`: rules mined now over the baskets asked for."""
     await require_role(request, *MARKETER)
@@ -88,8 +107,7 @@ async def get_basket_rules(request: web.Request) -> web.Response:
     store_id = _query_store(request)
     since = _query_since(request, lookback_start(rt.config, rt.now()))
     try:
-        n, rules = await rt.miner.run(mine_job, rt.database_url, level, params, since,
-                                      store_id, rt.config.insights.max_itemsets)
+        n, rules = await _query(request, level, params, since, store_id)
     except TooManyItemsets as exc:
         raise ApiError(422, "too_many_itemsets", str(exc)) from None
     return web.json_response({
@@ -122,9 +140,8 @@ async def get_cross_sell(request: web.Request) -> web.Response:
         }
     else:
         try:
-            n, mined = await rt.miner.run(mine_job, rt.database_url, "category",
-                                          configured_params(rt.config), since, store_id,
-                                          rt.config.insights.max_itemsets)
+            n, mined = await _query(request, "category", configured_params(rt.config), since,
+                                    store_id)
         except TooManyItemsets as exc:
             raise ApiError(422, "too_many_itemsets", str(exc)) from None
         rules = [r for r in mined if len(r.consequent) == 1][:limit]
