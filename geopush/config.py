@@ -231,6 +231,10 @@ class LimitsConfig(_Section):
     device_rate_per_s: float = Field(10.0, gt=0)
     # A request body that sends nothing for this long is cut with 408.
     body_timeout_s: float = Field(30.0, gt=0)
+    # After the first body_min_rate_grace_s, a body must arrive at this average rate at
+    # least (0: no floor), so a trickle cannot hold a connection or an import slot.
+    body_min_rate_bytes_per_s: int = Field(1024, ge=0)
+    body_min_rate_grace_s: float = Field(10.0, gt=0)
     # Imports running at once on this machine (every process sharing [data] dir); 429 beyond.
     max_concurrent_imports: int = Field(2, ge=1, le=64)
     # POST /v1/devices per client address and per app key, in every process together

@@ -294,3 +294,43 @@ async def test_an_authorization_header_over_8kib_gets_the_json_401(server: Any) 
         reply = await api.call("GET", "/v1/stores", key="k" * 10_000)
     assert reply.status == 401
     assert reply.body["error"]["code"] == "unauthorized"
+
+
+async def test_two_trickling_uploads_cannot_hold_the_import_slots(
+    start_server: Callable[..., Any],
+) -> None:
+    """A byte every second never stalls for body_timeout_s, but falls under the minimum
+    rate once its grace is over: both are cut, and the slots take a real import."""
+    server = await start_server(limits={"body_timeout_s": 30, "max_concurrent_imports": 2,
+                                        "body_min_rate_grace_s": 2})
+    async with Api(server.url, ADMIN_KEY) as api:
+        key = await api.key("marketer")
+        uploads = [await _stalled_upload(server.url, "/v1/customers/import", key, b"c")
+                   for _ in range(2)]
+        answers = [asyncio.create_task(_answer(reader)) for reader, _ in uploads]
+
+        async def trickle() -> None:
+            for _ in range(60):
+                await asyncio.sleep(1.0)
+                for _, writer in uploads:
+                    if not writer.is_closing():
+                        writer.write(b"x")
+                        with contextlib.suppress(ConnectionError):
+                            await writer.drain()
+
+        dripping = asyncio.create_task(trickle())
+        try:
+            async with asyncio.timeout(15):
+                cut = await asyncio.gather(*answers)
+            assert [(status, body["error"]["code"]) for status, _, body in cut] == [
+                (408, "timeout")] * 2
+            assert all("body_min_rate_bytes_per_s" in body["error"]["message"]
+                       for _, _, body in cut)
+            csv = "customer_id,first_name,language,created_at\nc1,Ann,en,2024-01-01\n"
+            reply = await api.call("POST", "/v1/customers/import", key=key, data=csv,
+                                   headers={"Content-Type": "text/csv"})
+            assert reply.ok(200)["upserted"] == 1
+        finally:
+            dripping.cancel()
+            for _, writer in uploads:
+                writer.close()

@@ -87,12 +87,26 @@ async def body_chunks(request: web.Request, limit: int | None = None,
     if request.content_length is not None and request.content_length > limit:
         raise too_large(what, limit)
     idle = rt.config.limits.body_timeout_s if rt else _DEFAULT_BODY_TIMEOUT_S
+    # Past a grace period, the body must keep up an average of `body_min_rate_bytes_per_s`
+    # (as Apache's mod_reqtimeout MinRate): a byte every few seconds never stalls for the
+    # idle timeout, yet would hold an import slot for days.
+    min_rate = rt.config.limits.body_min_rate_bytes_per_s if rt else 0
+    grace = rt.config.limits.body_min_rate_grace_s if rt else 0.0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     received = 0
     while True:
+        wait = idle
+        if min_rate:
+            wait = min(wait, max(started + grace + received / min_rate - loop.time(), 0.001))
         try:
-            async with asyncio.timeout(idle):
+            async with asyncio.timeout(wait):
                 chunk = await request.content.read(READ_CHUNK)
         except TimeoutError:
+            if wait < idle:
+                raise ApiError(408, "timeout", f"the request body is too slow: under"
+                               f" {min_rate} bytes/s on average ([limits]"
+                               " body_min_rate_bytes_per_s)") from None
             raise ApiError(408, "timeout", f"the request body stalled: nothing received for "
                            f"{idle:g} s ([limits] body_timeout_s)") from None
         if not chunk:
