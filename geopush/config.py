@@ -237,12 +237,14 @@ class LimitsConfig(_Section):
     body_min_rate_grace_s: float = Field(10.0, gt=0)
     # Imports running at once on this machine (every process sharing [data] dir); 429 beyond.
     max_concurrent_imports: int = Field(2, ge=1, le=64)
-    # POST /v1/devices per client address and per app key, in every process together
-    # (SPEC section 10). An address may be a carrier's NAT for many phones: 60 a minute is
-    # far above one person's installs and far below a script's. The app key is shared by
-    # every install of the app, so its limit is the whole app's registration rate.
+    # POST /v1/devices per client address and per network (/24, /48), in every process
+    # together (SPEC section 10). An address may be a carrier's NAT for many phones: 60 a
+    # minute is far above one person's installs and far below a script's. The app key is
+    # shared by every install, so a budget per key (0: none, the default) is one that
+    # attackers could spend for everyone.
     register_rate_per_min: int = Field(60, ge=1)
-    register_key_rate_per_min: int = Field(600, ge=1)
+    register_network_rate_per_min: int = Field(300, ge=1)
+    register_key_rate_per_min: int = Field(0, ge=0)
     # Ping batches per client address and process: what many invented devices behind one
     # host can send together, each device having its own device_rate_per_s.
     address_ping_rate_per_s: float = Field(100.0, gt=0)

@@ -142,7 +142,8 @@ def make_config(emulator: EmulatorThread, service_account: Path, tmp_path: Path
             # The test apps' own schemes beside https.
             "campaigns": {"deeplink_schemes": ["https", "app", "shop", "geopush"]},
             "limits": {"device_rate_per_s": 1000, "address_ping_rate_per_s": 100_000,
-                       "register_rate_per_min": 100_000, "register_key_rate_per_min": 100_000},
+                       "register_rate_per_min": 100_000,
+                       "register_network_rate_per_min": 100_000},
         }
         for name, values in sections.items():
             overrides.setdefault(name, {}).update(values)

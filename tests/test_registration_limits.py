@@ -69,6 +69,42 @@ async def test_registrations_per_app_key_are_limited_whatever_the_address(
         assert (await _register(api, other_key, "198.51.100.99")).status == 201
 
 
+async def test_attackers_cannot_spend_the_registrations_of_genuine_installs(
+    start_server: Callable[..., Any], db
+) -> None:
+    """Ten addresses registering all they may (the defaults) leave the app open to others:
+    no budget is shared by every install of the app."""
+    server = await start_server(limits={"register_rate_per_min": 60,
+                                        "register_network_rate_per_min": 300,
+                                        "register_key_rate_per_min": 0,
+                                        "trusted_proxy_hops": 1})
+    async with Api(server.url, ADMIN_KEY) as api:
+        app_key = await api.key("app")
+        await _away_from_a_minute_boundary(db)
+        for attacker in range(10):
+            for _ in range(60):
+                (await _register(api, app_key, f"198.{attacker}.7.1")).ok(201)
+            assert (await _register(api, app_key, f"198.{attacker}.7.1")).status == 429
+        genuine = [(await _register(api, app_key, f"203.0.{i}.10")).status for i in range(8)]
+        assert genuine == [201] * 8
+
+
+async def test_one_network_shares_a_budget_across_its_addresses(
+    start_server: Callable[..., Any], db
+) -> None:
+    server = await start_server(limits={"register_rate_per_min": 1000,
+                                        "register_network_rate_per_min": 4,
+                                        "trusted_proxy_hops": 1})
+    async with Api(server.url, ADMIN_KEY) as api:
+        app_key = await api.key("app")
+        await _away_from_a_minute_boundary(db)
+        rotating = [(await _register(api, app_key, f"192.0.2.{i}")).status for i in range(6)]
+        assert rotating == [201] * 4 + [429] * 2
+        assert (await _register(api, app_key, "192.0.3.1")).status == 201  # another /24
+        v6 = [(await _register(api, app_key, f"2001:db8:1:{i:x}::1")).status for i in range(5)]
+        assert v6 == [201] * 4 + [429]
+
+
 async def test_address_limit_behind_a_trusted_proxy_uses_the_forwarded_address(
     start_server: Callable[..., Any], db
 ) -> None:
