@@ -28,6 +28,11 @@ ROUTES = [
     ("POST", "/v1/transactions/import", "marketer"),
     ("POST", "/v1/segments/recompute", "marketer"),
     ("POST", "/v1/deliveries/{id}/retry", "ops"),
+    # Loyalty and baskets (SPEC sections 11 and 12).
+    ("POST", "/v1/challenges", "marketer"),
+    ("PATCH", "/v1/challenges/{id}", "marketer"),
+    ("POST", "/v1/customers/{id}/points", "marketer"),
+    ("POST", "/v1/insights/recompute", "marketer"),
 ]
 DEVICE_ROUTES = [
     ("PATCH", "/v1/devices/me"),
@@ -35,6 +40,8 @@ DEVICE_ROUTES = [
     ("POST", "/v1/pings"),
     ("POST", "/v1/deliveries/{id}/opened"),
     ("POST", "/v1/deliveries/{id}/redeemed"),
+    ("GET", "/v1/devices/me/loyalty"),
+    ("GET", "/v1/leaderboard"),
 ]
 IDS = ["not-a-uuid", "00000000-0000-0000-0000-000000000000", "%00", "1" * 300]
 
@@ -71,6 +78,8 @@ async def test_junk_to_every_device_endpoint(api: Api) -> None:
     "/v1/stores", "/v1/geofences", "/v1/offers", "/v1/deliveries", "/v1/segments",
     "/v1/customers/{id}", "/v1/stores/{id}", "/v1/geofences/{id}", "/v1/offers/{id}",
     "/v1/offers/{id}/stats", "/v1/deliveries/{id}", "/v1/ops/summary",
+    "/v1/challenges", "/v1/challenges/{id}", "/v1/customers/{id}/points", "/v1/loyalty/summary",
+    "/v1/insights/upsell", "/v1/insights/cross-sell",
 ])
 async def test_junk_queries_and_ids(api: Api, path: str) -> None:
     key = await api.key("admin")

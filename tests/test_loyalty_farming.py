@@ -108,3 +108,50 @@ async def test_signing_in_keeps_what_the_phone_earned_without_crediting_twice(
     await check_in(api, anonymous, shops[2], hours_ago(0.5))
     done = await loyalty(api, anonymous)
     assert done["challenges"][0]["completed_at"] is not None and done["points"] == 20 + 10 + 5
+
+
+async def test_seven_store_days_in_a_row_earn_streak_7_once(start_server) -> None:
+    from datetime import UTC, datetime
+
+    server = await start_server(geo={"max_ping_age_s": 9 * 86400},
+                                loyalty={"checkin_max_delay_s": 9 * 86400,
+                                         "badge_points": "streak_7=70"})
+    async with Api(server.url, ADMIN_KEY) as api:
+        shop = await open_shop(api, timezone="UTC")
+        phone = await api.device(unique_token(), timezone="UTC")
+        noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+        for back in range(7, 0, -1):  # seven UTC days in a row, the last one yesterday
+            await check_in(api, phone, shop, noon - timedelta(days=back))
+            mine = await loyalty(api, phone)
+            assert ("streak_7" in [b["code"] for b in mine["badges"]]) == (back == 1)
+        assert mine["streak_days"] == 7
+        assert mine["points"] == 7 * 10 + 70
+        codes = [b["code"] for b in mine["badges"]]
+        assert codes.count("streak_7") == 1 and "streak_3" in codes
+
+
+async def test_a_checkins_challenge_counts_only_its_stores(api: Api) -> None:
+    from datetime import UTC, datetime
+
+    from tests.api_client import iso
+
+    shops = [await open_shop(api, i) for i in range(3)]
+    now = datetime.now(UTC)
+    challenge = (await api.as_role("marketer", "POST", "/v1/challenges", json={
+        "name": "Twice at the first two", "kind": "checkins", "target": 2,
+        "store_ids": [shops[0].store["id"], shops[1].store["id"]],
+        "starts_at": iso(now - timedelta(days=1)), "ends_at": iso(now + timedelta(days=1)),
+        "reward_points": 15})).ok(201)
+    phone = await api.device(unique_token())
+    await check_in(api, phone, shops[2], hours_ago(3))    # not one of its stores
+    mine = await loyalty(api, phone)
+    assert mine["challenges"][0]["progress"] == 0
+    await check_in(api, phone, shops[0], hours_ago(2))
+    await check_in(api, phone, shops[2], hours_ago(1.5))  # same day, same store: nothing
+    assert (await loyalty(api, phone))["challenges"][0]["progress"] == 1
+    await check_in(api, phone, shops[1], hours_ago(1))
+    done = await loyalty(api, phone)
+    [progress] = done["challenges"]
+    assert progress["id"] == challenge["id"] and progress["progress"] == 2
+    assert progress["completed_at"] is not None
+    assert done["points"] == 3 * 10 + 15
