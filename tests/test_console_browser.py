@@ -49,7 +49,10 @@ async def test_console_draws_geofences_and_composes_an_offer(gp: Api, tmp_path: 
     shop = await open_shop(gp, name="Morning coffee")
     device = await gp.device(unique_token("ok"))
     await walk_in(gp, shop, device)
-    await finished_delivery(gp, device)
+    delivery = await finished_delivery(gp, device)
+    for action in ("opened", "redeemed"):  # every step of the funnel has something
+        assert (await gp.call("POST", f"/v1/deliveries/{delivery['id']}/{action}",
+                              key=device.token)).status == 204
     marketer = await gp.key("marketer")
     shots = artifacts_dir(tmp_path_factory.getbasetemp())
 
@@ -209,9 +212,14 @@ async def test_console_draws_geofences_and_composes_an_offer(gp: Api, tmp_path: 
         stats = (await gp.as_role("marketer", "GET",
                                   f"/v1/offers/{shop.offer['id']}/stats")).ok(200)
         await page.wait_for_selector("#r-daily .u-wrap")
-        for step in ("triggered", "queued", "sent"):
+        steps = ("triggered", "control", "queued", "sent", "opened", "redeemed")
+        assert [stats[s] for s in steps] == [1, 0, 1, 1, 1, 1]
+        for step in steps:
             shown = await page.locator(f"#r-funnel [data-count='{step}']").text_content()
-            assert shown == str(stats[step])
+            assert shown == str(stats[step]), step
+        # The panels beside the funnel are drawn too, not left empty.
+        for panel in ("#r-suppressed", "#r-conversion", "#r-segments"):
+            assert (await page.locator(panel).text_content() or "").strip(), panel
         await page.screenshot(path=str(shots / "console-results.png"), full_page=True)
         # Chromium logs every 4xx answer to a fetch as a console error: the one refused
         # offer above is the only one expected.

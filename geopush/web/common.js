@@ -136,11 +136,11 @@ window.GP = (() => {
     return map;
   }
 
-  /** A Leaflet layer for a geofence's geometry (GeoJSON lon/lat, or geopush's Circle). */
   /** Tooltip content as a text node: Leaflet puts a string tooltip in as HTML, and names
    *  come from marketers' forms and CSV/GeoJSON imports. */
   function tip(text) { return el("span", { text }); }
 
+  /** A Leaflet layer for a geofence's geometry (GeoJSON lon/lat, or geopush's Circle). */
   function geometryLayer(geometry, style) {
     if (geometry.type === "Circle") {
       const [lon, lat] = geometry.center;
@@ -151,7 +151,8 @@ window.GP = (() => {
     return L.polygon(geometry.coordinates.map(rings), style);
   }
 
-  /** geopush geometry of a drawn Leaflet layer: a Circle or a closed GeoJSON Polygon. */
+  /** geopush geometry of a Leaflet layer: a Circle, or a GeoJSON Polygon or MultiPolygon
+   *  with every ring (holes and parts included), each ring closed again. */
   function layerGeometry(layer) {
     const r6 = (x) => Math.round(x * 1e6) / 1e6;
     if (layer instanceof L.Circle) {
@@ -159,11 +160,18 @@ window.GP = (() => {
       return { type: "Circle", center: [r6(c.lng), r6(c.lat)],
                radius_m: Math.round(layer.getRadius() * 10) / 10 };
     }
-    let ring = layer.getLatLngs();
-    while (Array.isArray(ring[0])) ring = ring[0];
-    const coords = ring.map((p) => [r6(p.lng), r6(p.lat)]);
-    coords.push(coords[0]);
-    return { type: "Polygon", coordinates: [coords] };
+    const ring = (points) => {
+      const coords = points.map((p) => [r6(p.lng), r6(p.lat)]);
+      coords.push(coords[0]);
+      return coords;
+    };
+    const depth = (a) => (Array.isArray(a) ? 1 + depth(a[0]) : 0);
+    let latlngs = layer.getLatLngs();
+    if (depth(latlngs) === 3) {
+      return { type: "MultiPolygon", coordinates: latlngs.map((poly) => poly.map(ring)) };
+    }
+    if (depth(latlngs) === 1) latlngs = [latlngs];
+    return { type: "Polygon", coordinates: latlngs.map(ring) };
   }
 
   /** Fetch every page of a list endpoint. */

@@ -179,7 +179,7 @@
     $("f-enabled").checked = fence ? fence.enabled : true;
     $("f-shape").textContent = describeShape(GP.layerGeometry(layer));
     $("f-delete").classList.toggle("hidden", !fence);
-    $("f-edit-shape").classList.toggle("hidden", !fence || fence.geometry.type === "MultiPolygon");
+    $("f-edit-shape").classList.toggle("hidden", !fence);
     form.classList.remove("hidden");
     document.querySelectorAll("#fence-list li").forEach((li) =>
       li.classList.toggle("selected", !!fence && li.dataset.id === fence.id));
@@ -214,7 +214,6 @@
       const g = GP.layerGeometry(sel.layer);
       if (JSON.stringify(g) !== JSON.stringify(GP.layerGeometry(
         GP.geometryLayer(sel.fence.geometry, {})))) body.geometry = g;
-      if (sel.fence.geometry.type === "MultiPolygon") delete body.geometry;
       r = await call("PATCH", "/v1/geofences/" + sel.fence.id, body);
     } else {
       body.geometry = GP.layerGeometry(state.drawn);
