@@ -35,7 +35,7 @@ from geopush.campaigns.decide import zone
 from geopush.codes import LedgerReason
 from geopush.loyalty.checkins import lock_customer
 from geopush.loyalty.leaderboard import MAX_SHOWN, standing
-from geopush.loyalty.levels import subject_totals
+from geopush.loyalty.levels import customer_known, subject_totals
 from geopush.loyalty.rules import (
     current_streak,
     customer_subject,
@@ -206,16 +206,8 @@ async def get_leaderboard(request: web.Request) -> web.Response:
 # --- marketers: a customer's points ----------------------------------------------------------
 
 
-# A customer is known from the CRM import or from a device linked with a verified proof:
-# a shopper who signed up in the app has points before the CRM's next export.
-_KNOWN_CUSTOMER = """
-SELECT EXISTS (SELECT 1 FROM customers WHERE customer_id = $1)
-    OR EXISTS (SELECT 1 FROM devices WHERE customer_id = $1)
-"""
-
-
 async def _customer_exists(conn: Any, customer_id: str) -> None:
-    if not await conn.fetchval(_KNOWN_CUSTOMER, customer_id):
+    if not await customer_known(conn, customer_id):
         raise not_found("customer")
 
 

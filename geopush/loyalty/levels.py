@@ -40,3 +40,16 @@ async def subject_level(
         return None
     _, lifetime = await subject_totals(conn, subject_of(customer_id, device_id))
     return level_for(lifetime, config.loyalty.levels)
+
+
+# A customer is known from the CRM import or from a device linked with a verified proof:
+# a shopper who signed up in the app has points before the CRM's next export.
+_KNOWN_CUSTOMER = """
+SELECT EXISTS (SELECT 1 FROM customers WHERE customer_id = $1)
+    OR EXISTS (SELECT 1 FROM devices WHERE customer_id = $1)
+"""
+
+
+async def customer_known(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) -> bool:
+    """Whether geopush knows this customer (SPEC section 11's points desk serves any)."""
+    return bool(await conn.fetchval(_KNOWN_CUSTOMER, customer_id))
