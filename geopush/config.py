@@ -188,6 +188,9 @@ class PrivacyConfig(_Section):
     # Consent changes older than this are pruned, except each device's latest, which stays
     # as the record of what it consented to.
     consent_log_retention_days: int = Field(400, ge=30)
+    # Suppressed decisions (most of them: cooldowns, caps, quiet hours) are folded into
+    # per-day counts after this many days; sends and hold-outs stay for conversion.
+    decision_retention_days: int = Field(90, ge=31)
 
 
 class AuthConfig(_Section):

@@ -285,3 +285,37 @@ async def test_conversions_count_whenever_the_store_came_to_be(api: Api,
     second = await lift_of(again, "t1", "c1")
     assert (second["treatment"]["converted"], second["control"]["converted"]) == (1, 1)
     assert second["lift"] == 1.0
+
+
+async def test_old_suppressed_decisions_are_pruned_and_the_stats_stay_as_they_were(
+    api: Api, db: asyncpg.Connection, make_config: Any, database_url: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from geopush.store.database import create_pool
+    from geopush.store.retention import retention_round
+
+    offer = await api.offer(trigger="enter", store_ids=[(await api.store())["id"]])
+    oid = offer["id"]
+    old = datetime.now(UTC) - timedelta(days=100)
+    for _ in range(3):
+        await decide(db, oid, None, "suppressed", at=old, reason="cooldown")
+    await decide(db, oid, None, "suppressed", at=old - timedelta(days=1), reason="quiet_hours")
+    await decide(db, oid, "c1", "queued", at=old)             # a contact: kept
+    await decide(db, oid, None, "suppressed", at=datetime.now(UTC), reason="cooldown")
+    before = await stats(api, oid)
+    daily_before = (await api.as_role("ops", "GET", f"/v1/offers/{oid}/stats/daily?days=366")
+                    ).ok(200)
+    pool = await create_pool(database_url, 2)
+    try:
+        done = await retention_round(pool, make_config(privacy={"decision_retention_days": 90}))
+    finally:
+        await pool.close()
+    assert done.decisions == 4
+    assert await db.fetchval("SELECT count(*) FROM decisions") == 2
+    after = await stats(api, oid)
+    assert after == before
+    assert after["triggered"] == 6 and after["suppressed"] == {"cooldown": 4, "quiet_hours": 1}
+    daily_after = (await api.as_role("ops", "GET", f"/v1/offers/{oid}/stats/daily?days=366")
+                   ).ok(200)
+    assert daily_after == daily_before

@@ -28,6 +28,9 @@ SELECT d, k, n FROM (
            count(DISTINCT event_id) + count(*) FILTER (WHERE event_id IS NULL) AS n
     FROM decisions WHERE offer_id = $1 AND decided_at >= $2 GROUP BY 1
     UNION ALL
+    SELECT day, 'triggered', sum(events)::bigint FROM decisions_pruned
+    WHERE offer_id = $1 AND day >= ($2 AT TIME ZONE 'UTC')::date GROUP BY 1
+    UNION ALL
     SELECT (decided_at AT TIME ZONE 'UTC')::date, 'control', count(*)
     FROM decisions WHERE offer_id = $1 AND decided_at >= $2 AND outcome = 'control' GROUP BY 1
     UNION ALL

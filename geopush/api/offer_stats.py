@@ -51,13 +51,21 @@ SELECT ARRAY(
 FROM offers o WHERE o.offer_id = $1
 """
 _DECISIONS = """
-SELECT count(DISTINCT event_id) + count(*) FILTER (WHERE event_id IS NULL) AS triggered,
+SELECT count(DISTINCT event_id) + count(*) FILTER (WHERE event_id IS NULL)
+           + (SELECT coalesce(sum(events), 0)::bigint FROM decisions_pruned WHERE offer_id = $1)
+           AS triggered,
        count(*) FILTER (WHERE outcome = 'control') AS control
 FROM decisions WHERE offer_id = $1
 """
+# Live suppressed decisions, plus those retention folded into per-day counts.
 _SUPPRESSED = """
-SELECT reason, count(*) AS n FROM decisions
-WHERE offer_id = $1 AND outcome = 'suppressed' GROUP BY reason
+SELECT reason, sum(n)::bigint AS n FROM (
+    SELECT reason, count(*) AS n FROM decisions
+    WHERE offer_id = $1 AND outcome = 'suppressed' GROUP BY reason
+    UNION ALL
+    SELECT reason, sum(decisions)::bigint FROM decisions_pruned WHERE offer_id = $1
+    GROUP BY reason
+) both_ GROUP BY reason
 """
 _DELIVERIES = """
 SELECT count(*) AS queued,

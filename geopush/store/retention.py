@@ -4,8 +4,9 @@ Past that age go: raw pings, a device's last known position (`devices.last_lat/l
 whose `last_ping_ts` stays: a time is not a place, and ingest still orders pings by it), the
 idempotency answers of ping batches (at most a week: a client retries within minutes), and
 the rate limits' finished windows, consent changes past `[privacy] consent_log_retention_days`
-(each device's latest stays), and spent customer proofs once they could no longer link
-anyway.
+(each device's latest stays), suppressed decisions past `[privacy] decision_retention_days`
+(folded into per-day counts that offer stats add back), and spent customer proofs once
+they could no longer link anyway.
 
 `pings` is partitioned by the hour of `ts` (migration 0007): an expired hour is dropped as a
 whole partition, which costs the same for a thousand rows as for a billion, instead of being
@@ -81,6 +82,29 @@ WITH gone AS (DELETE FROM consent_log WHERE id IN (
 SELECT count(*) FROM gone
 """
 
+# Suppressed decisions past their retention, folded into per-day counts in the same statement.
+# The events of one chunk are counted distinct within it (an event has one decision per
+# offer, so chunks almost never split one).
+_PRUNE_SUPPRESSED = """
+WITH gone AS (
+    DELETE FROM decisions WHERE decision_id IN (
+        SELECT decision_id FROM decisions
+        WHERE outcome = 'suppressed' AND decided_at < now() - make_interval(days => $1)
+        LIMIT $2)
+    RETURNING offer_id, event_id, coalesce(reason, 'unknown') AS reason,
+              (decided_at AT TIME ZONE 'UTC')::date AS day
+), folded AS (
+    INSERT INTO decisions_pruned (offer_id, day, reason, decisions, events)
+    SELECT offer_id, day, reason, count(*),
+           count(DISTINCT event_id) + count(*) FILTER (WHERE event_id IS NULL)
+    FROM gone GROUP BY offer_id, day, reason
+    ON CONFLICT (offer_id, day, reason) DO UPDATE
+    SET decisions = decisions_pruned.decisions + EXCLUDED.decisions,
+        events = decisions_pruned.events + EXCLUDED.events
+)
+SELECT count(*) FROM gone
+"""
+
 
 @dataclass(frozen=True)
 class RetentionRound:
@@ -92,6 +116,7 @@ class RetentionRound:
     rate_windows: int = 0
     link_proofs: int = 0
     consent_log: int = 0
+    decisions: int = 0
     partitions_created: int = 0
     skipped: bool = False
 
@@ -121,6 +146,8 @@ async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
                 link_proofs=await forget_spent_proofs(conn, now, _BATCH),
                 consent_log=await _chunked(conn, _DELETE_CONSENT_LOG,
                                            config.privacy.consent_log_retention_days),
+                decisions=await _chunked(conn, _PRUNE_SUPPRESSED,
+                                         config.privacy.decision_retention_days),
                 partitions_created=await ensure_ping_partitions(conn, now),
             )
         finally:
