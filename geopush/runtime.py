@@ -14,6 +14,7 @@ from geopush.api.token_buckets import TokenBuckets
 from geopush.config import Config
 from geopush.identity import CustomerLinkKeys
 from geopush.loyalty.leaderboard import Leaderboards
+from geopush.store.offer_keys import LiveOfferKeys
 
 if TYPE_CHECKING:
     from geopush.store.geofence_index import LiveGeofenceIndex
@@ -43,6 +44,7 @@ class Runtime:
     # device may read them.
     leaderboards: Leaderboards = field(init=False)
     leaderboard_rate: TokenBuckets = field(init=False)
+    offer_keys: LiveOfferKeys = field(init=False)
 
     def __post_init__(self) -> None:
         limits = self.config.limits
@@ -55,6 +57,9 @@ class Runtime:
         per_s = limits.leaderboard_rate_per_min / 60.0
         self.leaderboard_rate = TokenBuckets(per_s, max(limits.leaderboard_rate_per_min / 3, 1.0),
                                              100_000)
+        # The active offers' (trigger, target) keys: ingest skips the offer query for
+        # events none could match. Unknown (decide all) until app start-up loads them.
+        self.offer_keys = LiveOfferKeys()
 
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)

@@ -323,6 +323,9 @@ class Bench:
                     g = centres[rng.randrange(len(centres))]
                     lon = g["center"][0] + rng.uniform(-0.01, 0.01)
                     lat = g["center"][1] + rng.uniform(-0.01, 0.01)
+                    if i < self.args.away * self.args.devices:
+                        lat += 0.5  # about 55 km north of every fence: the common batch
+
                     devices.append({"token": token, "lon": lon, "lat": lat})
                     rows.append((uuid.uuid4(), hashlib.sha256(token.encode()).digest(),
                                  f"fcm-bench-{i}", "android", "en", "UTC", True, True))
@@ -440,7 +443,8 @@ async def harness(args: argparse.Namespace) -> None:
     body = "\n".join([
         f"Run: {started}{label}.", "", "```", command(), "```", "",
         f"`geopush serve` (sender off) on embedded PostgreSQL, {args.fences:,} circle fences,"
-        f" {args.devices:,} devices walking at 5 m/s among them (spread as the fences are),"
+        f" {args.devices:,} devices walking at 5 m/s among them (spread as the fences are;"
+        f" {args.away:.0%} of them 55 km away from every fence),"
         f" {args.clients} clients on loopback in another process, {args.seconds:g} s per"
         " row. With 20 offers: `enter` offers on 500 fences each, 5 with `max_sends`.", "",
         table(["workers", "active offers", "pings/request", "requests/s", "pings/s",
@@ -469,6 +473,9 @@ def main() -> None:
     ap.add_argument("--fences", type=int, default=10_000)
     ap.add_argument("--devices", type=int, default=2_000)
     ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--away", type=float, default=0.0,
+                    help="share of devices walking far from every fence (the fences are"
+                         " dense: among them, about 4 pings in 5 are near one)")
     ap.add_argument("--max-requests", type=int, default=200_000)
     ap.add_argument("--code", help="run the server from this checkout (PYTHONPATH)")
     ap.add_argument("--label", default="", help="a separate section, e.g. 'before'")

@@ -16,7 +16,7 @@ from geopush.api.errors import ApiError
 from geopush.api.openapi import BY_DEVICE, PING_ANSWER, documented
 from geopush.api.schema import RequestBody, Text
 from geopush.api.token_buckets import retry_after
-from geopush.ingest.pipeline import process_batch
+from geopush.ingest.pipeline import ingest_batch
 from geopush.runtime import RUNTIME, Runtime
 
 MAX_PINGS = 500
@@ -72,10 +72,8 @@ async def post_pings(request: web.Request) -> web.Response:
         raise ApiError(413, "too_many_pings", f"at most {MAX_PINGS} pings per batch")
 
     started = time.perf_counter()
-    async with rt.pool.acquire() as conn, conn.transaction():
-        result = await process_batch(
-            conn, rt.fences, rt.config, device_id, pings, batch_id, rt.now()
-        )
+    result = await ingest_batch(rt.pool, rt.fences, rt.config, device_id, pings, batch_id,
+                                rt.now(), rt.offer_keys)
     metrics.INGEST.observe(time.perf_counter() - started)
     if not result.replayed:
         response = result.response

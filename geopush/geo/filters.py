@@ -101,6 +101,13 @@ def filter_pings(
     return FilterResult(accepted=accepted, rejected=rejected, last=last)
 
 
+def accepted_after(ping: Ping, last: LastFix | None, rules: PingRules) -> bool:
+    """Whether `ping` passes the sequential checks after `last`. When a batch's earliest
+    accepted ping (filtered with no last fix) passes them, the batch's filtering after
+    `last` is the same: callers reuse it rather than filter again."""
+    return _sequential_reason(ping, last, rules) is None
+
+
 def parse_ping(index: int, item: object) -> Ping | None:
     """The ping if it is well formed (the `invalid` rule of SPEC section 2), else None.
 
