@@ -198,6 +198,9 @@ class PrivacyConfig(_Section):
     # Suppressed decisions (most of them: cooldowns, caps, quiet hours) are folded into
     # per-day counts after this many days; sends and hold-outs stay for conversion.
     decision_retention_days: int = Field(90, ge=31)
+    # Visit events are folded into per-day counts per geofence and type after this many
+    # days (the offer preview replays at most this far back).
+    event_retention_days: int = Field(90, ge=31)
 
 
 class AuthConfig(_Section):

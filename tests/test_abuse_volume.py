@@ -99,3 +99,29 @@ async def test_zigzag_across_a_fence_edge_enters_a_bounded_number_of_times(
     assert len(enters) == 120  # 60 in each hour of device time, not 1,800
     for i in range(len(enters) - 60):
         assert enters[i + 60] - enters[i] >= timedelta(hours=1)
+
+
+async def test_old_visit_events_are_pruned_into_daily_counts(
+    api: Api, db, pool, make_config: Callable[..., Any]
+) -> None:
+    """Visit events were never pruned; past `[privacy] event_retention_days` they fold into
+    per-day counts per geofence and type, and recent ones stay."""
+    store = await api.store()
+    fence = await api.circle(39.9, 116.4, 50, store_id=store["id"])
+    old = (datetime.now(UTC) - timedelta(days=100)).replace(hour=12, minute=0)
+    rows = [(uuid.uuid4(), kind, old + timedelta(minutes=i), old + timedelta(minutes=i))
+            for i, kind in enumerate(["enter", "dwell", "exit", "enter", "exit"])]
+    rows.append((uuid.uuid4(), "enter", datetime.now(UTC), datetime.now(UTC)))
+    await db.executemany(
+        "INSERT INTO events (event_id, device_id, geofence_id, store_id, type, ts, created_at)"
+        " VALUES ($1, gen_random_uuid(), $2, $3, $4, $5, $6)",
+        [(eid, uuid.UUID(fence["id"]), uuid.UUID(store["id"]), kind, ts, created)
+         for eid, kind, ts, created in rows])
+    done = await retention_round(pool, make_config(privacy={"event_retention_days": 90}))
+    assert done.events == 5
+    assert await db.fetchval("SELECT count(*) FROM events") == 1
+    daily = await db.fetch("SELECT day, type, store_id::text, events FROM events_daily"
+                           " ORDER BY type")
+    assert [(r["day"], r["type"], r["store_id"], r["events"]) for r in daily] == [
+        (old.date(), "dwell", store["id"], 1), (old.date(), "enter", store["id"], 2),
+        (old.date(), "exit", store["id"], 2)]
