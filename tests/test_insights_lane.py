@@ -30,9 +30,14 @@ def _baskets(n: int) -> bytes:
 
 def _miners() -> set[int]:
     """Live child processes of this test process that run mining jobs."""
-    me = psutil.Process()
-    return {c.pid for c in me.children(recursive=True)
-            if c.is_running() and "spawn" in " ".join(c.cmdline())}
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "spawn" in " ".join(child.cmdline()):
+                found.add(child.pid)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            pass  # ended between the listing and the look: not live
+    return found
 
 
 async def test_a_full_lane_is_429_and_a_query_whose_client_left_stops(start_server) -> None:
