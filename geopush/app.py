@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from aiohttp import web
 
@@ -61,8 +62,11 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def create_app(config: Config, *, database_url: str | None = None) -> web.Application:
-    """The aiohttp application; database, index and background work start with it."""
+def create_app(config: Config, *, database_url: str | None = None,
+               limits_clock: Callable[[], datetime] | None = None) -> web.Application:
+    """The aiohttp application; database, index and background work start with it.
+
+    `limits_clock` replaces the database clock of the registration limits (tests only)."""
     app = web.Application(
         middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes,
         # aiohttp refuses a header field over 8 KiB itself, with a plain-text 400 the
@@ -92,7 +96,8 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
                      bootstrap_admin_hash=hash_secret(bootstrap) if bootstrap else None,
                      link_keys=CustomerLinkKeys.from_config(
                          config.auth.customer_link_secret,
-                         config.auth.customer_link_public_key_file))
+                         config.auth.customer_link_public_key_file),
+                     limits_clock=limits_clock)
         from geopush.insights.mining_pool import MiningPool
         from geopush.insights.refresh import RulesRefresher
 

@@ -30,6 +30,9 @@ class Runtime:
     fences: LiveGeofenceIndex
     bootstrap_admin_hash: bytes | None = None
     now: Callable[[], datetime] = utc_now
+    # The clock the registration limits' windows count by; None: the database's, which all
+    # processes share. Tests inject a fixed time so they never wait for a minute boundary.
+    limits_clock: Callable[[], datetime] | None = None
     link_keys: CustomerLinkKeys = field(default_factory=CustomerLinkKeys)
     key_cache: dict[bytes, Any] = field(default_factory=dict)
     database_url: str = ""

@@ -20,6 +20,7 @@ import pytest
 
 from geopush.store.migrations import available
 from tests.conftest import ADMIN_KEY
+from tests.eventually import eventually
 from tests.test_migrations import empty_url  # noqa: F401  (fixture)
 from tests.test_multiprocess import _free_port, _wait_ready
 
@@ -100,11 +101,11 @@ async def test_the_daily_recompute_catches_up_at_start(
                      datetime.now(UTC) - timedelta(days=2))
     hour = datetime.now(UTC).hour
     await start_server(segments={"daily_recompute_hour_utc": hour})
-    for _ in range(100):
-        if await db.fetchval("SELECT count(*) FROM segment_runs") == 2:
-            break
-        await asyncio.sleep(0.1)
-    assert await db.fetchval("SELECT count(*) FROM segment_runs") == 2
+
+    async def recomputed() -> bool:
+        return await db.fetchval("SELECT count(*) FROM segment_runs") == 2
+
+    await eventually(recomputed)
     assert await db.fetchval("SELECT segment FROM customers") != "new"
 
 

@@ -88,3 +88,46 @@ def test_every_domain_error_has_one_status():
     assert domain_status(errors.NotFound("store")) == 404
     assert domain_status(errors.Invalid("lat", "must be a number")) == 400
     assert domain_status(errors.Conflict("dup", code="duplicate")) == 409
+
+
+def _refusals() -> list[type[Exception]]:
+    from geopush.campaigns.errors import OfferError
+    from geopush.crm.csv_stream import ImportFailed
+    from geopush.geo.feature_collection import FeatureCollectionError
+    from geopush.geo.geometry import GeometryError
+    from geopush.identity import CustomerProofError
+    from geopush.insights.itemsets import TooManyItemsets
+    from geopush.insights.mining_pool import QueriesBusy
+    from geopush.places.geofence_import import TooManyFeatures
+
+    return [OfferError, ImportFailed, FeatureCollectionError, GeometryError,
+            CustomerProofError, TooManyItemsets, QueriesBusy, TooManyFeatures]
+
+
+@pytest.mark.parametrize("kind", _refusals(), ids=lambda k: k.__name__)
+def test_every_refusal_of_the_domain_is_a_domain_error(kind: type[Exception]):
+    # One error model: the middleware maps these; no handler translates them by hand.
+    assert issubclass(kind, errors.DomainError)
+
+
+def test_no_handler_translates_a_domain_refusal_by_hand():
+    names = {k.__name__ for k in _refusals()} | {
+        name for name, cls in vars(errors).items()
+        if isinstance(cls, type) and issubclass(cls, errors.DomainError)}
+    caught = []
+    for path in (PACKAGE / "api").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ExceptHandler) and node.type is not None:
+                types = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+                caught += [f"{path.name}:{node.lineno} {t.id}" for t in types
+                           if isinstance(t, ast.Name) and t.id in names]
+    assert not caught, caught
+
+
+def test_a_refusal_raised_in_a_mining_child_comes_back_whole():
+    import pickle
+
+    from geopush.insights.itemsets import TooManyItemsets
+
+    back = pickle.loads(pickle.dumps(TooManyItemsets(5)))
+    assert (back.limit, back.code, str(back)) == (5, "too_many_itemsets", str(TooManyItemsets(5)))

@@ -19,7 +19,7 @@ from geopush.api.import_slots import running_import
 from geopush.api.loyalty import customer_loyalty
 from geopush.api.openapi import BY_MARKETER, CSV_BODY, documented
 from geopush.api.spool import spooled_body
-from geopush.crm.imports import ImportFailed, import_stream
+from geopush.crm.imports import import_stream
 from geopush.crm.segments import recompute_segments, segment_summary
 from geopush.runtime import RUNTIME
 from geopush.store.erasure import erase_customer
@@ -89,13 +89,7 @@ async def _import(request: web.Request, kind: str) -> web.Response:
     with running_import(request):
         async with spooled_body(request, limit,
                                 what="import ([limits] max_import_bytes)") as body:
-            try:
-                result = await import_stream(rt.pool, rt.config, kind, body.chunks(),
-                                             now=rt.now)
-            except ImportFailed as exc:
-                details = [] if exc.line is None else [{"line": exc.line, "reason": exc.reason}]
-                raise ApiError(400, "invalid_csv", f"{exc}; nothing was imported",
-                               details) from None
+            result = await import_stream(rt.pool, rt.config, kind, body.chunks(), now=rt.now)
     if kind == "transactions" and rt.rules is not None:
         # New baskets: mine the rules again, in the background (the answer does not wait).
         rt.rules.request()

@@ -11,12 +11,11 @@ from pydantic import Field
 
 from geopush.api.auth import APP, hash_secret, new_secret, require_device, require_role
 from geopush.api.body import field_error, read_model
-from geopush.api.errors import ApiError
 from geopush.api.openapi import BY_APP, BY_DEVICE, DEVICE, DEVICE_CREATED, documented
 from geopush.api.registration_limits import check_registration_rate
 from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
-from geopush.identity import CustomerProofError, VerifiedProof, verify_customer_proof
+from geopush.identity import VerifiedProof, verify_customer_proof
 from geopush.loyalty.merge import merge_device_into_customer
 from geopush.runtime import RUNTIME, Runtime
 from geopush.store.consent import follow_customer_consent, record_consent
@@ -90,23 +89,17 @@ def _check_link(rt: Runtime, customer_id: str | None, proof: str | None
         if proof is not None:
             raise field_error("customer_proof", "is only used with customer_id")
         return None
-    try:
-        return verify_customer_proof(proof, customer_id, rt.link_keys,
-                                     max_lifetime_s=rt.config.auth.max_proof_lifetime_s,
-                                     now=rt.now())
-    except CustomerProofError as exc:
-        raise ApiError(403, "customer_unverified", str(exc)) from None
+    return verify_customer_proof(proof, customer_id, rt.link_keys,
+                                 max_lifetime_s=rt.config.auth.max_proof_lifetime_s,
+                                 now=rt.now())
 
 
 async def _spend(rt: Runtime, conn: asyncpg.Connection, proof: VerifiedProof | None) -> None:
     """Spend the proof in the transaction that links, so a refused link spends nothing."""
     if proof is None:
         return
-    try:
-        await spend_proof(conn, proof, max_lifetime_s=rt.config.auth.max_proof_lifetime_s,
-                          now=rt.now())
-    except CustomerProofError as exc:
-        raise ApiError(403, "customer_unverified", str(exc)) from None
+    await spend_proof(conn, proof, max_lifetime_s=rt.config.auth.max_proof_lifetime_s,
+                      now=rt.now())
 
 
 @documented("Register a device (consent starts off)", auth=BY_APP, body=DeviceRegistration,

@@ -28,8 +28,7 @@ from geopush.api.openapi import (
 )
 from geopush.api.pagination import page, page_params
 from geopush.api.schema import Name, RequestBody, Whole
-from geopush.geo.feature_collection import FeatureCollectionError
-from geopush.places.geofence_import import TooManyFeatures, import_geofence_stream
+from geopush.places.geofence_import import import_geofence_stream
 from geopush.places.geofences import COLUMNS as _COLUMNS
 from geopush.places.geofences import check_room, check_store, checked_geometry
 from geopush.runtime import RUNTIME
@@ -234,13 +233,8 @@ async def import_geofences(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"{what} larger than {limit} bytes")
     with running_import(request):
-        try:
-            result = await import_geofence_stream(
-                rt.pool, rt.config, body_chunks(request, limit, what=what))
-        except FeatureCollectionError as exc:
-            raise ApiError(400, "invalid", str(exc)) from None
-        except TooManyFeatures as exc:
-            raise ApiError(413, "too_large", str(exc)) from None
+        result = await import_geofence_stream(
+            rt.pool, rt.config, body_chunks(request, limit, what=what))
     await rt.fences.reload(rt.pool)
     # Up to 50,000 errors: serialized off the event loop too.
     body = await asyncio.to_thread(json.dumps, result)

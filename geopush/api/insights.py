@@ -15,13 +15,10 @@ from aiohttp import web
 
 from geopush.api.auth import MARKETER, require_role
 from geopush.api.body import field_error, parse_time, query_int
-from geopush.api.errors import ApiError
 from geopush.api.openapi import BY_MARKETER, SINCE, STORE_ID, Query, documented, int_query
 from geopush.insights.audiences import cross_sell_audiences, stored_rules, upsell
 from geopush.insights.basket_data import LEVELS
 from geopush.insights.basket_rules import configured_params, lookback_start, mine_job
-from geopush.insights.itemsets import TooManyItemsets
-from geopush.insights.mining_pool import QueriesBusy
 from geopush.insights.rules import Rule, RuleParams
 from geopush.runtime import RUNTIME
 from geopush.timefmt import format_ts
@@ -78,12 +75,8 @@ async def _query(request: web.Request, level: str, params: RuleParams, since: da
         transport = request.transport
         return transport is None or transport.is_closing()
 
-    try:
-        return await rt.miner.query(mine_job, rt.database_url, level, params, since, store_id,
-                                    rt.config.insights.max_itemsets, abandoned=abandoned)
-    except QueriesBusy as exc:
-        raise ApiError(429, "rate_limited", f"{exc}: try again shortly",
-                       headers={"Retry-After": "5"}) from None
+    return await rt.miner.query(mine_job, rt.database_url, level, params, since, store_id,
+                                rt.config.insights.max_itemsets, abandoned=abandoned)
 
 
 @documented("Association rules over baskets", auth=BY_MARKETER, query=BASKET_QUERY,
@@ -106,10 +99,7 @@ async def get_basket_rules(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", DEFAULT_RULES, 1, MAX_RULES)
     store_id = _query_store(request)
     since = _query_since(request, lookback_start(rt.config, rt.now()))
-    try:
-        n, rules = await _query(request, level, params, since, store_id)
-    except TooManyItemsets as exc:
-        raise ApiError(422, "too_many_itemsets", str(exc)) from None
+    n, rules = await _query(request, level, params, since, store_id)
     return web.json_response({
         "baskets": n, "level": level, "since": format_ts(since), "store_id":
         None if store_id is None else str(store_id), **params.as_json(),
@@ -139,11 +129,8 @@ async def get_cross_sell(request: web.Request) -> web.Response:
             "baskets": None if run is None else run["baskets"],
         }
     else:
-        try:
-            n, mined = await _query(request, "category", configured_params(rt.config), since,
-                                    store_id)
-        except TooManyItemsets as exc:
-            raise ApiError(422, "too_many_itemsets", str(exc)) from None
+        n, mined = await _query(request, "category", configured_params(rt.config), since,
+                                store_id)
         rules = [r for r in mined if len(r.consequent) == 1][:limit]
         answer = {"computed_at": format_ts(rt.now()), "baskets": n}
     answer.update(store_id=None if store_id is None else str(store_id),

@@ -35,7 +35,6 @@ from geopush.campaigns.offers import (
     MAX_TRANSLATIONS,
     MAX_TTL_S,
     Offer,
-    OfferError,
     check_deeplink_scheme,
     offer_to_json,
     parse_offer_fields,
@@ -124,12 +123,6 @@ def offer_json(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-def _offer_error(exc: OfferError) -> ApiError:
-    field = getattr(exc, "field", "body")
-    message = getattr(exc, "message", str(exc))
-    return ApiError(400, "invalid", f"{field}: {message}", [{"field": field, "message": message}])
-
-
 def _uuids(values: tuple[str, ...], field: str) -> list[UUID]:
     out = []
     for i, v in enumerate(values):
@@ -151,10 +144,7 @@ def _check_levels(offer: Offer, levels: dict[str, int]) -> None:
 
 
 def _check_deeplink(offer: Offer, schemes: tuple[str, ...]) -> None:
-    try:
-        check_deeplink_scheme(offer.deeplink, schemes)
-    except OfferError as exc:
-        raise _offer_error(exc) from None
+    check_deeplink_scheme(offer.deeplink, schemes)
 
 
 async def _check_targets(conn: asyncpg.Connection, offer: Offer) -> tuple[list[UUID], list[UUID]]:
@@ -185,13 +175,10 @@ def _definition(offer: Offer) -> dict[str, Any]:
 async def post_offer(request: web.Request) -> web.Response:
     await require_role(request, *MARKETER)
     body = await read_body(request, OfferCreate)
-    try:
-        fields = parse_offer_fields(body, partial=False)
-        offer_id = str(uuid.uuid4())
-        rt = request.app[RUNTIME]
-        offer = Offer(id=offer_id, created_at=rt.now(), **fields)
-    except OfferError as exc:
-        raise _offer_error(exc) from None
+    fields = parse_offer_fields(body, partial=False)
+    offer_id = str(uuid.uuid4())
+    rt = request.app[RUNTIME]
+    offer = Offer(id=offer_id, created_at=rt.now(), **fields)
     _check_levels(offer, rt.config.loyalty.levels)
     _check_deeplink(offer, rt.config.campaigns.deeplink_schemes)
     async with rt.pool.acquire() as conn, conn.transaction():
@@ -245,10 +232,7 @@ async def patch_offer(request: web.Request) -> web.Response:
     offer_id = path_id(request, "offer_id", "offer")
     body = await read_body(request, OfferPatch)
     rt = request.app[RUNTIME]
-    try:
-        changes = parse_offer_fields(body, partial=True)
-    except OfferError as exc:
-        raise _offer_error(exc) from None
+    changes = parse_offer_fields(body, partial=True)
     async with rt.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM offers WHERE offer_id = $1 AND deleted_at IS NULL"
@@ -256,11 +240,8 @@ async def patch_offer(request: web.Request) -> web.Response:
         )
         if row is None:
             raise not_found("offer")
-        try:
-            offer = dataclasses.replace(offer_from_row(row), **changes)
-            validate_offer(offer)
-        except OfferError as exc:
-            raise _offer_error(exc) from None
+        offer = dataclasses.replace(offer_from_row(row), **changes)
+        validate_offer(offer)
         _check_levels(offer, rt.config.loyalty.levels)
         _check_deeplink(offer, rt.config.campaigns.deeplink_schemes)
         geofences, stores = await _check_targets(conn, offer)

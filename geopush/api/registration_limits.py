@@ -40,7 +40,8 @@ async def check_registration_rate(request: web.Request, principal: Principal) ->
     if limits.register_key_rate_per_min:
         budgets.append(Limit(f"register:key:{principal.key_id}",
                              limits.register_key_rate_per_min))
-    wait = await hit(rt.pool, budgets, WINDOW_S)
+    at = rt.limits_clock() if rt.limits_clock else None
+    wait = await hit(rt.pool, budgets, WINDOW_S, at)
     if wait > 0:
         raise ApiError(429, "rate_limited", "too many device registrations, try again later",
                        headers={"Retry-After": retry_after(wait)})

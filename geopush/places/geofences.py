@@ -8,7 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from geopush.errors import Conflict, Unprocessable
-from geopush.geo.geometry import GeometryError, area_m2, parse_geometry
+from geopush.geo.geometry import area_m2, parse_geometry
 from geopush.validate import field_error, has_unstorable_text
 
 COLUMNS = ("geofence_id, name, store_id, geometry, dwell_s, enabled, area_m2,"
@@ -17,15 +17,9 @@ MAX_IMPORT_FEATURES = 50_000
 
 
 def checked_geometry(obj: Any) -> tuple[Any, float]:
-    """The geometry as given and its area; `Unprocessable` saying why when it is no fence."""
-    try:
-        fence = parse_geometry(obj)
-    except GeometryError as exc:
-        raise Unprocessable(
-            exc.message, code="invalid_geometry",
-            details=[{"field": "geometry", "reason": exc.reason, "message": exc.message}],
-        ) from None
-    return obj, area_m2(fence)
+    """The geometry as given and its area; `GeometryError` (a 422) saying why when it is no
+    fence."""
+    return obj, area_m2(parse_geometry(obj))
 
 
 async def check_store(conn: asyncpg.Connection, store_id: Any) -> UUID | None:
