@@ -12,6 +12,7 @@ from datetime import datetime
 from aiohttp import web
 
 from geopush.api import devices, geofences, health, keys, offers, pings, stores
+from geopush.api.auth import role_middleware
 from geopush.api.errors import error_middleware
 from geopush.config import Config
 from geopush.identity import CustomerLinkKeys
@@ -68,7 +69,8 @@ def create_app(config: Config, *, database_url: str | None = None,
 
     `limits_clock` replaces the database clock of the registration limits (tests only)."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes,
+        middlewares=[error_middleware, role_middleware],
+        client_max_size=config.limits.max_body_bytes,
         # aiohttp refuses a header field over 8 KiB itself, with a plain-text 400 the
         # error middleware never sees; up to this size it reaches the handlers, so an
         # oversized Authorization header gets the JSON 401 like any other bad key.

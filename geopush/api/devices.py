@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import Field
 
-from geopush.api.auth import APP, hash_secret, new_secret, require_device, require_role
+from geopush.api.auth import caller, hash_secret, new_secret, require_device
 from geopush.api.body import field_error, read_model
 from geopush.api.openapi import BY_APP, BY_DEVICE, DEVICE, DEVICE_CREATED, documented
 from geopush.api.registration_limits import check_registration_rate
@@ -105,7 +105,7 @@ async def _spend(rt: Runtime, conn: asyncpg.Connection, proof: VerifiedProof | N
 @documented("Register a device (consent starts off)", auth=BY_APP, body=DeviceRegistration,
             status=201, errors=(429,), response=DEVICE_CREATED)
 async def register(request: web.Request) -> web.Response:
-    principal = await require_role(request, *APP)
+    principal = caller(request)
     await check_registration_rate(request, principal)
     rt = request.app[RUNTIME]
     body = await read_model(request, DeviceRegistration)

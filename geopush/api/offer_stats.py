@@ -35,7 +35,6 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
-from geopush.api.auth import STATS, require_role
 from geopush.api.body import path_id
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_STATS, documented
@@ -152,7 +151,6 @@ async def offer_stats(conn: asyncpg.Connection | asyncpg.Pool, offer_id: UUID,
 
 @documented("An offer's funnel, suppressions and conversion lift", auth=BY_STATS)
 async def get_offer_stats(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
     offer_id = path_id(request, "offer_id", "offer")
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction(readonly=True,

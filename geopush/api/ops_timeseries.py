@@ -21,7 +21,6 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from geopush.api.auth import OPS, require_role
 from geopush.api.body import query_int
 from geopush.api.openapi import BY_OPS, Query, documented
 from geopush.runtime import RUNTIME
@@ -80,7 +79,6 @@ def _round(value: float | None) -> float | None:
 @documented("Per-minute counts for the dashboard charts", auth=BY_OPS,
             query=(Query("minutes", {"type": "integer", "minimum": 1}),))
 async def timeseries(request: web.Request) -> web.Response:
-    await require_role(request, *OPS)
     minutes = query_int(request, "minutes", DEFAULT_MINUTES, 1, MAX_MINUTES)
     now = datetime.now(UTC)
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
