@@ -66,6 +66,13 @@ class GeoConfig(_Section):
     default_dwell_s: int = Field(300, ge=0)
     visit_timeout_s: float = Field(3600, gt=0)
     exit_buffer_m: float = Field(20, ge=0)
+    # Device-time bounds on what one phone can make geopush store (SPEC section 10): a ping
+    # closer than this to the device's last accepted one is refused (`too_frequent`; 0 = off),
+    # and at most `max_enters_per_hour` geofences are entered in any hour of the device's own
+    # time (0 = no bound); further enters wait, the device staying outside, until the hour
+    # frees one. Both are far above what a phone that moves through the world produces.
+    min_ping_interval_s: float = Field(1.0, ge=0)
+    max_enters_per_hour: int = Field(60, ge=0)
     # How often the sweeper looks for visits due a dwell of phones that stopped sending.
     sweep_interval_s: float = Field(5.0, gt=0)
 
@@ -191,6 +198,9 @@ class PrivacyConfig(_Section):
     # Suppressed decisions (most of them: cooldowns, caps, quiet hours) are folded into
     # per-day counts after this many days; sends and hold-outs stay for conversion.
     decision_retention_days: int = Field(90, ge=31)
+    # Visit events are folded into per-day counts per geofence and type after this many
+    # days (the offer preview replays at most this far back).
+    event_retention_days: int = Field(90, ge=31)
 
 
 class AuthConfig(_Section):

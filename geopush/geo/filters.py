@@ -6,7 +6,8 @@ accepted fix and the server clock; nothing here reads a clock or a database.
 Two stages, as SPEC orders them. First the checks that look at one ping alone (`invalid`,
 `future`, `too_old`, `mocked`, `low_accuracy`); then the survivors are sorted by ts (stable on
 request index) and compared one by one with the last *accepted* fix, which moves forward as
-pings are accepted (`out_of_order`, `implausible_speed`). A rejected ping changes nothing.
+pings are accepted (`out_of_order`, `too_frequent`, `implausible_speed`). A rejected ping
+changes nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class PingRules:
     max_ping_age_s: float = 86_400
     max_accuracy_m: float = 150
     max_speed_mps: float = 70
+    min_ping_interval_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -164,9 +166,11 @@ def _sequential_reason(ping: Ping, last: LastFix | None, rules: PingRules) -> Pi
         return None
     if ping.ts <= last.ts:
         return PingRejection.OUT_OF_ORDER
+    elapsed = (ping.ts - last.ts).total_seconds()
+    if elapsed < rules.min_ping_interval_s:
+        return PingRejection.TOO_FREQUENT
     if last.lat is None or last.lon is None:
         return None
-    elapsed = (ping.ts - last.ts).total_seconds()
     if distance_m(last.lon, last.lat, ping.lon, ping.lat) / elapsed > rules.max_speed_mps:
         return PingRejection.IMPLAUSIBLE_SPEED
     return None
