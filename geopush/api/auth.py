@@ -17,8 +17,8 @@ from aiohttp import web
 
 from geopush.api.errors import ApiError
 from geopush.api.openapi import ATTRIBUTE, Doc
+from geopush.api.runtime import RUNTIME
 from geopush.codes import Role
-from geopush.runtime import RUNTIME
 from geopush.store.keys import hash_secret, new_secret  # noqa: F401  (re-exported)
 
 # Which roles may call what, beyond admin who may call everything.

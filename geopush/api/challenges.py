@@ -20,9 +20,9 @@ from geopush.api.body import field_error, path_id, read_model
 from geopush.api.errors import ApiError, not_found
 from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, documented
 from geopush.api.pagination import page, page_params
+from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, RequestBody, Text, Time, Whole
 from geopush.codes import ChallengeKind
-from geopush.runtime import RUNTIME
 from geopush.timefmt import format_ts_or_none
 
 MAX_TARGET = 1_000_000

@@ -20,10 +20,10 @@ from geopush.api.body import field_error, path_id
 from geopush.api.errors import ApiError, not_found
 from geopush.api.openapi import BY_DEVICE, BY_OPS, DELIVERY, PAGE, documented, page_of, text_queries
 from geopush.api.pagination import page, page_params
+from geopush.api.runtime import RUNTIME
 from geopush.campaigns.offers import DEFAULT_TTL_S
 from geopush.codes import DeliveryStatus
 from geopush.delivery.outbox import OUTBOX_CHANNEL
-from geopush.runtime import RUNTIME
 from geopush.store.erasure import ERASED_DEVICE
 from geopush.timefmt import format_ts_or_none, parse_rfc3339
 

@@ -13,11 +13,11 @@ from geopush.api.auth import caller, hash_secret, new_secret, require_device
 from geopush.api.body import field_error, read_model
 from geopush.api.openapi import BY_APP, BY_DEVICE, DEVICE, DEVICE_CREATED, documented
 from geopush.api.registration_limits import check_registration_rate
+from geopush.api.runtime import RUNTIME, Runtime
 from geopush.api.schema import Name, RequestBody, Text, TimeZone
 from geopush.codes import Platform
 from geopush.identity import VerifiedProof, verify_customer_proof
 from geopush.loyalty.merge import merge_device_into_customer
-from geopush.runtime import RUNTIME, Runtime
 from geopush.store.consent import follow_customer_consent, record_consent
 from geopush.store.link_proofs import spend_proof
 from geopush.timefmt import format_ts

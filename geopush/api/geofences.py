@@ -26,11 +26,11 @@ from geopush.api.openapi import (
     page_of,
 )
 from geopush.api.pagination import page, page_params
+from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, RequestBody, Whole
 from geopush.places.geofence_import import import_geofence_stream
 from geopush.places.geofences import COLUMNS as _COLUMNS
 from geopush.places.geofences import check_room, check_store, checked_geometry
-from geopush.runtime import RUNTIME
 from geopush.store.geofence_index import notify_changed
 from geopush.timefmt import format_ts
 

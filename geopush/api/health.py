@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from geopush import metrics
 from geopush.api.errors import error_response
 from geopush.api.openapi import documented
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
 from geopush.store.migrations import pending
 
 

@@ -15,11 +15,11 @@ from aiohttp import web
 
 from geopush.api.body import field_error, parse_time, query_int
 from geopush.api.openapi import BY_MARKETER, SINCE, STORE_ID, Query, documented, int_query
+from geopush.api.runtime import RUNTIME
 from geopush.insights.audiences import cross_sell_audiences, stored_rules, upsell
 from geopush.insights.basket_data import LEVELS
 from geopush.insights.basket_rules import configured_params, lookback_start, mine_job
 from geopush.insights.rules import Rule, RuleParams
-from geopush.runtime import RUNTIME
 from geopush.timefmt import format_ts
 
 #: Most rules one answer lists (best lift first); `truncated` tells when more passed.

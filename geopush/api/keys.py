@@ -13,9 +13,9 @@ from geopush.api.body import path_id, read_model
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_ADMIN, KEY, KEY_CREATED, PAGE, documented, page_of
 from geopush.api.pagination import page, page_params
+from geopush.api.runtime import RUNTIME
 from geopush.api.schema import RequestBody, Text
 from geopush.codes import Role
-from geopush.runtime import RUNTIME
 from geopush.store.keys import create_key, revoke_key
 from geopush.timefmt import format_ts, format_ts_or_none
 

@@ -29,11 +29,11 @@ from geopush.api.openapi import (
     documented,
     int_query,
 )
+from geopush.api.runtime import RUNTIME
 from geopush.api.schema import RequestBody, Text, Whole
 from geopush.api.token_buckets import retry_after
 from geopush.campaigns.decide import zone
 from geopush.codes import LedgerReason
-from geopush.loyalty.checkins import lock_customer
 from geopush.loyalty.leaderboard import MAX_SHOWN, standing
 from geopush.loyalty.levels import customer_known, subject_totals
 from geopush.loyalty.rules import (
@@ -44,7 +44,7 @@ from geopush.loyalty.rules import (
     local_day,
     subject_of,
 )
-from geopush.runtime import RUNTIME
+from geopush.outcomes import lock_customer
 from geopush.timefmt import format_ts_or_none
 
 MAX_POINTS = 1_000_000

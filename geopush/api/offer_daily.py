@@ -15,7 +15,7 @@ from aiohttp import web
 from geopush.api.body import path_id, query_int
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_STATS, Query, documented
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366

@@ -38,7 +38,7 @@ from aiohttp import web
 from geopush.api.body import path_id
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_STATS, documented
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
 
 _OFFER_STORES = """
 SELECT ARRAY(

@@ -23,6 +23,7 @@ from geopush.api.openapi import (
     text_queries,
 )
 from geopush.api.pagination import page, page_params
+from geopush.api.runtime import RUNTIME
 from geopush.api.schema import INT4_MAX, Name, RequestBody, Text, Time, Whole
 from geopush.campaigns.offers import (
     DEFAULT_COOLDOWN_S,
@@ -40,7 +41,6 @@ from geopush.campaigns.offers import (
     validate_offer,
 )
 from geopush.codes import OfferStatus, Segment, Trigger
-from geopush.runtime import RUNTIME
 from geopush.store.offers import offer_from_row
 from geopush.timefmt import format_ts
 

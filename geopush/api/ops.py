@@ -16,8 +16,8 @@ from aiohttp import web
 from geopush import metrics
 from geopush.api.body import query_int
 from geopush.api.openapi import BY_OPS, Query, documented
+from geopush.api.runtime import RUNTIME
 from geopush.codes import DeliveryStatus, Outcome
-from geopush.runtime import RUNTIME
 from geopush.timefmt import format_ts, format_ts_or_none
 
 DEFAULT_WINDOW_H = 24

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from geopush.api.body import query_int
 from geopush.api.openapi import BY_OPS, Query, documented
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
 from geopush.timefmt import format_ts
 
 DEFAULT_MINUTES = 60

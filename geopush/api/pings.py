@@ -14,11 +14,11 @@ from geopush.api.body import read_model
 from geopush.api.client_address import client_address
 from geopush.api.errors import ApiError
 from geopush.api.openapi import BY_DEVICE, PING_ANSWER, documented
+from geopush.api.runtime import RUNTIME, Runtime
 from geopush.api.schema import RequestBody, Text
 from geopush.api.token_buckets import retry_after
 from geopush.geo.filters import PING_SCHEMA
 from geopush.ingest.pipeline import process_batch
-from geopush.runtime import RUNTIME, Runtime
 
 MAX_PINGS = 500
 

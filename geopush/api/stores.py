@@ -12,11 +12,11 @@ from geopush.api.body import path_id, read_body
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, STORE, documented, page_of
 from geopush.api.pagination import page, page_params
+from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, Number, RequestBody, TimeZone
 from geopush.places.stores import COLUMNS as _COLUMNS
 from geopush.places.stores import create_store, parse_store, update_store
 from geopush.places.stores import delete_store as remove_store
-from geopush.runtime import RUNTIME
 from geopush.timefmt import format_ts
 
 
