@@ -23,6 +23,7 @@ from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, RequestBody, Text, Time, Whole
 from geopush.codes import ChallengeKind
+from geopush.store.keyset import Listing, fetch_page
 from geopush.timefmt import format_ts_or_none
 
 MAX_TARGET = 1_000_000
@@ -32,6 +33,7 @@ _FIELDS = ("name", "kind", "target", "starts_at", "ends_at", "store_ids", "rewar
            "offer_id")
 _COLUMNS = ("challenge_id, name, kind, target, starts_at, ends_at, store_ids, reward_points,"
             " offer_id, created_at, updated_at")
+_LISTING = Listing("challenges", _COLUMNS, "challenge_id", condition="deleted_at IS NULL")
 
 
 class ChallengeCreate(RequestBody):
@@ -148,14 +150,7 @@ async def post_challenge(request: web.Request) -> web.Response:
 @documented("List loyalty challenges", auth=BY_STATS, query=PAGE, tag="loyalty")
 async def list_challenges(request: web.Request) -> web.Response:
     limit, cursor = page_params(request)
-    args: list[Any] = [limit + 1]
-    condition = "deleted_at IS NULL"
-    if cursor:
-        args += list(cursor)
-        condition += " AND (created_at, challenge_id) > ($2, $3)"
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM challenges WHERE {condition}"
-        " ORDER BY created_at, challenge_id LIMIT $1", *args)
+    rows = await fetch_page(request.app[RUNTIME].pool, _LISTING, limit, cursor)
     return web.json_response(page([challenge_json(r) for r in rows], rows, limit,
                                   "challenge_id"))
 

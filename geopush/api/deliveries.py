@@ -25,6 +25,7 @@ from geopush.campaigns.offers import DEFAULT_TTL_S
 from geopush.codes import DeliveryStatus
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.store.erasure import ERASED_DEVICE
+from geopush.store.keyset import Listing, fetch_page
 from geopush.timefmt import format_ts_or_none, parse_rfc3339
 
 _COLUMNS = (
@@ -33,6 +34,7 @@ _COLUMNS = (
     " fcm_message_name, opened_at, redeemed_at, last_error, retries, retried_at"
 )
 _GET = f"SELECT {_COLUMNS} FROM deliveries WHERE delivery_id = $1"
+_LISTING = Listing("deliveries", _COLUMNS, "delivery_id", newest_first=True)
 # Id filters of GET /v1/deliveries, each a query parameter named as its column. Values are
 # always bound as parameters; only these fixed names reach the SQL text.
 _UUID_FILTERS = ("offer_id", "device_id", "store_id", "geofence_id")
@@ -139,33 +141,20 @@ def _query_uuid(request: web.Request, key: str) -> UUID | None:
 async def list_deliveries(request: web.Request) -> web.Response:
     """Newest first, filtered by any of status, reason and the ids in `_UUID_FILTERS`."""
     limit, cursor = page_params(request)
-    conditions: list[str] = []
-    args: list[Any] = [limit + 1]
+    equal: dict[str, Any] = {}
     status = request.query.get("status")
     if status:
         if status not in {s.value for s in DeliveryStatus}:
             raise field_error("status", "must be one of queued, sent, failed, cancelled")
-        args.append(status)
-        conditions.append(f"status = ${len(args)}")
+        equal["status"] = status
     reason = request.query.get("reason")
     if reason:
         if len(reason) > _MAX_REASON_LEN:
             raise field_error("reason", f"must be at most {_MAX_REASON_LEN} characters")
-        args.append(reason)
-        conditions.append(f"reason = ${len(args)}")
+        equal["reason"] = reason
     for key in _UUID_FILTERS:
-        value = _query_uuid(request, key)
-        if value is not None:
-            args.append(value)
-            conditions.append(f"{key} = ${len(args)}")
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(created_at, delivery_id) < (${len(args) - 1}, ${len(args)})")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM deliveries {where}"
-        " ORDER BY created_at DESC, delivery_id DESC LIMIT $1", *args,
-    )
+        equal[key] = _query_uuid(request, key)
+    rows = await fetch_page(request.app[RUNTIME].pool, _LISTING, limit, cursor, equal)
     return web.json_response(page([delivery_json(r) for r in rows], rows, limit, "delivery_id"))
 
 

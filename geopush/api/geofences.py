@@ -30,8 +30,10 @@ from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, RequestBody, Whole
 from geopush.places.geofence_import import import_geofence_stream
 from geopush.places.geofences import COLUMNS as _COLUMNS
+from geopush.places.geofences import LISTING as _LISTING
 from geopush.places.geofences import check_room, check_store, checked_geometry
 from geopush.store.geofence_index import notify_changed
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts
 
 MAX_DWELL_S = 7 * 86400
@@ -134,23 +136,15 @@ async def post_geofence(request: web.Request) -> web.Response:
 async def list_geofences(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     limit, cursor = page_params(request)
-    conditions: list[str] = []
-    args: list[Any] = [limit + 1]
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(created_at, geofence_id) > (${len(args) - 1}, ${len(args)})")
+    store_id = None
     store = request.query.get("store_id")
     if store:
         try:
-            args.append(UUID(store))
+            store_id = UUID(store)
         except ValueError:
             raise field_error("store_id", "must be a store id") from None
-        conditions.append(f"store_id = ${len(args)}")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM geofences {where} ORDER BY created_at, geofence_id LIMIT $1",
-        *args,
-    )
+    rows = await fetch_page(request.app[RUNTIME].pool, _LISTING, limit, cursor,
+                            {"store_id": store_id})
     return web.json_response(page([geofence_json(r) for r in rows], rows, limit, "geofence_id"))
 
 

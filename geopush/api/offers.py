@@ -41,10 +41,12 @@ from geopush.campaigns.offers import (
     validate_offer,
 )
 from geopush.codes import OfferStatus, Segment, Trigger
+from geopush.store.keyset import Listing, fetch_page
 from geopush.store.offers import offer_from_row
 from geopush.timefmt import format_ts
 
 _COLUMNS = "offer_id, trigger, status, definition, created_at, updated_at"
+_LISTING = Listing("offers", _COLUMNS, "offer_id", condition="deleted_at IS NULL")
 
 
 class Translation(RequestBody):
@@ -195,18 +197,9 @@ async def post_offer(request: web.Request) -> web.Response:
             query=(*PAGE, *text_queries("status", "trigger")), response=page_of(OFFER))
 async def list_offers(request: web.Request) -> web.Response:
     limit, cursor = page_params(request)
-    conditions, args = ["deleted_at IS NULL"], list[Any]([limit + 1])
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(created_at, offer_id) > (${len(args) - 1}, ${len(args)})")
-    for key in ("status", "trigger"):
-        if request.query.get(key):
-            args.append(request.query[key])
-            conditions.append(f"{key} = ${len(args)}")
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM offers WHERE {' AND '.join(conditions)}"
-        " ORDER BY created_at, offer_id LIMIT $1", *args,
-    )
+    rows = await fetch_page(request.app[RUNTIME].pool, _LISTING, limit, cursor,
+                            {key: request.query.get(key) or None
+                             for key in ("status", "trigger")})
     return web.json_response(page([offer_json(r) for r in rows], rows, limit, "offer_id"))
 
 

@@ -15,8 +15,10 @@ from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, Number, RequestBody, TimeZone
 from geopush.places.stores import COLUMNS as _COLUMNS
+from geopush.places.stores import LISTING as _LISTING
 from geopush.places.stores import create_store, parse_store, update_store
 from geopush.places.stores import delete_store as remove_store
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts
 
 
@@ -81,14 +83,7 @@ async def post_store(request: web.Request) -> web.Response:
 async def list_stores(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
     limit, cursor = page_params(request)
-    args: list[Any] = [limit + 1]
-    where = ""
-    if cursor:
-        where = "WHERE (created_at, store_id) > ($2, $3)"
-        args += list(cursor)
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM stores {where} ORDER BY created_at, store_id LIMIT $1", *args
-    )
+    rows = await fetch_page(request.app[RUNTIME].pool, _LISTING, limit, cursor)
     return web.json_response(page([store_json(r) for r in rows], rows, limit, "store_id"))
 
 

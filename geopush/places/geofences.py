@@ -9,10 +9,13 @@ import asyncpg
 
 from geopush.errors import Conflict, Unprocessable
 from geopush.geo.geometry import area_m2, parse_geometry
+from geopush.store.keyset import Listing
 from geopush.validate import field_error, has_unstorable_text
 
 COLUMNS = ("geofence_id, name, store_id, geometry, dwell_s, enabled, area_m2,"
            " created_at, updated_at")
+# Its list (GET /v1/geofences): oldest first, by keyset.
+LISTING = Listing("geofences", COLUMNS, "geofence_id")
 MAX_IMPORT_FEATURES = 50_000
 
 

@@ -19,10 +19,13 @@ from geopush.campaigns.opening_hours import parse_opening_hours
 from geopush.config import is_timezone
 from geopush.errors import Conflict
 from geopush.store.geofence_index import notify_changed
+from geopush.store.keyset import Listing
 from geopush.validate import field_error, get_number, get_str
 
 COLUMNS = ("store_id, external_id, name, timezone, lat, lon, opening_hours, categories,"
            " created_at, updated_at")
+# Its list (GET /v1/stores): oldest first, by keyset.
+LISTING = Listing("stores", COLUMNS, "store_id")
 
 # Point a store's transactions at it, and release those that named it under another
 # external_id (an edit that renamed the store).
