@@ -219,3 +219,12 @@ def test_no_two_packages_depend_on_each_other():
 
 def test_the_cycle_check_sees_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_handlers_read_the_clock_through_the_runtime():
+    # `request.app[RUNTIME].now()`: one clock per process, which a test can replace.
+    readers = [f"{path.name}:{n}" for path in (PACKAGE / "api").glob("*.py")
+               if path.name != "runtime.py"
+               for n, line in enumerate(path.read_text().splitlines(), 1)
+               if "datetime.now(" in line or "datetime.utcnow(" in line]
+    assert not readers, readers

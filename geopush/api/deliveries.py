@@ -8,7 +8,7 @@ an unknown one and ids cannot be probed.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -223,7 +223,7 @@ async def retry_delivery(request: web.Request) -> web.Response:
         facts = await conn.fetchrow(_RETRY_FACTS, delivery_id)
         if facts is None:
             raise not_found("delivery")
-        refusal = _retry_refusal(facts, datetime.now(UTC))
+        refusal = _retry_refusal(facts, rt.now())
         if refusal is not None:
             raise refusal
         ttl_s = facts["offer_ttl_s"] or DEFAULT_TTL_S

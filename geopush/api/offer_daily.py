@@ -54,7 +54,7 @@ _KEYS = ("triggered", "control", "queued", "sent", "opened", "redeemed")
 async def get_offer_daily(request: web.Request) -> web.Response:
     offer_id = path_id(request, "offer_id", "offer")
     days = query_int(request, "days", DEFAULT_DAYS, 1, MAX_DAYS)
-    today = datetime.now(UTC).date()
+    today = request.app[RUNTIME].now().astimezone(UTC).date()
     first = today - timedelta(days=days - 1)
     since = datetime(first.year, first.month, first.day, tzinfo=UTC)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction(

@@ -8,7 +8,7 @@ coordinate: ids, counts and reason codes only.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -99,7 +99,7 @@ async def summary(request: web.Request) -> web.Response:
     """
     hours = query_int(request, "hours", DEFAULT_WINDOW_H, 1, MAX_WINDOW_H)
     rt = request.app[RUNTIME]
-    now = datetime.now(UTC)
+    now = rt.now()
     since = now - timedelta(hours=hours)
     async with rt.pool.acquire() as conn, conn.transaction(
         isolation="repeatable_read", readonly=True

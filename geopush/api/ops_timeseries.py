@@ -15,7 +15,7 @@ sent in each minute (null in a minute with none).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -80,7 +80,7 @@ def _round(value: float | None) -> float | None:
             query=(Query("minutes", {"type": "integer", "minimum": 1}),))
 async def timeseries(request: web.Request) -> web.Response:
     minutes = query_int(request, "minutes", DEFAULT_MINUTES, 1, MAX_MINUTES)
-    now = datetime.now(UTC)
+    now = request.app[RUNTIME].now()
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction(
         isolation="repeatable_read", readonly=True
