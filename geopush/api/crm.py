@@ -15,12 +15,12 @@ from aiohttp import web
 
 from geopush.api.errors import ApiError, not_found
 from geopush.api.import_slots import running_import
-from geopush.api.loyalty import customer_loyalty
 from geopush.api.openapi import BY_MARKETER, CSV_BODY, documented
 from geopush.api.runtime import RUNTIME
 from geopush.api.spool import spooled_body
 from geopush.crm.imports import import_stream
 from geopush.crm.segments import recompute_segments, segment_summary
+from geopush.loyalty.accounts import customer_loyalty
 from geopush.store.erasure import erase_customer
 from geopush.timefmt import format_ts_or_none
 
