@@ -21,7 +21,7 @@ from geopush.api.errors import ApiError, not_found
 from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, documented
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import Name, RequestBody, Text, Time, Whole
+from geopush.api.schema import Chars, NonBlank, RequestBody, Time, WholeIn
 from geopush.codes import ChallengeKind
 from geopush.store.keyset import Listing, fetch_page
 from geopush.timefmt import format_ts_or_none
@@ -39,25 +39,25 @@ _LISTING = Listing("challenges", _COLUMNS, "challenge_id", condition="deleted_at
 class ChallengeCreate(RequestBody):
     """SPEC section 11; `id`, `created_at` and `updated_at` are accepted and ignored."""
 
-    name: Name(200)  # type: ignore[valid-type]
+    name: Annotated[str, NonBlank(200)]
     kind: Annotated[ChallengeKind, Field(strict=False)]
-    target: Whole(1, MAX_TARGET)  # type: ignore[valid-type]
+    target: Annotated[int, WholeIn(1, MAX_TARGET)]
     starts_at: Time
     ends_at: Time
-    store_ids: list[Name(200)] | None = None  # type: ignore[valid-type]
-    reward_points: Whole(0, MAX_REWARD) = 0  # type: ignore[valid-type]
-    offer_id: Name(200) | None = None  # type: ignore[valid-type]
-    id: Text(100) | None = None  # type: ignore[valid-type]
-    created_at: Text(100) | None = None  # type: ignore[valid-type]
-    updated_at: Text(100) | None = None  # type: ignore[valid-type]
+    store_ids: list[Annotated[str, NonBlank(200)]] | None = None
+    reward_points: Annotated[int, WholeIn(0, MAX_REWARD)] = 0
+    offer_id: Annotated[str, NonBlank(200)] | None = None
+    id: Annotated[str, Chars(100)] | None = None
+    created_at: Annotated[str, Chars(100)] | None = None
+    updated_at: Annotated[str, Chars(100)] | None = None
 
 
 class ChallengePatch(ChallengeCreate):
     """Any of the fields; absent ones are unchanged."""
 
-    name: Name(200) = None  # type: ignore[valid-type]
+    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
     kind: Annotated[ChallengeKind, Field(strict=False)] = None  # type: ignore[assignment]
-    target: Whole(1, MAX_TARGET) = None  # type: ignore[valid-type]
+    target: Annotated[int, WholeIn(1, MAX_TARGET)] = None  # type: ignore[assignment]
     starts_at: Time = None  # type: ignore[assignment]
     ends_at: Time = None  # type: ignore[assignment]
 

@@ -14,7 +14,7 @@ from geopush.api.body import field_error, read_model
 from geopush.api.openapi import BY_APP, BY_DEVICE, DEVICE, DEVICE_CREATED, documented
 from geopush.api.registration_limits import check_registration_rate
 from geopush.api.runtime import RUNTIME, Runtime
-from geopush.api.schema import Name, RequestBody, Text, TimeZone
+from geopush.api.schema import Chars, NonBlank, RequestBody, TimeZone
 from geopush.codes import Platform
 from geopush.identity import VerifiedProof, verify_customer_proof
 from geopush.loyalty.merge import merge_device_into_customer
@@ -57,28 +57,28 @@ class DeviceRegistration(RequestBody):
     """`POST /v1/devices`: locale and timezone are required, so quiet hours and the message
     language are the device's own from its first ping."""
 
-    fcm_token: Name(4096)  # type: ignore[valid-type]
+    fcm_token: Annotated[str, NonBlank(4096)]
     platform: Annotated[Platform, Field(strict=False)]
     locale: Locale
     timezone: TimeZone
-    customer_id: Name(200) | None = None  # type: ignore[valid-type]
-    customer_proof: Text(8192) | None = None  # type: ignore[valid-type]
+    customer_id: Annotated[str, NonBlank(200)] | None = None
+    customer_proof: Annotated[str, Chars(8192)] | None = None
 
 
 class DeviceUpdate(RequestBody):
     """`PATCH /v1/devices/me`: absent fields are unchanged; `customer_id: null` unlinks."""
 
-    fcm_token: Name(4096) = None  # type: ignore[valid-type]
+    fcm_token: Annotated[str, NonBlank(4096)] = None  # type: ignore[assignment]
     locale: Locale = None  # type: ignore[assignment]
     timezone: TimeZone = None  # type: ignore[assignment]
-    customer_id: Name(200) | None = None  # type: ignore[valid-type]
-    customer_proof: Text(8192) | None = None  # type: ignore[valid-type]
+    customer_id: Annotated[str, NonBlank(200)] | None = None
+    customer_proof: Annotated[str, Chars(8192)] | None = None
 
 
 class Consent(RequestBody):
     location: bool
     push: bool
-    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+    categories: list[Annotated[str, NonBlank(100)]] | None = None
     leaderboard: bool | None = None
 
 

@@ -27,7 +27,7 @@ from geopush.api.openapi import (
 )
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import Name, RequestBody, Whole
+from geopush.api.schema import NonBlank, RequestBody, WholeIn
 from geopush.places.geofence_import import import_geofence_stream
 from geopush.places.geofences import COLUMNS as _COLUMNS
 from geopush.places.geofences import LISTING as _LISTING
@@ -53,20 +53,20 @@ StoreRef = Annotated[UUID, Field(strict=False)]
 
 
 class GeofenceCreate(RequestBody):
-    name: Name(200)  # type: ignore[valid-type]
+    name: Annotated[str, NonBlank(200)]
     geometry: Geometry
     store_id: StoreRef | None = None
-    dwell_s: Whole(0, MAX_DWELL_S) | None = None  # type: ignore[valid-type]
+    dwell_s: Annotated[int, WholeIn(0, MAX_DWELL_S)] | None = None
     enabled: bool = True
 
 
 class GeofencePatch(RequestBody):
     """Any of the fields; absent ones are unchanged, `store_id: null` unlinks the store."""
 
-    name: Name(200) = None  # type: ignore[valid-type]
+    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
     geometry: Geometry = None
     store_id: StoreRef | None = None
-    dwell_s: Whole(0, MAX_DWELL_S) = None  # type: ignore[valid-type]
+    dwell_s: Annotated[int, WholeIn(0, MAX_DWELL_S)] = None  # type: ignore[assignment]
     enabled: bool = None  # type: ignore[assignment]
 #: Geometries with more positions than this are checked in a worker thread (a 2,000-vertex
 #: polygon takes tens of milliseconds of GEOS and Python), smaller ones inline.

@@ -14,7 +14,7 @@ from geopush.api.errors import not_found
 from geopush.api.openapi import BY_ADMIN, KEY, KEY_CREATED, PAGE, documented, page_of
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import RequestBody, Text
+from geopush.api.schema import Chars, RequestBody
 from geopush.codes import Role
 from geopush.store.keys import create_key, revoke_key
 from geopush.timefmt import format_ts, format_ts_or_none
@@ -22,7 +22,7 @@ from geopush.timefmt import format_ts, format_ts_or_none
 
 class KeyRequest(RequestBody):
     role: Annotated[Role, Field(strict=False)]
-    name: Text(200) | None = None  # type: ignore[valid-type]
+    name: Annotated[str, Chars(200)] | None = None
 
 
 def key_json(row: asyncpg.Record) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from time import monotonic
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from aiohttp import web
@@ -28,7 +28,7 @@ from geopush.api.openapi import (
     int_query,
 )
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import RequestBody, Text, Whole
+from geopush.api.schema import Chars, RequestBody, WholeIn
 from geopush.api.token_buckets import retry_after
 from geopush.loyalty.accounts import (
     LEDGER_PAGE,
@@ -45,9 +45,9 @@ MAX_POINTS = 1_000_000
 class PointsChange(RequestBody):
     """A marketer's adjustment (either sign) or redemption (negative): SPEC section 11."""
 
-    points: Whole(-MAX_POINTS, MAX_POINTS)  # type: ignore[valid-type]
+    points: Annotated[int, WholeIn(-MAX_POINTS, MAX_POINTS)]
     reason: Literal["adjustment", "redemption"]
-    note: Text(500) | None = None  # type: ignore[valid-type]
+    note: Annotated[str, Chars(500)] | None = None
 
 
 LEADERBOARD_SIZE = 20

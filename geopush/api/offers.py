@@ -24,7 +24,7 @@ from geopush.api.openapi import (
 )
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import INT4_MAX, Name, RequestBody, Text, Time, Whole
+from geopush.api.schema import INT4_MAX, Chars, NonBlank, RequestBody, Time, WholeIn
 from geopush.campaigns.offers import (
     DEFAULT_COOLDOWN_S,
     DEFAULT_TTL_S,
@@ -50,15 +50,15 @@ _LISTING = Listing("offers", _COLUMNS, "offer_id", condition="deleted_at IS NULL
 
 
 class Translation(RequestBody):
-    title: Name(MAX_TITLE_CHARS)  # type: ignore[valid-type]
-    body: Name(MAX_BODY_CHARS)  # type: ignore[valid-type]
+    title: Annotated[str, NonBlank(MAX_TITLE_CHARS)]
+    body: Annotated[str, NonBlank(MAX_BODY_CHARS)]
 
 
 class Message(RequestBody):
     """Localized templates; `{first_name}` and `{store_name}` are filled in."""
 
-    default_locale: Text(35, min_length=2)  # type: ignore[valid-type]
-    translations: Annotated[dict[Text(35, min_length=2), Translation],  # type: ignore[valid-type]
+    default_locale: Annotated[str, Chars(35, min_length=2)]
+    translations: Annotated[dict[Annotated[str, Chars(35, min_length=2)], Translation],
                             Field(min_length=1, max_length=MAX_TRANSLATIONS)]
 
 
@@ -66,21 +66,21 @@ class AudienceBody(RequestBody):
     """Cross-selling by product type; `recommended` matches customers whose top recommended
     categories (basket analysis) hold the offer's `category`."""
 
-    bought_any: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
-    not_bought: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
-    bought_all: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
+    bought_any: list[Annotated[str, NonBlank(100)]] = Field(default_factory=list)
+    not_bought: list[Annotated[str, NonBlank(100)]] = Field(default_factory=list)
+    bought_all: list[Annotated[str, NonBlank(100)]] = Field(default_factory=list)
     recommended: bool = False
 
 
 class DailyWindowBody(RequestBody):
-    start: Text(5)  # type: ignore[valid-type]
-    end: Text(5)  # type: ignore[valid-type]
+    start: Annotated[str, Chars(5)]
+    end: Annotated[str, Chars(5)]
 
 
 if TYPE_CHECKING:
     Ids = list[str]
 else:
-    Ids = list[Name(200)]
+    Ids = list[Annotated[str, NonBlank(200)]]
 
 
 class OfferCreate(RequestBody):
@@ -89,26 +89,26 @@ class OfferCreate(RequestBody):
 
     trigger: Annotated[Trigger, Field(strict=False)]
     message: Message
-    name: Text(200) | None = None  # type: ignore[valid-type]
+    name: Annotated[str, Chars(200)] | None = None
     geofence_ids: Ids = Field(default_factory=list)
     store_ids: Ids = Field(default_factory=list)
     segments: list[Annotated[Segment, Field(strict=False)]] = Field(default_factory=list)
-    category: Name(100) | None = None  # type: ignore[valid-type]
+    category: Annotated[str, NonBlank(100)] | None = None
     audience: AudienceBody | None = None
     starts_at: Time | None = None
     ends_at: Time | None = None
     daily_window: DailyWindowBody | None = None
-    cooldown_s: Whole(0, MAX_COOLDOWN_S) = DEFAULT_COOLDOWN_S  # type: ignore[valid-type]
-    max_sends: Whole(1) | None = None  # type: ignore[valid-type]
-    priority: Whole(-INT4_MAX) = 0  # type: ignore[valid-type]
-    control_pct: Whole(0, MAX_CONTROL_PCT) = 0  # type: ignore[valid-type]
-    ttl_s: Whole(1, MAX_TTL_S) = DEFAULT_TTL_S  # type: ignore[valid-type]
-    deeplink: Text(2048) | None = None  # type: ignore[valid-type]
+    cooldown_s: Annotated[int, WholeIn(0, MAX_COOLDOWN_S)] = DEFAULT_COOLDOWN_S
+    max_sends: Annotated[int, WholeIn(1)] | None = None
+    priority: Annotated[int, WholeIn(-INT4_MAX)] = 0
+    control_pct: Annotated[int, WholeIn(0, MAX_CONTROL_PCT)] = 0
+    ttl_s: Annotated[int, WholeIn(1, MAX_TTL_S)] = DEFAULT_TTL_S
+    deeplink: Annotated[str, Chars(2048)] | None = None
     status: Annotated[OfferStatus, Field(strict=False)] = OfferStatus.ACTIVE
-    levels: list[Name(50)] = Field(default_factory=list)  # type: ignore[valid-type]
-    id: Text(100) | None = None  # type: ignore[valid-type]
-    created_at: Text(100) | None = None  # type: ignore[valid-type]
-    updated_at: Text(100) | None = None  # type: ignore[valid-type]
+    levels: list[Annotated[str, NonBlank(50)]] = Field(default_factory=list)
+    id: Annotated[str, Chars(100)] | None = None
+    created_at: Annotated[str, Chars(100)] | None = None
+    updated_at: Annotated[str, Chars(100)] | None = None
 
 
 class OfferPatch(OfferCreate):

@@ -15,7 +15,7 @@ from geopush.api.client_address import client_address
 from geopush.api.errors import ApiError
 from geopush.api.openapi import BY_DEVICE, PING_ANSWER, documented
 from geopush.api.runtime import RUNTIME, Runtime
-from geopush.api.schema import RequestBody, Text
+from geopush.api.schema import Chars, RequestBody
 from geopush.api.token_buckets import retry_after
 from geopush.geo.filters import PING_SCHEMA
 from geopush.ingest.pipeline import process_batch
@@ -30,7 +30,7 @@ class PingBatch(RequestBody):
     pings: Annotated[list[Annotated[Any, WithJsonSchema(PING_SCHEMA)]],
                      WithJsonSchema({"type": "array", "items": PING_SCHEMA,
                                      "maxItems": MAX_PINGS})]
-    batch_id: Text(200, min_length=1) | None = None  # type: ignore[valid-type]
+    batch_id: Annotated[str, Chars(200, min_length=1)] | None = None
 
 
 def _check_rate(request: web.Request, rt: Runtime, device_id: Any) -> None:

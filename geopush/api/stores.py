@@ -13,7 +13,7 @@ from geopush.api.errors import not_found
 from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, STORE, documented, page_of
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import Name, Number, RequestBody, TimeZone
+from geopush.api.schema import Finite, NonBlank, RequestBody, TimeZone
 from geopush.places.stores import COLUMNS as _COLUMNS
 from geopush.places.stores import LISTING as _LISTING
 from geopush.places.stores import create_store, parse_store, update_store
@@ -23,8 +23,8 @@ from geopush.timefmt import format_ts
 
 
 class Location(RequestBody):
-    lat: Number(-90, 90)  # type: ignore[valid-type]
-    lon: Number(-180, 180)  # type: ignore[valid-type]
+    lat: Annotated[float, Finite(-90, 90)]
+    lon: Annotated[float, Finite(-180, 180)]
 
 
 HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
@@ -37,23 +37,23 @@ OpeningHours = Annotated[
 
 
 class StoreCreate(RequestBody):
-    external_id: Name(200)  # type: ignore[valid-type]
-    name: Name(200)  # type: ignore[valid-type]
+    external_id: Annotated[str, NonBlank(200)]
+    name: Annotated[str, NonBlank(200)]
     timezone: TimeZone
     location: Location
     opening_hours: OpeningHours | None = None
-    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+    categories: list[Annotated[str, NonBlank(100)]] | None = None
 
 
 class StorePatch(RequestBody):
     """Any of the fields; absent ones are unchanged."""
 
-    external_id: Name(200) = None  # type: ignore[valid-type]
-    name: Name(200) = None  # type: ignore[valid-type]
+    external_id: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
+    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
     timezone: TimeZone = None  # type: ignore[assignment]
     location: Location = None  # type: ignore[assignment]
     opening_hours: OpeningHours | None = None
-    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+    categories: list[Annotated[str, NonBlank(100)]] | None = None
 
 
 def store_json(row: asyncpg.Record) -> dict[str, Any]:
