@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -13,7 +12,7 @@ from aiohttp import web
 from pydantic import Field, WithJsonSchema
 
 from geopush.api.body import body_chunks, field_error, path_id, read_model
-from geopush.api.errors import ApiError, not_found
+from geopush.api.errors import ApiError
 from geopush.api.import_slots import running_import
 from geopush.api.openapi import (
     BY_MARKETER,
@@ -29,10 +28,16 @@ from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
 from geopush.api.schema import NonBlank, RequestBody, WholeIn
 from geopush.places.geofence_import import import_geofence_stream
-from geopush.places.geofences import COLUMNS as _COLUMNS
 from geopush.places.geofences import LISTING as _LISTING
-from geopush.places.geofences import check_room, check_store, checked_geometry
-from geopush.store.geofence_index import notify_changed
+from geopush.places.geofences import (
+    check_room,
+    check_store,
+    checked_geometry,
+    geofence_row,
+    insert_geofence,
+    remove_geofence,
+    update_geofence,
+)
 from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts
 
@@ -120,12 +125,7 @@ async def post_geofence(request: web.Request) -> web.Response:
     async with rt.pool.acquire() as conn, conn.transaction():
         store_id = await check_store(conn, body.store_id)
         await check_room(conn, 1, rt.config.limits.max_geofences)
-        row = await conn.fetchrow(
-            "INSERT INTO geofences (geofence_id, name, store_id, geometry, dwell_s, enabled,"
-            f" area_m2) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
-            uuid.uuid4(), name, store_id, geometry, dwell_s, enabled, area,
-        )
-        await notify_changed(conn, row["geofence_id"])
+        row = await insert_geofence(conn, name, store_id, geometry, dwell_s, enabled, area)
     await rt.fences.reload(rt.pool, {str(row["geofence_id"])})
     return web.json_response(geofence_json(row), status=201)
 
@@ -151,12 +151,8 @@ async def list_geofences(request: web.Request) -> web.Response:
 
 @documented("One geofence", auth=BY_MARKETER, response=GEOFENCE)
 async def get_geofence(request: web.Request) -> web.Response:
-    row = await request.app[RUNTIME].pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM geofences WHERE geofence_id = $1",
-        path_id(request, "geofence_id", "geofence"),
-    )
-    if row is None:
-        raise not_found("geofence")
+    row = await geofence_row(request.app[RUNTIME].pool,
+                             path_id(request, "geofence_id", "geofence"))
     return web.json_response(geofence_json(row))
 
 
@@ -173,21 +169,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
     async with rt.pool.acquire() as conn, conn.transaction():
         if "store_id" in body:
             fields["store_id"] = await check_store(conn, body["store_id"])
-        before = await conn.fetchrow(
-            "SELECT geometry, enabled FROM geofences WHERE geofence_id = $1 FOR UPDATE", gid
-        )
-        if before is None:
-            raise not_found("geofence")
-        sets = [f"{k} = ${i}" for i, k in enumerate(fields, start=2)] + ["updated_at = now()"]
-        row = await conn.fetchrow(
-            f"UPDATE geofences SET {', '.join(sets)} WHERE geofence_id = $1"
-            f" RETURNING {_COLUMNS}", gid, *fields.values(),
-        )
-        reshaped = "geometry" in fields and fields["geometry"] != before["geometry"]
-        if reshaped or not row["enabled"]:
-            # A moved or disabled fence ends its visits silently: no one walked out.
-            await conn.execute("DELETE FROM visits WHERE geofence_id = $1", gid)
-        await notify_changed(conn, gid)
+        row = await update_geofence(conn, gid, fields)
     await rt.fences.reload(rt.pool, {str(gid)})
     return web.json_response(geofence_json(row))
 
@@ -197,13 +179,7 @@ async def delete_geofence(request: web.Request) -> web.Response:
     gid = path_id(request, "geofence_id", "geofence")
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
-        deleted = await conn.fetchval(
-            "DELETE FROM geofences WHERE geofence_id = $1 RETURNING true", gid
-        )
-        if not deleted:
-            raise not_found("geofence")
-        await conn.execute("DELETE FROM visits WHERE geofence_id = $1", gid)
-        await notify_changed(conn, gid)
+        await remove_geofence(conn, gid)
     await rt.fences.reload(rt.pool, {str(gid)})
     return web.Response(status=204)
 
