@@ -19,7 +19,8 @@ from geopush.api.errors import ApiError
 from geopush.api.openapi import ATTRIBUTE, Doc
 from geopush.api.runtime import RUNTIME
 from geopush.codes import Role
-from geopush.store.keys import hash_secret, new_secret  # noqa: F401  (re-exported)
+from geopush.store.devices import device_by_token_hash
+from geopush.store.keys import hash_secret, key_by_hash, new_secret  # noqa: F401  (re-exported)
 
 # Which roles may call what, beyond admin who may call everything.
 MARKETER = (Role.MARKETER,)
@@ -64,10 +65,7 @@ async def require_role(request: web.Request, *roles: Role) -> Principal:
         if cached and cached[1] > time.monotonic():
             principal = cached[0]
         else:
-            row = await rt.pool.fetchrow(
-                "SELECT id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-                digest,
-            )
+            row = await key_by_hash(rt.pool, digest)
             if row is not None:
                 principal = Principal(str(row["id"]), Role(row["role"]))
                 if len(rt.key_cache) >= _KEY_CACHE_MAX:  # keep memory bounded
@@ -123,9 +121,7 @@ async def require_device(request: web.Request, *, cached: bool = False) -> UUID:
     if cached and (known := _DEVICE_IDS.get(digest)) is not None:
         return known
     rt = request.app[RUNTIME]
-    device_id = await rt.pool.fetchval(
-        "SELECT device_id FROM devices WHERE token_hash = $1", digest
-    )
+    device_id = await device_by_token_hash(rt.pool, digest)
     if device_id is not None and cached:
         if len(_DEVICE_IDS) >= _DEVICE_IDS_MAX:
             _DEVICE_IDS.clear()

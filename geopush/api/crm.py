@@ -18,6 +18,7 @@ from geopush.api.import_slots import running_import
 from geopush.api.openapi import BY_MARKETER, CSV_BODY, documented
 from geopush.api.runtime import RUNTIME
 from geopush.api.spool import spooled_body
+from geopush.crm.customers import customer_row
 from geopush.crm.imports import import_stream
 from geopush.crm.segments import recompute_segments, segment_summary
 from geopush.loyalty.accounts import customer_loyalty
@@ -25,17 +26,6 @@ from geopush.store.erasure import erase_customer
 from geopush.timefmt import format_ts_or_none
 
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
-
-_PROFILE = """
-SELECT c.customer_id, c.first_name, c.language, c.created_at, c.imported_at, c.segment,
-       c.r_score, c.f_score, c.a_score, c.recency_days, c.frequency, c.amount, c.types,
-       c.segment_computed_at,
-       (SELECT count(*) FROM devices d WHERE d.customer_id = c.customer_id) AS devices,
-       (SELECT r.categories FROM customer_recommendations r
-        WHERE r.customer_id = c.customer_id) AS recommended_categories
-FROM customers c WHERE c.customer_id = $1
-"""
-
 
 def _iso(value: Any) -> str | None:
     return format_ts_or_none(value)
@@ -107,9 +97,7 @@ async def import_transactions(request: web.Request) -> web.Response:
 @documented("A customer's profile, segment and FRAT figures", auth=BY_MARKETER)
 async def get_customer(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    row = await rt.pool.fetchrow(_PROFILE, request.match_info["customer_id"])
-    if row is None:
-        raise not_found("customer")
+    row = await customer_row(rt.pool, request.match_info["customer_id"])
     profile = profile_json(row)
     profile["loyalty"] = await customer_loyalty(
         rt.pool, rt.config.loyalty.levels, row["customer_id"])

@@ -16,7 +16,9 @@ from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Chars, RequestBody
 from geopush.codes import Role
+from geopush.store.keys import LISTING as KEYS_LISTING
 from geopush.store.keys import create_key, revoke_key
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts, format_ts_or_none
 
 
@@ -44,18 +46,10 @@ async def post_key(request: web.Request) -> web.Response:
     return web.json_response(created, status=201)
 
 
-_LIST = """
-SELECT id, name, role, created_at, revoked_at FROM api_keys
-WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
-ORDER BY created_at, id LIMIT $3
-"""
-
-
 @documented("List keys (never the key itself)", auth=BY_ADMIN, query=PAGE, response=page_of(KEY))
 async def list_keys(request: web.Request) -> web.Response:
     limit, cursor = page_params(request)
-    after, after_id = cursor or (None, None)
-    rows = await request.app[RUNTIME].pool.fetch(_LIST, after, after_id, limit + 1)
+    rows = await fetch_page(request.app[RUNTIME].pool, KEYS_LISTING, limit, cursor)
     return web.json_response(page([key_json(r) for r in rows], rows, limit, "id"))
 
 

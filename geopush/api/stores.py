@@ -14,9 +14,8 @@ from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, STORE, documented, 
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Finite, NonBlank, RequestBody, TimeZone
-from geopush.places.stores import COLUMNS as _COLUMNS
 from geopush.places.stores import LISTING as _LISTING
-from geopush.places.stores import create_store, parse_store, update_store
+from geopush.places.stores import create_store, parse_store, store_row, update_store
 from geopush.places.stores import delete_store as remove_store
 from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts
@@ -90,11 +89,7 @@ async def list_stores(request: web.Request) -> web.Response:
 
 @documented("One store", auth=BY_MARKETER, response=STORE)
 async def get_store(request: web.Request) -> web.Response:
-    row = await request.app[RUNTIME].pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM stores WHERE store_id = $1", path_id(request, "store_id", "store"),
-    )
-    if row is None:
-        raise not_found("store")
+    row = await store_row(request.app[RUNTIME].pool, path_id(request, "store_id", "store"))
     return web.json_response(store_json(row))
 
 

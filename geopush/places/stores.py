@@ -17,7 +17,7 @@ import asyncpg
 from geopush.campaigns.errors import OfferError
 from geopush.campaigns.opening_hours import parse_opening_hours
 from geopush.config import is_timezone
-from geopush.errors import Conflict
+from geopush.errors import Conflict, NotFound
 from geopush.store.geofence_index import notify_changed
 from geopush.store.keyset import Listing
 from geopush.validate import field_error, get_number, get_str
@@ -129,3 +129,11 @@ async def delete_store(conn: asyncpg.Connection, store_id: UUID) -> bool:
     await conn.execute(_UNLINK, store_id)
     await notify_changed(conn)  # its geofences lose their store
     return True
+
+
+async def store_row(conn: asyncpg.Connection | asyncpg.Pool, store_id: UUID) -> asyncpg.Record:
+    """The store; `NotFound` when there is none."""
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM stores WHERE store_id = $1", store_id)
+    if row is None:
+        raise NotFound("store")
+    return row

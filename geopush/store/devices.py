@@ -89,3 +89,10 @@ async def set_leaderboard_consent(conn: asyncpg.Connection, device_id: UUID,
     await conn.execute(_LOG_LEADERBOARD, device_id, leaderboard)
     row: asyncpg.Record = await conn.fetchrow(_ONE, device_id)
     return row
+
+
+async def device_by_token_hash(pool: asyncpg.Pool, digest: bytes) -> UUID | None:
+    """The device whose token hashes to `digest` (None: unknown or erased)."""
+    device_id: UUID | None = await pool.fetchval(
+        "SELECT device_id FROM devices WHERE token_hash = $1", digest)
+    return device_id
