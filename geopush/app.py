@@ -12,10 +12,11 @@ from datetime import datetime
 from aiohttp import web
 
 from geopush.api import devices, geofences, health, keys, offers, pings, stores
+from geopush.api.auth import role_middleware
 from geopush.api.errors import error_middleware
+from geopush.api.runtime import RUNTIME, Runtime, utc_now
 from geopush.config import Config
 from geopush.identity import CustomerLinkKeys
-from geopush.runtime import RUNTIME, Runtime
 from geopush.store.database import create_pool, resolve_database_url
 from geopush.store.geofence_index import LiveGeofenceIndex
 from geopush.store.keys import hash_secret
@@ -68,7 +69,8 @@ def create_app(config: Config, *, database_url: str | None = None,
 
     `limits_clock` replaces the database clock of the registration limits (tests only)."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes,
+        middlewares=[error_middleware, role_middleware],
+        client_max_size=config.limits.max_body_bytes,
         # aiohttp refuses a header field over 8 KiB itself, with a plain-text 400 the
         # error middleware never sees; up to this size it reaches the handlers, so an
         # oversized Authorization header gets the JSON 401 like any other bad key.
@@ -92,18 +94,17 @@ def create_app(config: Config, *, database_url: str | None = None,
         fences = LiveGeofenceIndex(buffer_m=config.geo.exit_buffer_m)
         await fences.reload(pool)
         bootstrap = config.auth.bootstrap_admin_key
-        rt = Runtime(config=config, pool=pool, fences=fences,
+        from geopush.insights.mining_pool import MiningPool
+        from geopush.insights.refresh import RulesRefresher
+
+        miner = MiningPool()
+        rt = Runtime(config=config, pool=pool, fences=fences, miner=miner,
+                     rules=RulesRefresher(miner, url, config, utc_now), database_url=url,
                      bootstrap_admin_hash=hash_secret(bootstrap) if bootstrap else None,
                      link_keys=CustomerLinkKeys.from_config(
                          config.auth.customer_link_secret,
                          config.auth.customer_link_public_key_file),
                      limits_clock=limits_clock)
-        from geopush.insights.mining_pool import MiningPool
-        from geopush.insights.refresh import RulesRefresher
-
-        rt.database_url = url
-        rt.miner = MiningPool()
-        rt.rules = RulesRefresher(rt.miner, url, config, rt.now)
         app[RUNTIME] = rt
         tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
         # Always: the sweeper and retention run on every node; the sender only where

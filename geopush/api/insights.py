@@ -13,14 +13,13 @@ from uuid import UUID
 
 from aiohttp import web
 
-from geopush.api.auth import MARKETER, require_role
 from geopush.api.body import field_error, parse_time, query_int
 from geopush.api.openapi import BY_MARKETER, SINCE, STORE_ID, Query, documented, int_query
+from geopush.api.runtime import RUNTIME
 from geopush.insights.audiences import cross_sell_audiences, stored_rules, upsell
 from geopush.insights.basket_data import LEVELS
 from geopush.insights.basket_rules import configured_params, lookback_start, mine_job
 from geopush.insights.rules import Rule, RuleParams
-from geopush.runtime import RUNTIME
 from geopush.timefmt import format_ts
 
 #: Most rules one answer lists (best lift first); `truncated` tells when more passed.
@@ -83,7 +82,6 @@ async def _query(request: web.Request, level: str, params: RuleParams, since: da
             errors=(429,))
 async def get_basket_rules(request: web.Request) -> web.Response:
     """`GET /v1/insights/basket`: rules mined now over the baskets asked for."""
-    await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
     level = request.query.get("level", "category")
     if level not in LEVELS:
@@ -116,7 +114,6 @@ async def get_cross_sell(request: web.Request) -> web.Response:
     with it, they are mined now over that store's baskets with the same thresholds. The
     audience is over every purchase, as an offer's audience check reads it.
     """
-    await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
     limit = query_int(request, "limit", rt.config.insights.cross_sell_rules, 1, 100)
     store_id = _query_store(request)
@@ -143,7 +140,6 @@ async def get_cross_sell(request: web.Request) -> web.Response:
             query=(STORE_ID, SINCE))
 async def get_upsell(request: web.Request) -> web.Response:
     """`GET /v1/insights/upsell`: average baskets per FRAT segment, per category."""
-    await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
     since = _query_since(request, lookback_start(rt.config, rt.now()))
     return web.json_response(await upsell(rt.pool, since, _query_store(request)))
@@ -152,7 +148,6 @@ async def get_upsell(request: web.Request) -> web.Response:
 @documented("Mine the rules the decisions use, now", auth=BY_MARKETER)
 async def post_recompute(request: web.Request) -> web.Response:
     """`POST /v1/insights/recompute`: mine the rules the decisions use now; the summary."""
-    await require_role(request, *MARKETER)
     return web.json_response(await request.app[RUNTIME].rules.recompute())
 
 

@@ -21,8 +21,8 @@ from aiohttp import web
 from geopush.api.auth import Principal
 from geopush.api.client_address import client_address
 from geopush.api.errors import ApiError
+from geopush.api.runtime import RUNTIME
 from geopush.api.token_buckets import retry_after
-from geopush.runtime import RUNTIME
 from geopush.store.rate_windows import Limit, hit
 
 WINDOW_S = 60.0

@@ -29,7 +29,7 @@ from geopush.errors import Forbidden, Unauthorized
 from geopush.geo.filters import LastFix, PingRules, filter_pings
 from geopush.geo.index import SMALL_BATCH
 from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitRules, advance
-from geopush.ingest.decisions import DecisionSummary, decide_events
+from geopush.ingest.decisions import DecisionSummary, decide_events, decide_offers
 from geopush.loyalty.checkins import LoyaltyTally, record_checkins
 from geopush.store.geofence_index import LiveGeofenceIndex
 from geopush.timefmt import format_ts
@@ -172,7 +172,8 @@ async def process_batch(
     summary = DecisionSummary()
     loyalty = LoyaltyTally()
     if events:
-        loyalty = await record_checkins(conn, config, device, events, event_ids, store_of, now)
+        loyalty = await record_checkins(conn, config, device, events, event_ids, store_of, now,
+                                        decide_offers)
         summary = await decide_events(conn, config, store_of, device, events, event_ids, now)
     return BatchResult(response=response, events=events, decisions=summary, loyalty=loyalty)
 
