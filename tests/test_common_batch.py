@@ -9,9 +9,9 @@ from uuid import UUID
 
 import pytest
 
+from geopush.api.runtime import RUNTIME
 from geopush.errors import Forbidden, Unauthorized
 from geopush.ingest.pipeline import common_batch, prejudge, process_batch
-from geopush.runtime import RUNTIME
 from tests.api_client import Api, Device, iso, offset_m
 from tests.conftest import RunningServer, unique_token
 
@@ -89,12 +89,14 @@ def _scenarios(now: datetime, lat: float, lon: float
                                          {"lat": "x"}, ping(t + timedelta(seconds=20)),
                                          ping(now + timedelta(hours=1))]),
         "all_refused_alone": ([ping(t)], [ping(t, accuracy_m=500)]),
+        "too_frequent": ([ping(t)], [ping(t + timedelta(milliseconds=500)),
+                                     ping(t + timedelta(seconds=5))]),
     }
 
 
 @pytest.mark.parametrize("where", ["far", "in_fence"])
 @pytest.mark.parametrize("name", ["out_of_order", "implausible_speed", "speed_near_the_limit",
-                                  "mixed_rejections", "all_refused_alone"])
+                                  "mixed_rejections", "all_refused_alone", "too_frequent"])
 async def test_answers_and_rows_are_the_full_paths(server: RunningServer, api: Api, db: Any,
                                                    name: str, where: str) -> None:
     """Far from fences the common batch answers; in a fence the full path reuses what was

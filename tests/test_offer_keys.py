@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
 from geopush.store.offer_keys import LiveOfferKeys
 from tests.api_client import Api, walk
 from tests.conftest import ADMIN_KEY, RunningServer, unique_token

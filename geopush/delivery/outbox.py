@@ -236,3 +236,9 @@ async def finish(
         )
     if deactivate:
         await conn.execute(_DEACTIVATE, [d for d, _ in deactivate], [t for _, t in deactivate])
+
+
+async def outbox_depth(pool: asyncpg.Pool) -> int:
+    """Deliveries queued and not yet finished (the `geopush_outbox_depth` gauge)."""
+    depth: int = await pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'queued'")
+    return depth

@@ -41,7 +41,7 @@ from geopush.geo.filters import (
 )
 from geopush.geo.index import SMALL_BATCH
 from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitRules, advance
-from geopush.ingest.decisions import DecisionSummary, decide_events
+from geopush.ingest.decisions import DecisionSummary, decide_events, decide_offers
 from geopush.loyalty.checkins import LoyaltyTally, record_checkins
 from geopush.store.database import release_without_reset
 from geopush.store.geofence_index import LiveGeofenceIndex
@@ -50,7 +50,7 @@ from geopush.timefmt import format_ts
 
 _BEGIN = "SELECT * FROM geopush_begin_batch($1, $2)"
 # The common batch, whole, in one autocommit statement (migration 0050).
-_COMMON = "SELECT * FROM geopush_common_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_COMMON = "SELECT * FROM geopush_common_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 # Everything a batch writes, in one statement (data-modifying CTEs all run, in one snapshot;
 # the rows they touch are disjoint: the visits closed and those opened or changed differ).
 _WRITE = """
@@ -60,7 +60,8 @@ WITH new_pings AS (
                              $6::float8[])
     ON CONFLICT DO NOTHING
 ), last_fix AS (
-    UPDATE devices SET last_ping_ts = $7, last_lat = $8, last_lon = $9
+    UPDATE devices SET last_ping_ts = $7, last_lat = $8, last_lon = $9,
+                       recent_enters = $22
     WHERE device_id = $1 AND $7::timestamptz IS NOT NULL
 ), closed AS (
     DELETE FROM visits WHERE device_id = $1 AND geofence_id = ANY($10::uuid[])
@@ -106,12 +107,14 @@ def ping_rules(config: Config) -> PingRules:
     return PingRules(
         future_skew_s=g.future_skew_s, max_ping_age_s=g.max_ping_age_s,
         max_accuracy_m=g.max_accuracy_m, max_speed_mps=g.max_speed_mps,
+        min_ping_interval_s=g.min_ping_interval_s,
     )
 
 
 def visit_rules(config: Config) -> VisitRules:
     return VisitRules(visit_timeout_s=config.geo.visit_timeout_s,
-                      exit_buffer_m=config.geo.exit_buffer_m)
+                      exit_buffer_m=config.geo.exit_buffer_m,
+                      max_enters_per_hour=config.geo.max_enters_per_hour)
 
 
 def event_json(event: VisitEvent) -> dict[str, Any]:
@@ -197,7 +200,7 @@ async def common_batch(
         _COMMON, device_id, batch_id,
         [p.ts for p in accepted], [p.lat for p in accepted], [p.lon for p in accepted],
         [p.accuracy_m for p in accepted], [p.speed_mps for p in accepted],
-        config.geo.max_speed_mps, response,
+        config.geo.max_speed_mps, config.geo.min_ping_interval_s, response,
     )
     status = row["status"]
     if status == "unknown_device":
@@ -236,6 +239,8 @@ class BatchPlan:
     response: dict[str, Any]
     store_of: dict[str, str | None]
     event_ids: list[UUID]
+    # Device times of the enters within the last hour (the enter bound of SPEC section 10).
+    recent_enters: list[datetime] = field(default_factory=list)
 
 
 async def process_batch(
@@ -274,7 +279,7 @@ async def process_batch(
     loyalty = LoyaltyTally()
     if plan.events:
         loyalty = await record_checkins(conn, config, device, plan.events, plan.event_ids,
-                                        plan.store_of, now)
+                                        plan.store_of, now, decide_offers)
         summary = await decide_events(conn, config, plan.store_of, device, plan.events,
                                       plan.event_ids, now, offer_keys)
     return BatchResult(response=plan.response, events=plan.events, decisions=summary,
@@ -311,15 +316,16 @@ def plan_batch(
     events: list[VisitEvent] = []
     closed: list[str] = []
     changed: list[OpenVisit] = []
+    recent_enters: list[datetime] = list(device["recent_enters"])
     if filtered.accepted:
-        events, closed, changed = _advance_visits(fences, config, device, begun,
-                                                  filtered.accepted, located)
+        events, closed, changed, recent_enters = _advance_visits(
+            fences, config, device, begun, filtered.accepted, located)
     store_of = {
         e.geofence_id: info.store_id for e in events if (info := fences.info.get(e.geofence_id))
     }
     return BatchPlan(filtered=filtered, events=events, closed=closed, changed=changed,
                      response=batch_answer(filtered, events), store_of=store_of,
-                     event_ids=[uuid.uuid4() for _ in events])
+                     event_ids=[uuid.uuid4() for _ in events], recent_enters=recent_enters)
 
 
 async def _write_batch(conn: asyncpg.Connection, device_id: UUID, batch_id: str | None,
@@ -339,7 +345,7 @@ async def _write_batch(conn: asyncpg.Connection, device_id: UUID, batch_id: str 
         plan.event_ids, [e.geofence_id for e in events],
         [plan.store_of.get(e.geofence_id) for e in events],
         [str(e.type) for e in events], [e.ts for e in events],
-        batch_id, plan.response,
+        batch_id, plan.response, plan.recent_enters,
     )
 
 
@@ -360,9 +366,10 @@ def _advance_visits(
     begun: asyncpg.Record,
     accepted: list[Ping],
     located: tuple[list[frozenset[str]], list[frozenset[str]]] | None = None,
-) -> tuple[list[VisitEvent], list[str], list[OpenVisit]]:
+) -> tuple[list[VisitEvent], list[str], list[OpenVisit], list[datetime]]:
     """SPEC section 3 over the accepted pings: (events, visits closed, visits opened or
-    changed). `located`: the pings' (inside, near) sets if already matched."""
+    changed, the device times of the enters of the last hour). `located`: the pings'
+    (inside, near) sets if already matched."""
     rules = visit_rules(config)
     if located is None:
         lons, lats = _coordinates(accepted)
@@ -376,11 +383,12 @@ def _advance_visits(
             begun["visit_inside"], strict=True,
         ):
             before[str(gid)] = OpenVisit(str(gid), entered, dwell, last_inside)
-    state = DeviceVisits(last_ts=device["last_ping_ts"], open=dict(before))
+    state = DeviceVisits(last_ts=device["last_ping_ts"], open=dict(before),
+                         recent_enters=tuple(device["recent_enters"]))
     after, events = advance(state, steps, fences.dwell_s, rules)
     closed = [gid for gid in before if gid not in after.open]
     changed = [v for gid, v in after.open.items() if before.get(gid) != v]
-    return events, closed, changed
+    return events, closed, changed, list(after.recent_enters)
 
 
 async def insert_events(

@@ -5,8 +5,9 @@ whose `last_ping_ts` stays: a time is not a place, and ingest still orders pings
 idempotency answers of ping batches (at most a week: a client retries within minutes), and
 the rate limits' finished windows, consent changes past `[privacy] consent_log_retention_days`
 (each device's latest stays), suppressed decisions past `[privacy] decision_retention_days`
-(folded into per-day counts that offer stats add back), and spent customer proofs once
-they could no longer link anyway.
+(folded into per-day counts that offer stats add back), visit events past
+`[privacy] event_retention_days` (folded into per-day counts per geofence and type, in
+`events_daily`), and spent customer proofs once they could no longer link anyway.
 
 `pings` is partitioned by the hour of `ts` (migration 0007): an expired hour is dropped as a
 whole partition, which costs the same for a thousand rows as for a billion, instead of being
@@ -105,6 +106,22 @@ WITH gone AS (
 SELECT count(*) FROM gone
 """
 
+# Visit events past their retention, folded into per-day counts in the same statement.
+_PRUNE_EVENTS = """
+WITH gone AS (
+    DELETE FROM events WHERE ctid IN (
+        SELECT ctid FROM events WHERE created_at < now() - make_interval(days => $1) LIMIT $2)
+    RETURNING geofence_id, type, store_id, (ts AT TIME ZONE 'UTC')::date AS day
+), folded AS (
+    INSERT INTO events_daily (day, geofence_id, type, store_id, events)
+    SELECT day, geofence_id, type, (array_agg(store_id))[1], count(*)
+    FROM gone GROUP BY day, geofence_id, type
+    ON CONFLICT (day, geofence_id, type) DO UPDATE
+    SET events = events_daily.events + EXCLUDED.events
+)
+SELECT count(*) FROM gone
+"""
+
 
 @dataclass(frozen=True)
 class RetentionRound:
@@ -117,6 +134,7 @@ class RetentionRound:
     link_proofs: int = 0
     consent_log: int = 0
     decisions: int = 0
+    events: int = 0
     partitions_created: int = 0
     skipped: bool = False
 
@@ -148,6 +166,8 @@ async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
                                            config.privacy.consent_log_retention_days),
                 decisions=await _chunked(conn, _PRUNE_SUPPRESSED,
                                          config.privacy.decision_retention_days),
+                events=await _chunked(conn, _PRUNE_EVENTS,
+                                      config.privacy.event_retention_days),
                 partitions_created=await ensure_ping_partitions(conn, now),
             )
         finally:

@@ -8,7 +8,8 @@
 -- The caller filtered the pings as if the device had no last fix (SPEC section 2's
 -- per-ping checks, then order and speed among the batch's own pings). That is the full
 -- path's answer exactly when the earliest accepted ping passes the checks against the real
--- last fix: later than it, and slower than [geo] max_speed_mps from it. Speed is judged
+-- last fix: later than it by [geo] min_ping_interval_s at least, and slower than
+-- [geo] max_speed_mps from it. Speed is judged
 -- here on a sphere (haversine) with a 1 % margin that covers the ellipsoid; anything
 -- closer to the limit, an open visit, or an earlier ping answers 'full' without writing,
 -- and the caller runs the full path.
@@ -17,7 +18,8 @@
 -- answer), 'full' (nothing written) or 'done' (written, committed with the statement).
 CREATE FUNCTION geopush_common_batch(
     p_device uuid, p_batch text, p_ts timestamptz[], p_lat float8[], p_lon float8[],
-    p_accuracy float8[], p_speed float8[], p_max_speed float8, p_response jsonb)
+    p_accuracy float8[], p_speed float8[], p_max_speed float8, p_min_interval float8,
+    p_response jsonb)
 RETURNS TABLE (status text, prior jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -54,12 +56,12 @@ BEGIN
         RETURN;
     END IF;
     IF d.last_ping_ts IS NOT NULL THEN
-        IF p_ts[1] <= d.last_ping_ts THEN
+        elapsed := extract(epoch FROM p_ts[1] - d.last_ping_ts);
+        IF p_ts[1] <= d.last_ping_ts OR elapsed < p_min_interval THEN
             RETURN QUERY SELECT 'full'::text, NULL::jsonb;
             RETURN;
         END IF;
         IF d.last_lat IS NOT NULL AND d.last_lon IS NOT NULL THEN
-            elapsed := extract(epoch FROM p_ts[1] - d.last_ping_ts);
             dist := 2 * 6371008.8 * asin(least(1.0, sqrt(
                 sin(radians(p_lat[1] - d.last_lat) / 2) ^ 2
                 + cos(radians(d.last_lat)) * cos(radians(p_lat[1]))
