@@ -80,8 +80,8 @@ GROUP BY offer_id
 # free for the next visit.
 _CONTACTED = """
 outcome = 'control' OR (outcome = 'queued' AND NOT EXISTS (
-    SELECT 1 FROM deliveries v WHERE v.decision_id = decisions.decision_id
-    AND v.status IN ('cancelled', 'failed')))
+    SELECT 1 FROM deliveries v WHERE v.device_id = decisions.device_id
+    AND v.decision_id = decisions.decision_id AND v.status IN ('cancelled', 'failed')))
 """
 _LAST_CONTACT_CUSTOMER = f"""
 SELECT offer_id, max(decided_at) AS at FROM decisions

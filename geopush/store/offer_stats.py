@@ -44,12 +44,15 @@ SELECT ARRAY(
 ) AS store_ids
 FROM offers o WHERE o.offer_id = $1
 """
+# The pruned counts are joined, not a subquery in the select list: Citus cannot push one
+# down beside aggregates.
 _DECISIONS = """
-SELECT count(DISTINCT event_id) + count(*) FILTER (WHERE event_id IS NULL)
-           + (SELECT coalesce(sum(events), 0)::bigint FROM decisions_pruned WHERE offer_id = $1)
-           AS triggered,
-       count(*) FILTER (WHERE outcome = 'control') AS control
-FROM decisions WHERE offer_id = $1
+SELECT live.triggered + pruned.events AS triggered, live.control
+FROM (SELECT count(DISTINCT event_id) + count(*) FILTER (WHERE event_id IS NULL) AS triggered,
+             count(*) FILTER (WHERE outcome = 'control') AS control
+      FROM decisions WHERE offer_id = $1) AS live,
+     (SELECT coalesce(sum(events), 0)::bigint AS events FROM decisions_pruned
+      WHERE offer_id = $1) AS pruned
 """
 # Live suppressed decisions, plus those retention folded into per-day counts.
 _SUPPRESSED = """
