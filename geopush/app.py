@@ -27,6 +27,7 @@ MAX_HEADER_FIELD_BYTES = 64 * 1024
 
 def _route_modules() -> list:
     from geopush.api import (
+        alerts,
         challenges,
         crm,
         deliveries,
@@ -45,7 +46,8 @@ def _route_modules() -> list:
             pages, ops_timeseries, offer_daily,
             insights,
             reference,
-            loyalty, challenges]
+            loyalty, challenges,
+            alerts]
 
 
 def _freeze_startup_objects() -> None:

@@ -339,6 +339,39 @@ class LoyaltyConfig(_Section):
         return dict(sorted(value.items(), key=lambda item: item[1]))
 
 
+class AlertsConfig(_Section):
+    """Store alerts (SPEC sections 14 and 15): signed JSON POSTs to a store's `alert_url`."""
+
+    # HMAC-SHA256 key of `X-Geopush-Signature`; without it alerts stay queued, unsigned
+    # alerts are never sent.
+    signing_secret: str = ""
+    # Destinations on loopback or a private network are refused (SSRF) unless this is true:
+    # tests and demos on one machine need it, production should not.
+    allow_private_addresses: bool = False
+    batch_size: int = Field(50, ge=1, le=500)
+    max_concurrency: int = Field(10, ge=1, le=200)
+    max_attempts: int = Field(8, ge=1, le=100)
+    retry_base_s: float = Field(1.0, gt=0)
+    retry_cap_s: float = Field(300.0, gt=0)
+    lease_s: float = Field(30.0, gt=0)
+    poll_interval_s: float = Field(1.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _strong_signing_secret(cls, value: str) -> str:
+        if value and len(value.encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
+        return value
+
+    @field_validator("retry_cap_s")
+    @classmethod
+    def _alert_cap_not_below_base(cls, value: float, info: ValidationInfo) -> float:
+        if value < info.data.get("retry_base_s", 0):
+            raise ValueError("must be at least retry_base_s")
+        return value
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -353,6 +386,7 @@ class Config(_Section):
     limits: LimitsConfig = LimitsConfig()
     console: ConsoleConfig = ConsoleConfig()
     loyalty: LoyaltyConfig = LoyaltyConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs and the dashboard, secrets hidden."""
@@ -361,6 +395,8 @@ class Config(_Section):
             data["auth"]["bootstrap_admin_key"] = "***"
         if data["auth"]["customer_link_secret"]:
             data["auth"]["customer_link_secret"] = "***"
+        if data["alerts"]["signing_secret"]:
+            data["alerts"]["signing_secret"] = "***"
         if "@" in data["database"]["url"]:
             data["database"]["url"] = "***"
         return data

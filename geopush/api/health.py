@@ -49,6 +49,11 @@ async def metrics_text(request: web.Request) -> web.Response:
                 "SELECT count(*) FROM deliveries WHERE status = 'queued'"
             )
         metrics.OUTBOX_DEPTH.set(depth)
+        async with asyncio.timeout(1):
+            alerts = await rt.pool.fetchval(
+                "SELECT count(*) FROM store_alerts WHERE status = 'queued'"
+            )
+        metrics.ALERTS_OUTBOX_DEPTH.set(alerts)
     except Exception:  # the gauge keeps its last value; metrics answer without the database
         pass
     body = metrics.exposition()

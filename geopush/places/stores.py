@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.alerts.destination import url_problem
 from geopush.campaigns.errors import OfferError
 from geopush.campaigns.opening_hours import parse_opening_hours
 from geopush.config import is_timezone
@@ -22,7 +23,7 @@ from geopush.store.geofence_index import notify_changed
 from geopush.validate import field_error, get_number, get_str
 
 COLUMNS = ("store_id, external_id, name, timezone, lat, lon, opening_hours, categories,"
-           " created_at, updated_at")
+           " created_at, updated_at, alert_url")
 
 # Point a store's transactions at it, and release those that named it under another
 # external_id (an edit that renamed the store).
@@ -70,6 +71,15 @@ def parse_store(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
         if not isinstance(cats, list) or not all(isinstance(c, str) and c for c in cats):
             raise field_error("categories", "must be a list of category names")
         out["categories"] = cats
+    if "alert_url" in body:
+        url = body["alert_url"]
+        if url is not None:
+            if not isinstance(url, str):
+                raise field_error("alert_url", "must be a URL or null")
+            problem = url_problem(url)
+            if problem is not None:
+                raise field_error("alert_url", problem)
+        out["alert_url"] = url
     return out
 
 
