@@ -372,6 +372,25 @@ class AlertsConfig(_Section):
         return value
 
 
+class FeedbackConfig(_Section):
+    """Service quality and its recovery (SPEC section 14)."""
+
+    # A feedback request goes out this long after the exit it answers.
+    delay_s: int = Field(600, ge=0, le=86_400)
+    # At most one feedback request per customer (or device) in this many days.
+    min_days_between: int = Field(14, ge=0, le=365)
+    # POST /v1/feedback needs a verified visit (a dwell) at the store this recently.
+    window_days: int = Field(7, ge=1, le=90)
+    # The expectation of a dimension no customer gave one for (scores are 1-5).
+    standard: float = Field(4.0, ge=1, le=5)
+    # An overall score at or below this opens a case.
+    recovery_threshold: int = Field(2, ge=1, le=5)
+    # A case is recovered by a verified visit within this many days after it opened.
+    recovery_window_days: int = Field(30, ge=1, le=365)
+    # A case resolved within this many seconds of opening is within the SLA.
+    recovery_sla_s: int = Field(3600, ge=60)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -387,6 +406,7 @@ class Config(_Section):
     console: ConsoleConfig = ConsoleConfig()
     loyalty: LoyaltyConfig = LoyaltyConfig()
     alerts: AlertsConfig = AlertsConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs and the dashboard, secrets hidden."""
