@@ -39,6 +39,7 @@ def _route_modules() -> list:
         ops_timeseries,
         pages,
         reference,
+        service,
     )
 
     return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
@@ -47,7 +48,7 @@ def _route_modules() -> list:
             insights,
             reference,
             loyalty, challenges,
-            alerts]
+            alerts, service]
 
 
 def _freeze_startup_objects() -> None:

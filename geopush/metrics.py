@@ -69,6 +69,12 @@ ALERTS_OUTBOX_DEPTH = Gauge("geopush_alerts_outbox_depth", "Store alerts queued 
 ALERT_ATTEMPTS = Counter("geopush_alert_attempts", "Store alert POST attempts, by the status"
                          " they left the alert in and its reason", ["status", "reason"],
                          registry=REGISTRY)
+# Service quality (SPEC section 14): answers by overall score, and cases by the status they
+# entered (open when a low score opens one).
+FEEDBACK = Counter("geopush_feedback", "Feedback answers, by overall score", ["overall"],
+                   registry=REGISTRY)
+CASES = Counter("geopush_cases", "Service recovery cases, by the status they entered",
+                ["status"], registry=REGISTRY)
 
 # The series a dashboard or alert rates from the start exist at 0 before the first ping,
 # rather than appearing only once something happened.
