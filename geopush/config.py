@@ -356,6 +356,8 @@ class AlertsConfig(_Section):
     lease_s: float = Field(30.0, gt=0)
     poll_interval_s: float = Field(1.0, gt=0)
     timeout_s: float = Field(10.0, gt=0, le=120)
+    # Finished alerts (they carry names and comments) are deleted after this many days.
+    retention_days: int = Field(30, ge=1)
 
     @field_validator("signing_secret")
     @classmethod
@@ -389,6 +391,8 @@ class FeedbackConfig(_Section):
     recovery_window_days: int = Field(30, ge=1, le=365)
     # A case resolved within this many seconds of opening is within the SLA.
     recovery_sla_s: int = Field(3600, ge=60)
+    # Answers lose their comment and who gave them after this many days; scores stay.
+    comment_retention_days: int = Field(365, ge=1)
 
 
 class Config(_Section):

@@ -15,6 +15,23 @@ import asyncpg
 
 ERASED_DEVICE = UUID(int=0)
 
+
+def _service_statements(column: str) -> tuple[str, ...]:
+    """SPEC section 14: the comment goes; answers, cases and store alerts lose who they were
+    about; an alert not yet sent is never sent (it carries the comment and first name)."""
+    return (
+        "UPDATE feedback_responses SET device_id = NULL, customer_id = NULL, comment = NULL"
+        f" WHERE {column} = $1",
+        f"UPDATE service_cases SET device_id = NULL, customer_id = NULL WHERE {column} = $1",
+        "UPDATE store_alerts SET device_id = NULL, customer_id = NULL,"
+        " body = jsonb_build_object('id', body -> 'id', 'type', body -> 'type',"
+        " 'store_id', body -> 'store_id', 'erased', true),"
+        " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
+        " finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,"
+        " status = CASE WHEN status = 'queued' THEN 'failed' ELSE status END"
+        f" WHERE {column} = $1",
+    )
+
 _ANONYMIZE_DEVICE = (
     "UPDATE deliveries SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,"
     " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
@@ -30,6 +47,7 @@ _ANONYMIZE_DEVICE = (
     "DELETE FROM ping_batches WHERE device_id = $1",
     "DELETE FROM consent_log WHERE device_id = $1",
     "DELETE FROM devices WHERE device_id = $1",
+    *_service_statements("device_id"),
 )
 
 
@@ -104,4 +122,5 @@ _ERASE_CUSTOMER = (
     " WHERE subject = 'c:' || $1",
     "UPDATE challenge_completions SET subject = NULL, customer_id = NULL, device_id = NULL"
     " WHERE subject = 'c:' || $1",
+    *_service_statements("customer_id"),
 )
