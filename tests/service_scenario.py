@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,3 +51,16 @@ async def visit(api: Api, shop: RatedStore, device: Device, start: datetime | No
     path += walk(shop.lat, shop.lon, 200, 400, 4, after)
     reply = (await api.pings(device, path)).ok(202)
     return reply["events"]
+
+
+async def wait_until(check: Callable[[], Awaitable[Any]], within: float = 5.0,
+                     every: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(every)

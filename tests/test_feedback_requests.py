@@ -13,8 +13,8 @@ from geopush.emulator.thread import EmulatorThread
 from geopush.timefmt import parse_rfc3339
 from tests.api_client import Api, emulator_messages
 from tests.conftest import ADMIN_KEY, unique_token
-from tests.delivery_scenario import sections, wait_until
-from tests.service_scenario import FR_EN, rated_store, visit
+from tests.delivery_scenario import sections
+from tests.service_scenario import FR_EN, rated_store, visit, wait_until
 
 
 async def _feedback_offer(api: Api, store_id: str) -> dict[str, Any]:

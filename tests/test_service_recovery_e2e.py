@@ -14,9 +14,9 @@ from geopush.emulator.thread import EmulatorThread
 from tests.alert_receiver import SIGNING_SECRET, AlertReceiver
 from tests.api_client import Api, emulator_messages, metric_value
 from tests.conftest import ADMIN_KEY, unique_token
-from tests.delivery_scenario import sections, wait_until
+from tests.delivery_scenario import sections
 from tests.loyalty_scenario import import_customers
-from tests.service_scenario import rated_store, visit
+from tests.service_scenario import rated_store, visit, wait_until
 
 SORRY = {
     "default_locale": "en",

@@ -16,7 +16,7 @@ from geopush.api.auth import STATS, require_role
 from geopush.api.body import field_error
 from geopush.api.openapi import BY_STATS, PAGE, STORE_ID, documented, obj, page_of, text_queries
 from geopush.api.pagination import page, page_params
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
 from geopush.timefmt import format_ts_or_none
 
 _STATUSES = ("queued", "sent", "failed")

@@ -8,9 +8,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from geopush import metrics
+from geopush.alerts.outbox import depth as alerts_depth
 from geopush.api.errors import error_response
 from geopush.api.openapi import documented
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
+from geopush.delivery.outbox import outbox_depth
 from geopush.store.migrations import pending
 
 
@@ -45,15 +47,10 @@ async def metrics_text(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     try:
         async with asyncio.timeout(1):
-            depth = await rt.pool.fetchval(
-                "SELECT count(*) FROM deliveries WHERE status = 'queued'"
-            )
+            depth = await outbox_depth(rt.pool)
         metrics.OUTBOX_DEPTH.set(depth)
-        async with asyncio.timeout(1):
-            alerts = await rt.pool.fetchval(
-                "SELECT count(*) FROM store_alerts WHERE status = 'queued'"
-            )
-        metrics.ALERTS_OUTBOX_DEPTH.set(alerts)
+        async with asyncio.timeout(1), rt.pool.acquire() as conn:
+            metrics.ALERTS_OUTBOX_DEPTH.set(await alerts_depth(conn))
     except Exception:  # the gauge keeps its last value; metrics answer without the database
         pass
     body = metrics.exposition()

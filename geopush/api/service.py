@@ -28,8 +28,8 @@ from geopush.api.openapi import (
     text_queries,
 )
 from geopush.api.pagination import page, page_params
+from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, RequestBody, Text, Whole
-from geopush.runtime import RUNTIME
 from geopush.service.cases import COLUMNS as CASE_COLUMNS
 from geopush.service.cases import (
     STATUSES,
