@@ -29,6 +29,7 @@ MAX_HEADER_FIELD_BYTES = 64 * 1024
 
 def _route_modules() -> list:
     from geopush.api import (
+        alerts,
         challenges,
         crm,
         deliveries,
@@ -40,6 +41,7 @@ def _route_modules() -> list:
         ops_timeseries,
         pages,
         reference,
+        service,
     )
 
     return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
@@ -47,7 +49,8 @@ def _route_modules() -> list:
             pages, ops_timeseries, offer_daily,
             insights,
             reference,
-            loyalty, challenges]
+            loyalty, challenges,
+            alerts, service]
 
 
 def _freeze_startup_objects() -> None:

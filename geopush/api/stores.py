@@ -34,6 +34,9 @@ OpeningHours = Annotated[
                       " an interval whose end is not after its start runs past midnight"),
 ]
 
+AlertUrl = Annotated[str, Field(max_length=2000, description="Where store alerts are POSTed"
+                                " (SPEC section 15): https, or http on a loopback host")]
+
 
 class StoreCreate(RequestBody):
     external_id: Annotated[str, NonBlank(200)]
@@ -42,6 +45,7 @@ class StoreCreate(RequestBody):
     location: Location
     opening_hours: OpeningHours | None = None
     categories: list[Annotated[str, NonBlank(100)]] | None = None
+    alert_url: AlertUrl | None = None
 
 
 class StorePatch(RequestBody):
@@ -53,6 +57,7 @@ class StorePatch(RequestBody):
     location: Location = None  # type: ignore[assignment]
     opening_hours: OpeningHours | None = None
     categories: list[Annotated[str, NonBlank(100)]] | None = None
+    alert_url: AlertUrl | None = None
 
 
 def store_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -66,6 +71,7 @@ def store_json(row: asyncpg.Record) -> dict[str, Any]:
         "categories": list(row["categories"]),
         "created_at": format_ts(row["created_at"]),
         "updated_at": format_ts(row["updated_at"]),
+        "alert_url": row["alert_url"],
     }
 
 

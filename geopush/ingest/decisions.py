@@ -33,7 +33,7 @@ from geopush.campaigns.decide import (
     local_day_start,
 )
 from geopush.campaigns.templates import render
-from geopush.codes import EventType, Outcome, Segment
+from geopush.codes import EventType, Outcome, Segment, Trigger
 from geopush.config import Config
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.geo.visits import VisitEvent
@@ -101,6 +101,22 @@ _SENT_TODAY_DEVICE = """
 SELECT count(*) FROM deliveries
 WHERE device_id = $1 AND created_at >= $2 AND status IN ('queued', 'sent')
 """
+# The subject's last feedback request (SPEC section 14: at most one per min_days_between).
+_LAST_FEEDBACK = f"""
+SELECT max(decided_at) FROM decisions
+WHERE {{subject}} = $1 AND decided_at >= $2
+  AND offer_id IN (SELECT offer_id FROM offers WHERE trigger = 'feedback')
+  AND ({_CONTACTED})
+"""
+_LAST_FEEDBACK_CUSTOMER = _LAST_FEEDBACK.format(subject="customer_id")
+_LAST_FEEDBACK_DEVICE = _LAST_FEEDBACK.format(subject="device_id")
+# A feedback request waits `[feedback] delay_s` after its exit: its not-before time is the
+# outbox's own next_attempt_at, so the sender's claim stays the one indexed query.
+_DELAY_FEEDBACK = """
+UPDATE deliveries d SET next_attempt_at = u.due, expires_at = u.expires_at
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS u(id, due, expires_at)
+WHERE d.delivery_id = u.id
+"""
 _INSERT_DECISIONS = """
 INSERT INTO decisions (decision_id, event_id, device_id, customer_id, offer_id, store_id,
                        outcome, reason, decided_at)
@@ -133,7 +149,8 @@ RETURNING d.delivery_id
 def campaign_rules(config: Config) -> CampaignRules:
     c = config.campaigns
     return CampaignRules(quiet_hours_start=c.quiet_start, quiet_hours_end=c.quiet_end,
-                         daily_cap=c.daily_cap)
+                         daily_cap=c.daily_cap,
+                         feedback_min_days_between=config.feedback.min_days_between)
 
 
 async def decide_events(
@@ -156,6 +173,8 @@ async def decide_events(
     geofence_ids = sorted({e.geofence_id for e in events})
     store_ids = sorted({s for g in geofence_ids if (s := store_of.get(g))})
     triggers = sorted({str(e.type) for e in events})
+    if any(e.type is EventType.EXIT and e.after_dwell for e in events):
+        triggers.append(str(Trigger.FEEDBACK))
     offer_rows = await conn.fetch(_OFFERS, triggers, geofence_ids, store_ids)
     if offer_rows:
         summary = await _decide_with_offers(
@@ -219,6 +238,14 @@ async def _decide_with_offers(
         sent_today = await conn.fetchval(_SENT_TODAY_DEVICE, device_id, day_start)
 
     level = await subject_level(conn, config, customer_id, device_id, offers)
+    last_feedback = None
+    if any(o.trigger == Trigger.FEEDBACK for o in offers):
+        since = now - timedelta(days=config.feedback.min_days_between)
+        if customer_id is not None:
+            last_feedback = await conn.fetchval(_LAST_FEEDBACK_CUSTOMER, customer_id, since)
+        else:
+            last_feedback = await conn.fetchval(_LAST_FEEDBACK_DEVICE, device_id, since)
+    delayed: list[tuple[UUID, datetime, datetime]] = []
     rules = campaign_rules(config)
     token_active = bool(device["fcm_token"]) and device["fcm_token_active"]
     decisions: list[tuple[Any, ...]] = []
@@ -227,7 +254,8 @@ async def _decide_with_offers(
     for event, event_id in zip(events, event_ids, strict=True):
         store_id = store_of.get(event.geofence_id)
         store = stores.get(store_id) if store_id else None
-        candidates = candidate_offers(offers, event.type, event.geofence_id, store_id)
+        candidates = candidate_offers(offers, event.type, event.geofence_id, store_id,
+                                      after_dwell=event.after_dwell)
         if not candidates:
             continue
         facts = DecisionFacts(
@@ -239,6 +267,7 @@ async def _decide_with_offers(
             timezone=tz, token_active=token_active,
             offer_sends={k: v + bumps[k] for k, v in counters.items()},
             last_contact=dict(last_contact), sent_today=sent_today, level=level,
+            last_feedback=last_feedback,
         )
         results = decide(EventFacts(event.type, event.geofence_id, store, event.ts),
                          candidates, facts, now, rules)
@@ -250,15 +279,23 @@ async def _decide_with_offers(
             summary.outcomes[(str(d.outcome), reason or "")] += 1
             if d.outcome in (Outcome.QUEUED, Outcome.CONTROL):
                 last_contact[d.offer_id] = now
+                if by_id[d.offer_id].trigger == Trigger.FEEDBACK:
+                    last_feedback = now
             if d.outcome is Outcome.QUEUED:
                 offer = by_id[d.offer_id]
                 title, body = render(offer.message, device["locale"], {
                     "first_name": first_name,
                     "store_name": store.name if store else None,
                 })
+                delivery_id = uuid.uuid4()
+                trigger = str(event.type)
+                if offer.trigger == Trigger.FEEDBACK:
+                    trigger = str(Trigger.FEEDBACK)
+                    due = event.ts + timedelta(seconds=config.feedback.delay_s)
+                    delayed.append((delivery_id, due, due + timedelta(seconds=offer.ttl_s)))
                 deliveries.append((
-                    uuid.uuid4(), decision_id, event_id, d.offer_id, store_id,
-                    event.geofence_id, str(event.type), event.ts,
+                    delivery_id, decision_id, event_id, d.offer_id, store_id,
+                    event.geofence_id, trigger, event.ts,
                     event.ts + timedelta(seconds=offer.ttl_s), title, body, offer.deeplink,
                 ))
                 bumps[d.offer_id] += 1
@@ -273,6 +310,8 @@ async def _decide_with_offers(
         cols = list(zip(*deliveries, strict=True))
         await conn.execute(_INSERT_DELIVERIES, device_id, customer_id, now,
                            *[list(c) for c in cols])
+        if delayed:
+            await conn.execute(_DELAY_FEEDBACK, *[list(c) for c in zip(*delayed, strict=True)])
         await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
     return summary
 

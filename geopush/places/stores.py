@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.alerts.destination import url_problem
 from geopush.campaigns.errors import OfferError
 from geopush.campaigns.opening_hours import parse_opening_hours
 from geopush.config import is_timezone
@@ -23,7 +24,7 @@ from geopush.store.keyset import Listing
 from geopush.validate import field_error, get_number, get_str
 
 COLUMNS = ("store_id, external_id, name, timezone, lat, lon, opening_hours, categories,"
-           " created_at, updated_at")
+           " created_at, updated_at, alert_url")
 # Its list (GET /v1/stores): oldest first, by keyset.
 LISTING = Listing("stores", COLUMNS, "store_id")
 
@@ -73,6 +74,15 @@ def parse_store(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
         if not isinstance(cats, list) or not all(isinstance(c, str) and c for c in cats):
             raise field_error("categories", "must be a list of category names")
         out["categories"] = cats
+    if "alert_url" in body:
+        url = body["alert_url"]
+        if url is not None:
+            if not isinstance(url, str):
+                raise field_error("alert_url", "must be a URL or null")
+            problem = url_problem(url)
+            if problem is not None:
+                raise field_error("alert_url", problem)
+        out["alert_url"] = url
     return out
 
 
