@@ -16,7 +16,8 @@ from typing import Any
 import asyncpg
 
 from tests.api_client import Api, walk
-from tests.delivery_scenario import open_shop, wait_until
+from tests.delivery_scenario import open_shop
+from tests.eventually import eventually
 
 N_SHOPPERS = 6
 VISITS = 3
@@ -26,7 +27,7 @@ async def _walk_visit(api: Api, db: asyncpg.Connection, shop: Any, device: Any,
                       start: datetime) -> None:
     """In (one batch), the push delivered, then out (another): as a phone uploads."""
     (await api.pings(device, walk(shop.lat, shop.lon, -400, 0, 9, start))).ok(202)
-    await wait_until(lambda: _settled(db), within=10)
+    await eventually(lambda: _settled(db), within=10, what="every push delivered")
     out = walk(shop.lat, shop.lon, 50, 400, 8, start + timedelta(seconds=90))
     (await api.pings(device, out)).ok(202)
 

@@ -22,7 +22,8 @@ from geopush.campaigns.offers import Offer
 from geopush.codes import EventType, Segment, Trigger
 from geopush.errors import Invalid, Unprocessable
 from geopush.foresight.replay import Preview, ReplayEvent, Subject, replay
-from geopush.loyalty.levels import level_for, subject_of, subject_totals
+from geopush.loyalty.levels import subject_totals
+from geopush.loyalty.rules import level_for, subject_of
 from geopush.store.offers import offer_from_row, store_from_row
 
 log = logging.getLogger(__name__)
