@@ -33,6 +33,7 @@ def _route_modules() -> list:
         challenges,
         crm,
         deliveries,
+        foresight,
         insights,
         loyalty,
         offer_daily,
@@ -44,7 +45,7 @@ def _route_modules() -> list:
         service,
     )
 
-    return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
+    return [health, keys, devices, pings, stores, geofences, foresight, offers, offer_stats, crm,
             deliveries, ops,
             pages, ops_timeseries, offer_daily,
             insights,
