@@ -111,6 +111,9 @@ def create_app(config: Config, *, database_url: str | None = None,
                      limits_clock=limits_clock)
         app[RUNTIME] = rt
         tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
+        await rt.offer_keys.reload(pool)
+        tasks.append(asyncio.create_task(rt.offer_keys.follow(pool, url),
+                                         name="offer-keys-listener"))
         # Always: the sweeper and retention run on every node; the sender only where
         # [server] run_sender is true (Background decides).
         from geopush.background import Background

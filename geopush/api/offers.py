@@ -189,6 +189,7 @@ async def post_offer(request: web.Request) -> web.Response:
             UUID(offer_id), str(offer.trigger), geofences, stores, str(offer.status),
             _definition(offer),
         )
+    await rt.offer_keys.reload(rt.pool)  # this process decides with it from now on
     return web.json_response(offer_json(row), status=201)
 
 
@@ -239,6 +240,7 @@ async def patch_offer(request: web.Request) -> web.Response:
             offer_id, str(offer.trigger), geofences, stores, str(offer.status),
             _definition(offer),
         )
+    await rt.offer_keys.reload(rt.pool)  # this process decides with it from now on
     return web.json_response(offer_json(row))
 
 
@@ -251,6 +253,7 @@ async def delete_offer(request: web.Request) -> web.Response:
     )
     if not deleted:
         raise not_found("offer")
+    await request.app[RUNTIME].offer_keys.reload(request.app[RUNTIME].pool)
     return web.Response(status=204)
 
 
