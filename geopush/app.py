@@ -90,7 +90,7 @@ def create_app(config: Config, *, database_url: str | None = None,
         pool = await create_pool(url, config.database.pool_size,
                                  acquire_timeout=config.database.acquire_timeout_s)
         async with pool.acquire() as conn:
-            await migrate(conn)
+            await migrate(conn, distributed=config.database.distributed)
         fences = LiveGeofenceIndex(buffer_m=config.geo.exit_buffer_m)
         await fences.reload(pool)
         bootstrap = config.auth.bootstrap_admin_key

@@ -58,6 +58,9 @@ class DatabaseConfig(_Section):
     pool_size: int = Field(10, ge=1, le=1000)
     # A request waits at most this long for a pool connection, then gets 503 + Retry-After.
     acquire_timeout_s: float = Field(5.0, gt=0)
+    # On a Citus coordinator, `geopush migrate` distributes the tables (SPEC section 9):
+    # "auto" when the citus extension is installed in the database; true/false to force.
+    distributed: bool | Literal["auto"] = "auto"
 
 
 class DataConfig(_Section):
