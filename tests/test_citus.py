@@ -30,12 +30,12 @@ from tests.test_decisions_pipeline import (  # noqa: F401
     test_daily_cap_counts_the_customers_every_phone,
     test_max_sends_budget_across_devices,
 )
+from tests.test_loyalty_checkins import (  # noqa: F401
+    test_a_checkin_counts_once_per_store_per_local_day,
+)
 from tests.test_privacy import (  # noqa: F401
     test_customer_erasure,
     test_device_erasure_removes_personal_data_keeps_aggregates,
-)
-from tests.test_loyalty_checkins import (  # noqa: F401
-    test_a_checkin_counts_once_per_store_per_local_day,
 )
 
 pytestmark = pytest.mark.citus
