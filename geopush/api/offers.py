@@ -106,6 +106,7 @@ class OfferCreate(RequestBody):
     deeplink: Text(2048) | None = None  # type: ignore[valid-type]
     status: Annotated[OfferStatus, Field(strict=False)] = OfferStatus.ACTIVE
     levels: list[Name(50)] = Field(default_factory=list)  # type: ignore[valid-type]
+    allow_recent_buyers: bool = False
     id: Text(100) | None = None  # type: ignore[valid-type]
     created_at: Text(100) | None = None  # type: ignore[valid-type]
     updated_at: Text(100) | None = None  # type: ignore[valid-type]
