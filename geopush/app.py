@@ -37,6 +37,7 @@ def _route_modules() -> list:
         ops,
         ops_timeseries,
         pages,
+        preferences,
         reference,
     )
 
@@ -45,7 +46,8 @@ def _route_modules() -> list:
             pages, ops_timeseries, offer_daily,
             insights,
             reference,
-            loyalty, challenges]
+            loyalty, challenges,
+            preferences]
 
 
 def _freeze_startup_objects() -> None:

@@ -39,6 +39,7 @@ from geopush.codes import EventType, Outcome, Segment
 from geopush.config import Config
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.geo.visits import VisitEvent
+from geopush.ingest.learning import learning_facts
 from geopush.loyalty.levels import subject_level
 from geopush.store.offers import offer_from_row, store_from_row
 
@@ -235,6 +236,8 @@ async def _decide_with_offers(
         sent_today = await conn.fetchval(_SENT_TODAY_DEVICE, device_id, day_start)
 
     level = await subject_level(conn, config, customer_id, device_id, offers)
+    learned = await learning_facts(conn, config, customer_id, device_id, now)
+    sent_before = sent_today
     rules = campaign_rules(config)
     token_active = bool(device["fcm_token"]) and device["fcm_token_active"]
     decisions: list[tuple[Any, ...]] = []
@@ -255,6 +258,7 @@ async def _decide_with_offers(
             timezone=tz, token_active=token_active,
             offer_sends={k: v + bumps[k] for k, v in counters.items()},
             last_contact=dict(last_contact), sent_today=sent_today, level=level,
+            **learned.decision_fields(sent_today - sent_before),
         )
         results = decide(EventFacts(event.type, event.geofence_id, store, event.ts),
                          candidates, facts, now, rules)

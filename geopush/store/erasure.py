@@ -13,6 +13,9 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.store.preferences import ERASE_CUSTOMER as ERASE_CUSTOMER_PREFERENCES
+from geopush.store.preferences import ERASE_DEVICE as ERASE_DEVICE_PREFERENCES
+
 ERASED_DEVICE = UUID(int=0)
 
 _ANONYMIZE_DEVICE = (
@@ -30,6 +33,7 @@ _ANONYMIZE_DEVICE = (
     "DELETE FROM ping_batches WHERE device_id = $1",
     "DELETE FROM consent_log WHERE device_id = $1",
     "DELETE FROM devices WHERE device_id = $1",
+    *ERASE_DEVICE_PREFERENCES,
 )
 
 
@@ -104,4 +108,5 @@ _ERASE_CUSTOMER = (
     " WHERE subject = 'c:' || $1",
     "UPDATE challenge_completions SET subject = NULL, customer_id = NULL, device_id = NULL"
     " WHERE subject = 'c:' || $1",
+    *ERASE_CUSTOMER_PREFERENCES,
 )
