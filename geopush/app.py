@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from aiohttp import web
 
 from geopush.api import devices, geofences, health, keys, offers, pings, stores
+from geopush.api.auth import role_middleware
 from geopush.api.errors import error_middleware
+from geopush.api.runtime import RUNTIME, Runtime, utc_now
 from geopush.config import Config
 from geopush.identity import CustomerLinkKeys
-from geopush.runtime import RUNTIME, Runtime
 from geopush.store.database import create_pool, resolve_database_url
 from geopush.store.geofence_index import LiveGeofenceIndex
 from geopush.store.keys import hash_secret
@@ -63,10 +65,14 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def create_app(config: Config, *, database_url: str | None = None) -> web.Application:
-    """The aiohttp application; database, index and background work start with it."""
+def create_app(config: Config, *, database_url: str | None = None,
+               limits_clock: Callable[[], datetime] | None = None) -> web.Application:
+    """The aiohttp application; database, index and background work start with it.
+
+    `limits_clock` replaces the database clock of the registration limits (tests only)."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes,
+        middlewares=[error_middleware, role_middleware],
+        client_max_size=config.limits.max_body_bytes,
         # aiohttp refuses a header field over 8 KiB itself, with a plain-text 400 the
         # error middleware never sees; up to this size it reaches the handlers, so an
         # oversized Authorization header gets the JSON 401 like any other bad key.
@@ -86,21 +92,21 @@ def create_app(config: Config, *, database_url: str | None = None) -> web.Applic
         pool = await create_pool(url, config.database.pool_size,
                                  acquire_timeout=config.database.acquire_timeout_s)
         async with pool.acquire() as conn:
-            await migrate(conn)
+            await migrate(conn, distributed=config.database.distributed)
         fences = LiveGeofenceIndex(buffer_m=config.geo.exit_buffer_m)
         await fences.reload(pool)
         bootstrap = config.auth.bootstrap_admin_key
-        rt = Runtime(config=config, pool=pool, fences=fences,
-                     bootstrap_admin_hash=hash_secret(bootstrap) if bootstrap else None,
-                     link_keys=CustomerLinkKeys.from_config(
-                         config.auth.customer_link_secret,
-                         config.auth.customer_link_public_key_file))
         from geopush.insights.mining_pool import MiningPool
         from geopush.insights.refresh import RulesRefresher
 
-        rt.database_url = url
-        rt.miner = MiningPool()
-        rt.rules = RulesRefresher(rt.miner, url, config, rt.now)
+        miner = MiningPool()
+        rt = Runtime(config=config, pool=pool, fences=fences, miner=miner,
+                     rules=RulesRefresher(miner, url, config, utc_now), database_url=url,
+                     bootstrap_admin_hash=hash_secret(bootstrap) if bootstrap else None,
+                     link_keys=CustomerLinkKeys.from_config(
+                         config.auth.customer_link_secret,
+                         config.auth.customer_link_public_key_file),
+                     limits_clock=limits_clock)
         app[RUNTIME] = rt
         tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
         # Always: the sweeper and retention run on every node; the sender only where

@@ -36,7 +36,7 @@ async def _with_pool(config: Config, job: Any) -> Any:
     try:
         async with pool.acquire() as conn:
             try:
-                await migrate(conn)
+                await migrate(conn, distributed=config.database.distributed)
             except MigrationChanged as exc:
                 raise click.ClickException(str(exc)) from None
         return await job(pool)
@@ -154,7 +154,7 @@ def migrate(config_path: str | None) -> None:
 
     async def job(pool: Any) -> list[str]:
         async with pool.acquire() as conn:
-            return await run(conn)
+            return await run(conn, distributed=config.database.distributed)
 
     asyncio.run(_with_pool(config, job))
     click.echo("schema up to date")

@@ -17,6 +17,10 @@ class PingRejection(StrEnum):
     MOCKED = "mocked"
     LOW_ACCURACY = "low_accuracy"
     OUT_OF_ORDER = "out_of_order"
+    # Beyond SPEC's table: closer in device time to the last accepted ping than
+    # `[geo] min_ping_interval_s`. A phone cannot take fixes faster than time passes, so a
+    # batch of pings a millisecond apart is a way to fill the pings table, not a trace.
+    TOO_FREQUENT = "too_frequent"
     IMPLAUSIBLE_SPEED = "implausible_speed"
 
 

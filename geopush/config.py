@@ -25,6 +25,12 @@ from pydantic import (
     field_validator,
 )
 
+from geopush.campaigns.errors import OfferError
+from geopush.campaigns.opening_hours import parse_hhmm
+from geopush.campaigns.segments import SegmentRules
+from geopush.geo.filters import PingRules
+from geopush.insights.rules import RuleParams
+
 DEFAULT_CONFIG_PATH = Path("config/geopush.toml")
 ENV_PREFIX = "GEOPUSH_"
 
@@ -52,6 +58,9 @@ class DatabaseConfig(_Section):
     pool_size: int = Field(10, ge=1, le=1000)
     # A request waits at most this long for a pool connection, then gets 503 + Retry-After.
     acquire_timeout_s: float = Field(5.0, gt=0)
+    # On a Citus coordinator, `geopush migrate` distributes the tables (SPEC section 9):
+    # "auto" when the citus extension is installed in the database; true/false to force.
+    distributed: bool | Literal["auto"] = "auto"
 
 
 class DataConfig(_Section):
@@ -59,23 +68,32 @@ class DataConfig(_Section):
 
 
 class GeoConfig(_Section):
-    future_skew_s: float = Field(60, ge=0)
-    max_ping_age_s: float = Field(86400, gt=0)
-    max_accuracy_m: float = Field(150, gt=0)
-    max_speed_mps: float = Field(70, gt=0)
+    # The ping filter's defaults are its own (`geopush.geo.filters.PingRules`), written once.
+    future_skew_s: float = Field(PingRules.future_skew_s, ge=0)
+    max_ping_age_s: float = Field(PingRules.max_ping_age_s, gt=0)
+    max_accuracy_m: float = Field(PingRules.max_accuracy_m, gt=0)
+    max_speed_mps: float = Field(PingRules.max_speed_mps, gt=0)
     default_dwell_s: int = Field(300, ge=0)
     visit_timeout_s: float = Field(3600, gt=0)
     exit_buffer_m: float = Field(20, ge=0)
+    # Device-time bounds on what one phone can make geopush store (SPEC section 10): a ping
+    # closer than this to the device's last accepted one is refused (`too_frequent`; 0 = off),
+    # and at most `max_enters_per_hour` geofences are entered in any hour of the device's own
+    # time (0 = no bound); further enters wait, the device staying outside, until the hour
+    # frees one. Both are far above what a phone that moves through the world produces.
+    min_ping_interval_s: float = Field(PingRules.min_ping_interval_s, ge=0)
+    max_enters_per_hour: int = Field(60, ge=0)
     # How often the sweeper looks for visits due a dwell of phones that stopped sending.
     sweep_interval_s: float = Field(5.0, gt=0)
 
 
 def _parse_hhmm(value: str) -> time:
+    """The one HH:MM rule (`geopush.campaigns.opening_hours.parse_hhmm`): two digits each,
+    as an offer's and a store's hours are written; ValueError otherwise."""
     try:
-        hours, minutes = value.split(":")
-        return time(int(hours), int(minutes))
-    except (ValueError, AttributeError):
-        raise ValueError(f"expected HH:MM, got {value!r}") from None
+        return parse_hhmm(value, "", allow_24=False)
+    except OfferError:
+        raise ValueError(f"expected HH:MM (00:00..23:59), got {value!r}") from None
 
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
@@ -127,10 +145,11 @@ class CampaignsConfig(_Section):
 
 
 class SegmentsConfig(_Section):
-    lookback_days: int = Field(365, ge=1)
-    new_days: int = Field(30, ge=0)
-    at_risk_days: int = Field(60, ge=1)
-    inactive_days: int = Field(180, ge=1)
+    # Defaults of `geopush.campaigns.segments.SegmentRules`, written once there.
+    lookback_days: int = Field(SegmentRules.lookback_days, ge=1)
+    new_days: int = Field(SegmentRules.new_days, ge=0)
+    at_risk_days: int = Field(SegmentRules.at_risk_days, ge=1)
+    inactive_days: int = Field(SegmentRules.inactive_days, ge=1)
     # Hour of the day (UTC) of the daily recompute.
     daily_recompute_hour_utc: int = Field(3, ge=0, le=23)
 
@@ -139,10 +158,11 @@ class InsightsConfig(_Section):
     """Thresholds of the basket rules mined in the background (SPEC section 12 defaults);
     cross-sell audiences and recommended categories are drawn from them."""
 
-    min_support: float = Field(0.01, gt=0, le=1)
-    min_confidence: float = Field(0.2, ge=0, le=1)
-    min_lift: float = Field(1.0, ge=0)
-    max_len: int = Field(3, ge=2, le=6)
+    # Defaults of `geopush.insights.rules.RuleParams`, written once there.
+    min_support: float = Field(RuleParams.min_support, gt=0, le=1)
+    min_confidence: float = Field(RuleParams.min_confidence, ge=0, le=1)
+    min_lift: float = Field(RuleParams.min_lift, ge=0)
+    max_len: int = Field(RuleParams.max_len, ge=2, le=6)
     # How many rules (single consequent, best lift first) GET /v1/insights/cross-sell shows.
     cross_sell_rules: int = Field(10, ge=1, le=100)
     # A mining run stops (422 for a query) past this many frequent itemsets: thresholds so
@@ -197,6 +217,9 @@ class PrivacyConfig(_Section):
     # Suppressed decisions (most of them: cooldowns, caps, quiet hours) are folded into
     # per-day counts after this many days; sends and hold-outs stay for conversion.
     decision_retention_days: int = Field(90, ge=31)
+    # Visit events are folded into per-day counts per geofence and type after this many
+    # days (the offer preview replays at most this far back).
+    event_retention_days: int = Field(90, ge=31)
 
 
 class AuthConfig(_Section):

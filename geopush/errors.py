@@ -70,3 +70,19 @@ class Conflict(DomainError):
     """The request contradicts what is stored, such as a duplicate key (409)."""
 
     code = "conflict"
+
+
+class TooLarge(DomainError):
+    """More than geopush takes in one go: features in an import, bytes in a body (413)."""
+
+    code = "too_large"
+
+
+class Busy(DomainError):
+    """Every place for this kind of work is taken; try again after `retry_after_s` (429)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s

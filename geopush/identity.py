@@ -20,6 +20,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from geopush.errors import Forbidden
+
 # SPEC section 7: at most 60 s of clock skew between the retailer's backend and geopush.
 CLOCK_SKEW_S = 60
 # SPEC section 10: `[auth] max_proof_lifetime_s`.
@@ -29,8 +31,11 @@ KEY_NAMES = "[auth] customer_link_secret or [auth] customer_link_public_key_file
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
-class CustomerProofError(Exception):
-    """The proof is missing, malformed, expired, for someone else, or cannot be checked."""
+class CustomerProofError(Forbidden):
+    """The proof is missing, malformed, expired, for someone else, or cannot be checked
+    (403 `customer_unverified`)."""
+
+    code = "customer_unverified"
 
 
 def load_public_key(path: str) -> PublicKey:

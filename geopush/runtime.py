@@ -1,60 +1,6 @@
-"""What one running geopush process shares between its handlers: config, pool, index, clock."""
+"""Moved to `geopush.api.runtime` (the HTTP layer's per-process state); this name stays
+only so code written against the old path keeps importing until it is updated."""
 
-from __future__ import annotations
+from geopush.api.runtime import RUNTIME, Runtime, utc_now
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-import asyncpg
-from aiohttp import web
-
-from geopush.api.token_buckets import TokenBuckets
-from geopush.config import Config
-from geopush.identity import CustomerLinkKeys
-from geopush.loyalty.leaderboard import Leaderboards
-
-if TYPE_CHECKING:
-    from geopush.store.geofence_index import LiveGeofenceIndex
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class Runtime:
-    config: Config
-    pool: asyncpg.Pool
-    fences: LiveGeofenceIndex
-    bootstrap_admin_hash: bytes | None = None
-    now: Callable[[], datetime] = utc_now
-    link_keys: CustomerLinkKeys = field(default_factory=CustomerLinkKeys)
-    key_cache: dict[bytes, Any] = field(default_factory=dict)
-    database_url: str = ""
-    # Basket mining in child processes (MiningPool) and the rules' refresher.
-    miner: Any = None
-    rules: Any = None
-    # The ping rate limits of this process, per device and per client address.
-    device_rate: TokenBuckets = field(init=False)
-    address_rate: TokenBuckets = field(init=False)
-    # Leaderboards computed at most every `[loyalty] leaderboard_refresh_s`, and how often a
-    # device may read them.
-    leaderboards: Leaderboards = field(init=False)
-    leaderboard_rate: TokenBuckets = field(init=False)
-
-    def __post_init__(self) -> None:
-        limits = self.config.limits
-        # Bursts of 3 s worth; the maps forget the least recently used beyond their size.
-        self.device_rate = TokenBuckets(limits.device_rate_per_s,
-                                        max(3.0 * limits.device_rate_per_s, 1.0), 100_000)
-        self.address_rate = TokenBuckets(limits.address_ping_rate_per_s,
-                                         max(3.0 * limits.address_ping_rate_per_s, 1.0), 20_000)
-        self.leaderboards = Leaderboards(self.config.loyalty.leaderboard_refresh_s)
-        per_s = limits.leaderboard_rate_per_min / 60.0
-        self.leaderboard_rate = TokenBuckets(per_s, max(limits.leaderboard_rate_per_min / 3, 1.0),
-                                             100_000)
-
-
-RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+__all__ = ["RUNTIME", "Runtime", "utc_now"]

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,9 +169,11 @@ async def start_server(database_url: str, make_config: Callable[..., Config]
 
     running: list[RunningServer] = []
 
-    async def start(config: Config | None = None, **sections: dict[str, Any]) -> RunningServer:
+    async def start(config: Config | None = None,
+                    limits_clock: Callable[[], datetime] | None = None,
+                    **sections: dict[str, Any]) -> RunningServer:
         cfg = config or make_config(**sections)
-        app = create_app(cfg, database_url=database_url)
+        app = create_app(cfg, database_url=database_url, limits_clock=limits_clock)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -183,6 +186,14 @@ async def start_server(database_url: str, make_config: Callable[..., Config]
     yield start
     for server in reversed(running):
         await server.stop()
+
+
+@pytest.fixture
+def mid_minute() -> Callable[[], datetime]:
+    """A clock stopped 30 s into the current minute, for the registration limits' windows:
+    a test's requests all count in one window, however long the test takes."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(seconds=30)
+    return lambda: now
 
 
 @pytest.fixture

@@ -6,15 +6,17 @@ no outcome may depend on the hour the suite runs) and backoff in tens of millise
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from geopush.emulator import EmulatorThread
 from tests.api_client import Api, Device, walk
+from tests.eventually import eventually
 
 STORE_LAT, STORE_LON = 39.9087, 116.3975
 # Quiet hours off (start == end) on top of Api.device's daytime zone, so no outcome here
@@ -70,18 +72,6 @@ async def deliveries_of(api: Api, device: Device) -> list[dict[str, Any]]:
     return reply.ok(200)["items"]
 
 
-async def wait_until(check: Callable[[], Any], within: float = 5.0, every: float = 0.05) -> Any:
-    """Poll `check` (async) until it returns something truthy; fail after `within` s."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {within} s: {check.__doc__ or check}")
-        await asyncio.sleep(every)
-
-
 async def finished_delivery(api: Api, device: Device, within: float = 5.0,
                             statuses: Sequence[str] = FINISHED) -> dict[str, Any]:
     """The device's one delivery, once its status is one of `statuses`."""
@@ -91,7 +81,7 @@ async def finished_delivery(api: Api, device: Device, within: float = 5.0,
         assert len(items) <= 1, items
         return items[0] if items and items[0]["status"] in statuses else None
 
-    return await wait_until(check, within)
+    return await eventually(check, within)
 
 
 async def get_delivery(api: Api, delivery_id: str) -> dict[str, Any]:
@@ -105,3 +95,14 @@ def attempts(emulator: EmulatorThread, token: str) -> list[Any]:
 
 async def device_state(api: Api, device: Device) -> dict[str, Any]:
     return (await api.call("GET", "/v1/devices/me", key=device.token)).ok(200)
+
+
+async def sender_idle(db: asyncpg.Connection, within: float = 10.0) -> None:
+    """Wait until no delivery is queued: every push decided so far is at the emulator (or
+    failed, or cancelled), so a test may count what a phone got and know it is final."""
+
+    async def idle() -> bool:
+        return not await db.fetchval(
+            "SELECT count(*) FROM deliveries WHERE status = 'queued'")
+
+    await eventually(idle, within, what="every delivery sent, failed or cancelled")

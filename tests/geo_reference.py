@@ -386,6 +386,7 @@ def ref_filter(
     max_ping_age_s: float = 86_400,
     max_accuracy_m: float = 150,
     max_speed_mps: float = 70,
+    min_ping_interval_s: float = 1.0,
 ) -> RefFilterOutcome:
     """SPEC section 2, one ping at a time."""
     reasons: dict[int, str] = {}
@@ -414,6 +415,9 @@ def ref_filter(
                 reasons[fix.index] = "out_of_order"
                 continue
             seconds = (fix.ts - previous.ts) / timedelta(seconds=1)
+            if seconds < min_ping_interval_s:
+                reasons[fix.index] = "too_frequent"
+                continue
             speed = vincenty_m(previous.lon, previous.lat, fix.lon, fix.lat) / seconds
             if abs(speed - max_speed_mps) <= SPEED_BAND * max_speed_mps:
                 outcome.speed_ambiguous = True
@@ -454,6 +458,8 @@ class RefVisitState:
     last_ts: datetime | None = None
     # geofence id -> [entered_at, dwell_fired]
     inside: dict[str, list[Any]] = field(default_factory=dict)
+    # every enter so far, in device time (the bound looks at the hour before each one)
+    enters: list[datetime] = field(default_factory=list)
 
 
 def ref_visits(
@@ -462,6 +468,7 @@ def ref_visits(
     dwell_s: Mapping[str, int],
     *,
     visit_timeout_s: float = 3_600,
+    max_enters_per_hour: int = 60,
 ) -> list[tuple[str, str, datetime]]:
     """SPEC section 3 per ping and per geofence; `pings` are (ts, inside?, near?) by geofence.
 
@@ -485,7 +492,9 @@ def ref_visits(
             if gid in state.inside and not is_near:
                 exits.append(("exit", gid, ts))
                 del state.inside[gid]
-            elif gid not in state.inside and is_in:
+            elif gid not in state.inside and is_in and _ref_enter_allowed(
+                    state, ts, max_enters_per_hour):
+                state.enters.append(ts)
                 enters.append(("enter", gid, ts))
                 state.inside[gid] = [ts, False]
             if gid in state.inside:
@@ -496,3 +505,10 @@ def ref_visits(
         events += exits + enters + dwells
         state.last_ts = ts
     return events
+
+
+def _ref_enter_allowed(state: RefVisitState, ts: datetime, limit: int) -> bool:
+    """Fewer than `limit` enters in the 3600 s of device time ending at `ts` (0: no bound)."""
+    if limit == 0:
+        return True
+    return sum(1 for t in state.enters if timedelta(0) <= ts - t < timedelta(hours=1)) < limit

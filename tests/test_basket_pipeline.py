@@ -3,7 +3,6 @@ audiences, up-sell figures and `recommended` offers out."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +10,8 @@ import asyncpg
 
 from tests.api_client import Api, emulator_messages, iso
 from tests.conftest import unique_token
-from tests.delivery_scenario import finished_delivery, open_shop, wait_until, walk_in
+from tests.delivery_scenario import finished_delivery, open_shop, sender_idle, walk_in
+from tests.eventually import eventually
 from tests.test_crm_imports import post_csv
 
 HEADER = "transaction_id,line,customer_id,store_external_id,ts,amount,category,product\n"
@@ -51,7 +51,7 @@ async def _rules_ready(api: Api) -> dict[str, Any]:
         body = (await api.as_role("marketer", "GET", "/v1/insights/cross-sell")).ok(200)
         return body if body["computed_at"] else None
 
-    return await wait_until(computed, within=60, every=0.2)
+    return await eventually(computed, within=60, every=0.2)
 
 
 def _rule(rules: list[dict[str, Any]], antecedent: list[str], consequent: list[str]
@@ -125,7 +125,7 @@ async def test_planted_rule_audience_and_recommended_offer(gp: Api, emulator,
         ("", "suppressed", "audience_mismatch"), ("A0", "queued", ""), ("A3", "queued", ""),
         ("N00", "suppressed", "audience_mismatch"), ("P00", "suppressed", "audience_mismatch"),
     ]
-    await asyncio.sleep(0.3)
+    await sender_idle(db)
     for c in ("P00", "N00"):
         assert await emulator_messages(emulator.base_url, devices[c].fcm_token) == []
     assert await emulator_messages(emulator.base_url, anonymous.fcm_token) == []
@@ -244,10 +244,7 @@ async def test_the_daily_run_mines_the_rules(start_server: Any,
     await db.execute("INSERT INTO segment_runs (computed_at, counts) VALUES ($1, '{}')",
                      datetime.now(UTC) - timedelta(days=2))
     await start_server(segments={"daily_recompute_hour_utc": datetime.now(UTC).hour})
-    for _ in range(300):
-        if await db.fetchval("SELECT count(*) FROM basket_runs"):
-            break
-        await asyncio.sleep(0.1)
+    await eventually(lambda: db.fetchval("SELECT count(*) FROM basket_runs"), 30, 0.1)
     assert await db.fetchval("SELECT baskets FROM basket_runs") == 25
     rows = await db.fetch("SELECT customer_id, categories FROM customer_recommendations")
     assert sorted((r["customer_id"], list(r["categories"])) for r in rows) == [

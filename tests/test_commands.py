@@ -20,6 +20,7 @@ import pytest
 
 from geopush.store.migrations import available
 from tests.conftest import ADMIN_KEY
+from tests.eventually import eventually
 from tests.test_migrations import empty_url  # noqa: F401  (fixture)
 from tests.test_multiprocess import _free_port, _wait_ready
 
@@ -100,11 +101,11 @@ async def test_the_daily_recompute_catches_up_at_start(
                      datetime.now(UTC) - timedelta(days=2))
     hour = datetime.now(UTC).hour
     await start_server(segments={"daily_recompute_hour_utc": hour})
-    for _ in range(100):
-        if await db.fetchval("SELECT count(*) FROM segment_runs") == 2:
-            break
-        await asyncio.sleep(0.1)
-    assert await db.fetchval("SELECT count(*) FROM segment_runs") == 2
+
+    async def recomputed() -> bool:
+        return await db.fetchval("SELECT count(*) FROM segment_runs") == 2
+
+    await eventually(recomputed)
     assert await db.fetchval("SELECT segment FROM customers") != "new"
 
 
@@ -147,11 +148,11 @@ def _levels(log: str) -> set[str]:
 
 @pytest.mark.slow
 async def test_serve_honours_the_log_level(database_url: str, tmp_path: Path) -> None:
-    # INFO by default: the index load is logged.
+    # INFO by default: the index load is logged ("geofence index updated", at start too).
     default = await _serve_log(database_url, tmp_path, "serve")
-    assert "geofence index loaded" in default and "info" in _levels(default)
+    assert "geofence index updated" in default and "info" in _levels(default)
     # Before the command or on it, WARNING silences it.
     for args in (("--log-level", "warning", "serve"), ("serve", "--log-level", "WARNING")):
         quiet = await _serve_log(database_url, tmp_path, *args)
-        assert "geofence index loaded" not in quiet, args
+        assert "geofence index updated" not in quiet, args
         assert not _levels(quiet) & {"debug", "info"}, args

@@ -96,3 +96,28 @@ def test_deeplink_schemes_from_the_environment_and_unsafe_ones_refused() -> None
     for bad in ("https,javascript", "data", "not a scheme"):
         with pytest.raises(ConfigError, match="GEOPUSH_CAMPAIGNS_DEEPLINK_SCHEMES"):
             load_config(environ={"GEOPUSH_CAMPAIGNS_DEEPLINK_SCHEMES": bad})
+
+
+@pytest.mark.parametrize("value", ["9:0", "9:00", "+9:00", " 21:00", "24:00"])
+def test_quiet_hours_follow_the_one_hhmm_rule_of_offers_and_stores(value: str) -> None:
+    # The config once had a looser parser of its own that took "9:0"; an offer's quiet hours
+    # and a store's opening hours never did. Now the three share one rule.
+    from geopush.campaigns.errors import OfferError
+    from geopush.campaigns.opening_hours import parse_hhmm
+
+    with pytest.raises(ConfigError, match=r"quiet_hours_start.*expected HH:MM"):
+        load_config(path=None, environ={"GEOPUSH_CAMPAIGNS_QUIET_HOURS_START": value})
+    with pytest.raises(OfferError):
+        parse_hhmm(value, "quiet_hours.start", allow_24=False)
+
+
+def test_config_defaults_are_the_domain_defaults() -> None:
+    from geopush.campaigns.segments import SegmentRules
+    from geopush.geo.filters import PingRules
+    from geopush.insights.rules import RuleParams
+
+    c = load_config(path=None, environ={})
+    for rules, section in ((PingRules(), c.geo), (SegmentRules(), c.segments),
+                           (RuleParams(), c.insights)):
+        for name, value in vars(rules).items():
+            assert getattr(section, name) == value, name

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 from tests.api_client import Api, emulator_messages, walk
 from tests.conftest import unique_token
+from tests.delivery_scenario import sender_idle
+from tests.eventually import eventually
 
 STORE_LAT, STORE_LON = 39.9087, 116.3975
 
 
-async def wait_for_messages(emulator_url: str, token: str, n: int, within: float = 5.0
-                            ) -> list[dict]:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        messages = await emulator_messages(emulator_url, token)
-        if len(messages) >= n or asyncio.get_running_loop().time() > deadline:
-            return messages
-        await asyncio.sleep(0.05)
-
-
-async def test_walk_into_circle_sends_one_french_push(api: Api, emulator) -> None:
+async def test_walk_into_circle_sends_one_french_push(api: Api, emulator, db) -> None:
     store = await api.store(name="Wangfujing", external_id="BJ-1",
                             location={"lat": STORE_LAT, "lon": STORE_LON})
     fence = await api.circle(STORE_LAT, STORE_LON, 150, store_id=store["id"], name="door")
@@ -38,7 +29,7 @@ async def test_walk_into_circle_sends_one_french_push(api: Api, emulator) -> Non
     assert [e["type"] for e in reply["events"]] == ["enter"]
     assert reply["events"][0]["geofence_id"] == fence["id"]
 
-    messages = await wait_for_messages(emulator.base_url, fr.fcm_token, 1)
+    messages = await eventually(lambda: emulator_messages(emulator.base_url, fr.fcm_token))
     assert len(messages) == 1
     msg = messages[0]["message"]
     assert msg["token"] == fr.fcm_token
@@ -58,7 +49,7 @@ async def test_walk_into_circle_sends_one_french_push(api: Api, emulator) -> Non
     reply = (await api.pings(silent, path)).ok(202)
     assert [e["type"] for e in reply["events"]] == ["enter"]
 
-    await asyncio.sleep(1.0)
+    await sender_idle(db)
     assert len(await emulator_messages(emulator.base_url, fr.fcm_token)) == 1
     assert await emulator_messages(emulator.base_url, silent.fcm_token) == []
     delivery = msg["data"]["delivery_id"]

@@ -13,9 +13,9 @@ from tests.conftest import ADMIN_KEY, unique_token
 from tests.delivery_scenario import (
     finished_delivery,
     open_shop,
-    wait_until,
     walk_in,
 )
+from tests.eventually import eventually
 
 
 def _rejected(reason: str) -> float:
@@ -112,7 +112,7 @@ async def test_summary_matches_a_known_scenario(gp: Api) -> None:
         s = (await gp.as_role("ops", "GET", "/v1/ops/summary")).ok(200)
         return s if s["outbox"]["depth"] == 0 else None
 
-    s = await wait_until(settled)
+    s = await eventually(settled)
     assert s["window_hours"] == 24
     assert s["outbox"] == {"depth": 0, "due": 0, "in_flight": 0, "oldest_queued_at": None,
                            "oldest_age_s": None}

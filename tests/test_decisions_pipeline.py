@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from tests.api_client import Api, emulator_messages, walk
 from tests.conftest import unique_token
+from tests.delivery_scenario import sender_idle
+from tests.eventually import eventually
 
 LAT, LON = 39.93, 116.40
 
@@ -24,7 +26,7 @@ async def test_two_overlapping_fences_of_one_offer_send_once(api: Api, emulator,
                           offer["id"])
     assert sorted((r["outcome"], r["reason"]) for r in rows) == [
         ("queued", None), ("suppressed", "cooldown")]
-    await asyncio.sleep(1.0)
+    await sender_idle(db)
     assert len(await emulator_messages(emulator.base_url, dev.fcm_token)) == 1
 
 
@@ -59,7 +61,7 @@ async def test_customer_with_two_phones_gets_one_push(api: Api, emulator, db) ->
                           offer["id"])
     assert sorted((r["outcome"], r["reason"] or "") for r in rows) == [
         ("queued", ""), ("suppressed", "cooldown")]
-    await asyncio.sleep(1.0)
+    await sender_idle(db)
     got = [len(await emulator_messages(emulator.base_url, d.fcm_token)) for d in (phone, tablet)]
     assert sorted(got) == [0, 1]
 
@@ -105,10 +107,8 @@ async def test_dwell_and_exit_offers_fire_on_their_events(api: Api, emulator, db
                                                     start + timedelta(seconds=60))
     reply = (await api.pings(dev, path)).ok(202)
     assert [e["type"] for e in reply["events"]] == ["enter", "dwell"]
-    for _ in range(100):  # the dwell push goes out while the phone is still inside
-        if await emulator_messages(emulator.base_url, dev.fcm_token):
-            break
-        await asyncio.sleep(0.05)
+    # The dwell push goes out while the phone is still inside.
+    await eventually(lambda: emulator_messages(emulator.base_url, dev.fcm_token))
     out = walk(LAT, LON, 300, 600, 3, start + timedelta(minutes=5))
     reply = (await api.pings(dev, out)).ok(202)
     assert [e["type"] for e in reply["events"]] == ["exit"]
@@ -116,5 +116,5 @@ async def test_dwell_and_exit_offers_fire_on_their_events(api: Api, emulator, db
         outcome = await db.fetchval("SELECT outcome FROM decisions WHERE offer_id = $1",
                                     offer["id"])
         assert outcome == "queued", offer["trigger"]
-    await asyncio.sleep(1.0)
+    await sender_idle(db)
     assert len(await emulator_messages(emulator.base_url, dev.fcm_token)) == 2

@@ -21,9 +21,9 @@ from tests.delivery_scenario import (
     finished_delivery,
     get_delivery,
     open_shop,
-    wait_until,
     walk_in,
 )
+from tests.eventually import eventually
 
 # --- listing ---------------------------------------------------------------------------
 
@@ -90,7 +90,7 @@ async def test_get_one_shows_sent_with_the_fcm_message_name(gp: Api, emulator) -
     shop = await open_shop(gp, deeplink="shop://offers/coffee")
     device = await gp.device(unique_token("ok"))
     reply = await walk_in(gp, shop, device)
-    messages = await wait_until(lambda: emulator_messages(emulator.base_url, device.fcm_token))
+    messages = await eventually(lambda: emulator_messages(emulator.base_url, device.fcm_token))
     assert len(messages) == 1
     delivery_id = messages[0]["message"]["data"]["delivery_id"]
 
@@ -98,7 +98,7 @@ async def test_get_one_shows_sent_with_the_fcm_message_name(gp: Api, emulator) -
         d = await get_delivery(gp, delivery_id)
         return d if d["status"] == "sent" else None
 
-    d = await wait_until(sent)
+    d = await eventually(sent)
     assert d["id"] == delivery_id
     assert d["fcm_message_name"] == messages[0]["name"]
     assert d["fcm_message_name"].startswith("projects/geopush-test/messages/")
@@ -215,7 +215,7 @@ async def test_retry_after_the_app_sends_a_new_token(gp: Api, emulator, db) -> N
     assert before + timedelta(seconds=899) <= expires <= datetime.now(UTC) + timedelta(seconds=901)
     assert expires > datetime.fromisoformat(failed["expires_at"])
 
-    messages = await wait_until(lambda: emulator_messages(emulator.base_url, new_token))
+    messages = await eventually(lambda: emulator_messages(emulator.base_url, new_token))
     assert messages[0]["message"]["data"]["delivery_id"] == failed["id"]
     sent = await finished_delivery(gp, device, statuses=("sent",))
     assert sent["fcm_message_name"] == messages[0]["name"]
@@ -271,7 +271,7 @@ async def test_retry_refuses_what_must_not_be_sent(gp: Api, emulator) -> None:
         d = await get_delivery(gp, failed["id"])
         return d if d["status"] == "failed" and d["retries"] == 1 else None
 
-    again = await wait_until(failed_again)
+    again = await eventually(failed_again)
     assert again["reason"] == "third_party_auth_error" and again["attempts"] == 1
     assert len(attempts(emulator, device.fcm_token)) == 2
 

@@ -24,9 +24,9 @@ from tests.delivery_scenario import (
     finished_delivery,
     open_shop,
     sections,
-    wait_until,
     walk_in,
 )
+from tests.eventually import eventually
 
 
 def _at(attempt: Any) -> datetime:
@@ -131,7 +131,7 @@ async def test_quota_exceeded_pauses_the_whole_sender(gp: Api, emulator) -> None
     async def refused() -> bool:
         return any(a.status == 429 for a in attempts(emulator, limited.fcm_token))
 
-    await wait_until(refused)
+    await eventually(refused)
     await walk_in(gp, shop, bystander)  # queued while the sender is paused
     d = await finished_delivery(gp, limited, within=6)
     other = await finished_delivery(gp, bystander, within=6)
@@ -159,7 +159,7 @@ async def test_quota_exceeded_pauses_every_sender_process(
         async def refused() -> bool:
             return any(a.status == 429 for a in attempts(emulator, limited.fcm_token))
 
-        await wait_until(refused)
+        await eventually(refused)
         # Queued during the pause: the sender that got the 429 waits, and so must the other.
         bystanders = [await api.device(unique_token("ok")) for _ in range(4)]
         for device in bystanders:

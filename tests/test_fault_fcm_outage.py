@@ -17,7 +17,8 @@ from geopush.emulator.credentials import write_service_account
 from geopush.emulator.thread import EmulatorThread
 from tests.api_client import Api
 from tests.conftest import ADMIN_KEY, PROJECT_ID
-from tests.delivery_scenario import deliveries_of, open_shop, sections, wait_until, walk_in
+from tests.delivery_scenario import deliveries_of, open_shop, sections, walk_in
+from tests.eventually import eventually
 
 
 def _free_port() -> int:
@@ -59,7 +60,7 @@ async def test_fcm_down_for_a_while_deliveries_wait_then_go_none_lost_none_twice
                 async def all_sent() -> bool:
                     return await statuses(phones) == ["sent"] * len(phones)
 
-                await wait_until(all_sent, within, every=0.1)
+                await eventually(all_sent, within, every=0.1)
 
             before = await walk_in_phones("fcm-up", 3)
             await wait_sent(before, 20)

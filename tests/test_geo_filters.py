@@ -256,3 +256,19 @@ def test_offsets_compare_as_instants() -> None:
     assert parse_rfc3339("2024-06-01T13:00:00+02:00") == datetime(
         2024, 6, 1, 13, tzinfo=timezone(timedelta(hours=2))
     )
+
+
+def test_the_documented_ping_schema_is_the_one_parse_ping_checks():
+    from geopush.geo.filters import PING_SCHEMA, parse_ping
+
+    props: dict = PING_SCHEMA["properties"]  # type: ignore[assignment]
+    good = {"lat": 0.0, "lon": 0.0, "accuracy_m": 5.0, "ts": "2026-01-01T00:00:00Z"}
+    assert parse_ping(0, good) is not None
+    for key in PING_SCHEMA["required"]:  # type: ignore[attr-defined]
+        assert parse_ping(0, {k: v for k, v in good.items() if k != key}) is None, key
+    for key in ("lat", "lon"):
+        low, high = props[key]["minimum"], props[key]["maximum"]
+        assert parse_ping(0, {**good, key: low}) and parse_ping(0, {**good, key: high})
+        assert parse_ping(0, {**good, key: low - 1e-9}) is None
+        assert parse_ping(0, {**good, key: high + 1e-9}) is None
+    assert parse_ping(0, {**good, "accuracy_m": props["accuracy_m"]["minimum"] - 1}) is None

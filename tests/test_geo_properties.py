@@ -472,18 +472,25 @@ def traces(draw: st.DrawFn) -> Trace:
 
 @pytest.mark.slow
 @settings(SETTINGS, max_examples=150)
-@given(traces(), st.sampled_from([3600, 600]))
-def test_pipeline_matches_the_reference(trace: Trace, timeout_s: int) -> None:
+@given(traces(), st.sampled_from([3600, 600]), st.sampled_from([60, 2, 1, 0]),
+       st.sampled_from([1.0, 0.0, 30.0]))
+def test_pipeline_matches_the_reference(
+    trace: Trace, timeout_s: int, max_enters: int, min_interval_s: float
+) -> None:
+    """Including the device-time bounds: pings closer than the minimum interval, and enters
+    beyond the hourly bound (small bounds, so that 30-point traces reach them)."""
     index, refs = build_index(trace.scene)
-    rules = VisitRules(visit_timeout_s=timeout_s, exit_buffer_m=trace.scene.buffer_m)
+    rules = VisitRules(visit_timeout_s=timeout_s, exit_buffer_m=trace.scene.buffer_m,
+                       max_enters_per_hour=max_enters)
+    ping_rules = PingRules(min_ping_interval_s=min_interval_s)
     state, last = DeviceVisits(last_ts=None, open={}), None
     ref_state, ref_last = RefVisitState(), None
     for number, (raw, now) in enumerate(trace.batches):
         dwell_s = {
             gid: s for gid, s in trace.dwell_s.items() if trace.dropped_after.get(gid, 99) > number
         }
-        result = filter_pings(raw, last, now, PingRules())
-        expected = ref_filter(raw, ref_last, now)
+        result = filter_pings(raw, last, now, ping_rules)
+        expected = ref_filter(raw, ref_last, now, min_ping_interval_s=min_interval_s)
         assume(not expected.speed_ambiguous)
         assert [(i, r.value) for i, r in result.rejected] == expected.rejected
         assert [p.index for p in result.accepted] == [f.index for f in expected.accepted]
@@ -504,9 +511,14 @@ def test_pipeline_matches_the_reference(trace: Trace, timeout_s: int) -> None:
                 ins[gid] = gid in inside[k] if want_in is Tri.AMBIGUOUS else want_in is Tri.IN
                 nrs[gid] = gid in near[k] if want_near is Tri.AMBIGUOUS else want_near is Tri.IN
             ref_pings.append((fix.ts, ins, nrs))
-        ref_events = ref_visits(ref_state, ref_pings, dwell_s, visit_timeout_s=timeout_s)
+        ref_events = ref_visits(ref_state, ref_pings, dwell_s, visit_timeout_s=timeout_s,
+                                max_enters_per_hour=max_enters)
         for e in events:
             event(f"event: {e.type.value}")
+        for _i, reason in result.rejected:
+            event(f"rejected: {reason.value}")
+        if max_enters and len(ref_state.enters) > max_enters:
+            event("enter bound reached")
         assert [(e.type.value, e.geofence_id, e.ts) for e in events] == ref_events
         assert set(state.open) == set(ref_state.inside)
         last, ref_last = result.last, expected.last

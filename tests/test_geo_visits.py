@@ -214,7 +214,8 @@ def test_dropping_happens_even_without_steps() -> None:
 
 def test_the_input_state_is_not_mutated() -> None:
     state, _ = run([step(0, "a")])
-    snapshot = DeviceVisits(state.last_ts, {k: OpenVisit(**vars(v)) for k, v in state.open.items()})
+    snapshot = DeviceVisits(state.last_ts, {k: OpenVisit(**vars(v)) for k, v in state.open.items()},
+                            state.recent_enters)
     run([step(400, "a"), step(500)], state=state)
     assert state == snapshot
 

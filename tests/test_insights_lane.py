@@ -11,7 +11,7 @@ import psutil
 
 from tests.api_client import Api, iso
 from tests.conftest import ADMIN_KEY
-from tests.delivery_scenario import wait_until
+from tests.eventually import eventually
 
 CATEGORIES = [f"cat{i}" for i in range(40)]
 # Thresholds so loose that mining these baskets runs far longer than the test.
@@ -30,9 +30,14 @@ def _baskets(n: int) -> bytes:
 
 def _miners() -> set[int]:
     """Live child processes of this test process that run mining jobs."""
-    me = psutil.Process()
-    return {c.pid for c in me.children(recursive=True)
-            if c.is_running() and "spawn" in " ".join(c.cmdline())}
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "spawn" in " ".join(child.cmdline()):
+                found.add(child.pid)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            pass  # ended between the listing and the look: not live
+    return found
 
 
 async def test_a_full_lane_is_429_and_a_query_whose_client_left_stops(start_server) -> None:
@@ -47,7 +52,7 @@ async def test_a_full_lane_is_429_and_a_query_whose_client_left_stops(start_serv
             reply = await api.as_role("marketer", "GET", "/v1/insights/cross-sell")
             return reply.ok(200)["computed_at"] is not None
 
-        await wait_until(recomputed, within=60)
+        await eventually(recomputed, within=60)
         before = _miners()
 
         async def leave_after(seconds: float) -> None:
@@ -68,13 +73,13 @@ async def test_a_full_lane_is_429_and_a_query_whose_client_left_stops(start_serv
         async def started() -> set[int] | None:
             return _miners() - before or None
 
-        running = await wait_until(started, within=20)
+        running = await eventually(started, within=20)
         await asyncio.gather(*leaving)
         # Both queries stopped: the running one's child is ended, the queued one never ran.
         async def ended() -> bool:
             return not (_miners() & running)
 
-        await wait_until(ended, within=20)
+        await eventually(ended, within=20)
         # And the lane takes a new query.
         answer = (await api.as_role("marketer", "GET", "/v1/insights/basket?min_support=0.5"))
         assert answer.status == 200

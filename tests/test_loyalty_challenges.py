@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 from tests.api_client import Api, emulator_messages, iso
 from tests.conftest import ADMIN_KEY, unique_token
+from tests.eventually import eventually
 from tests.loyalty_scenario import check_in, hours_ago, import_customers, loyalty, open_shop
 
 WELL_DONE = {"default_locale": "en", "translations": {
@@ -42,11 +42,7 @@ async def test_a_completed_challenge_credits_its_reward_and_sends_its_offer(
     assert done["points"] == 10 + 10 + 25
     [progress] = done["challenges"]
     assert progress["progress"] == 2 and progress["completed_at"] is not None
-    for _ in range(100):
-        messages = await emulator_messages(emulator.base_url, ada.fcm_token)
-        if messages:
-            break
-        await asyncio.sleep(0.05)
+    messages = await eventually(lambda: emulator_messages(emulator.base_url, ada.fcm_token))
     [message] = messages
     assert message["message"]["notification"] == {"title": "Challenge complete",
                                                   "body": "Well done Ada!"}

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from tests.api_client import Api, metric_value, walk
 from tests.conftest import unique_token
+from tests.eventually import eventually
 from tests.loyalty_scenario import (
     check_in,
     hours_ago,
@@ -120,10 +121,7 @@ async def test_the_sweeper_dwell_checks_in_too(start_server, db) -> None:
         phone = await api.device(unique_token())
         now = datetime.now(UTC)
         (await api.pings(phone, [(shop.lat, shop.lon, now - timedelta(seconds=61))])).ok(202)
-        for _ in range(100):
-            if await db.fetchval("SELECT count(*) FROM loyalty_ledger"):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: db.fetchval("SELECT count(*) FROM loyalty_ledger"))
         assert (await loyalty(api, phone))["points"] == 10
         source = await db.fetchval("SELECT source FROM events WHERE type = 'dwell'")
         assert source == "sweeper"

@@ -18,12 +18,18 @@ import pytest
 from geopush.store.migrations import Migration, MigrationChanged, available, migrate, pending
 from tests.conftest import _admin_url
 
-_SCHEMA = """
+# The hourly partitions of `pings` are made for the hours around "now", so two databases
+# migrated either side of an hour boundary differ in them: the shape leaves them out.
+_HOURLY = "'^pings_[0-9]{8}h[0-9]{2}$'"
+_SCHEMA = f"""
 SELECT table_name, column_name, data_type, is_nullable, column_default
-FROM information_schema.columns WHERE table_schema = 'public'
+FROM information_schema.columns WHERE table_schema = 'public' AND table_name !~ {_HOURLY}
 ORDER BY table_name, column_name
 """
-_INDEXES = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+_INDEXES = f"""
+SELECT indexname, indexdef FROM pg_indexes
+WHERE schemaname = 'public' AND tablename !~ {_HOURLY} ORDER BY 1
+"""
 
 
 @pytest.fixture

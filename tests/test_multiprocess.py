@@ -16,6 +16,7 @@ import pytest
 
 from tests.api_client import Api, metric_value, offset_m, walk
 from tests.conftest import ADMIN_KEY, unique_token
+from tests.eventually import eventually
 
 LAT, LON = 39.95, 116.35
 
@@ -44,15 +45,13 @@ async def _wait_ready(url: str, proc: subprocess.Popen, within_s: float = 30) ->
 
 async def wait_for_geofences(url: str, loaded: int, within_s: float) -> None:
     """Poll a process's metrics until its index holds `loaded` geofences."""
-    deadline = asyncio.get_running_loop().time() + within_s
     async with aiohttp.ClientSession() as s:
-        while True:
+
+        async def at_count() -> bool:
             async with s.get(f"{url}/metrics") as r:
-                if metric_value(await r.text(), "geopush_geofences_loaded") == loaded:
-                    return
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"index not at {loaded} geofences in {within_s} s")
-            await asyncio.sleep(0.05)
+                return metric_value(await r.text(), "geopush_geofences_loaded") == loaded
+
+        await eventually(at_count, within_s, what=f"index at {loaded} geofences")
 
 
 @pytest.fixture

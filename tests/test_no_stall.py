@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
 from tests.api_client import Api
 from tests.conftest import ADMIN_KEY
 

@@ -8,7 +8,6 @@ geofence, group by first contact).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -19,6 +18,7 @@ import asyncpg
 from geopush.campaigns.decide import control_bucket
 from tests.api_client import Api, Device, iso, walk
 from tests.conftest import ADMIN_KEY, unique_token
+from tests.eventually import eventually
 
 LAT, LON = 39.9087, 116.3975
 CSV = {"Content-Type": "text/csv"}
@@ -107,10 +107,11 @@ async def test_conversions_and_lift_through_the_pipeline(
                                    key=token)).status == 204
 
         queued = 6 + (0 if anon_control else 1)
-        deadline = asyncio.get_running_loop().time() + 10
-        while (result := await stats(api, offer["id"]))["sent"] < queued:
-            assert asyncio.get_running_loop().time() < deadline, result
-            await asyncio.sleep(0.1)
+        async def all_sent() -> dict | None:
+            result = await stats(api, offer["id"])
+            return result if result["sent"] >= queued else None
+
+        result = await eventually(all_sent)
 
         assert result["triggered"] == 12
         assert result["suppressed"] == {"no_push_consent": 1}

@@ -9,7 +9,8 @@ import asyncpg
 
 from tests.api_client import Api
 from tests.conftest import unique_token
-from tests.delivery_scenario import finished_delivery, open_shop, wait_until, walk_in
+from tests.delivery_scenario import finished_delivery, open_shop, walk_in
+from tests.eventually import eventually
 
 
 async def test_per_minute_counts_match_the_rows(gp: Api, db: asyncpg.Connection) -> None:
@@ -27,7 +28,7 @@ async def test_per_minute_counts_match_the_rows(gp: Api, db: asyncpg.Connection)
         t = (await gp.as_role("ops", "GET", "/v1/ops/timeseries?minutes=5")).ok(200)
         return t if sum(t["sent"]) == 1 and t["failed"] else None
 
-    t = await wait_until(settled)
+    t = await eventually(settled)
     assert t["minutes"] == 5 and t["step_s"] == 60 and len(t["pings"]) == 5
     start = datetime.fromisoformat(t["start"])
     assert start.second == 0 and (datetime.now(UTC) - start).total_seconds() < 5 * 60

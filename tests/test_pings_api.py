@@ -9,6 +9,7 @@ import pytest
 
 from tests.api_client import Api, iso, offset_m, walk
 from tests.conftest import unique_token
+from tests.eventually import eventually
 
 LAT, LON = 45.50, -73.57
 
@@ -203,12 +204,12 @@ async def test_dwell_from_sweeper_when_phone_stops_sending(start_server, db) -> 
         now = datetime.now(UTC)
         reply = (await post(api, dev, [ping(now - timedelta(seconds=1))])).ok(202)
         assert [e["type"] for e in reply["events"]] == ["enter"]
-        for _ in range(100):
+        async def enter_and_dwell() -> list | None:
             rows = await db.fetch("SELECT type, source FROM events WHERE geofence_id = $1"
                                   " ORDER BY ts", fence["id"])
-            if len(rows) == 2:
-                break
-            await asyncio.sleep(0.1)
+            return rows if len(rows) == 2 else None
+
+        rows = await eventually(enter_and_dwell)
         assert [(r["type"], r["source"]) for r in rows] == [("enter", "ping"),
                                                             ("dwell", "sweeper")]
         # A later ping inside fires no second dwell.

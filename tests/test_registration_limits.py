@@ -4,11 +4,8 @@ are also limited per client address, against many invented devices behind one ho
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
-
-import asyncpg
 
 from tests.api_client import Api, Reply, daytime_zone
 from tests.conftest import ADMIN_KEY, unique_token
@@ -25,21 +22,14 @@ async def _register(api: Api, app_key: str, forwarded_for: str | None = None) ->
                           headers=headers)
 
 
-async def _away_from_a_minute_boundary(db: asyncpg.Connection) -> None:
-    """The limits count per minute of the database clock: start a test well inside one."""
-    second = await db.fetchval("SELECT extract(second FROM now())::float8")
-    if second > 45:
-        await asyncio.sleep(61 - second)
-
-
 async def test_registrations_per_address_are_limited_across_two_servers(
-    start_server: Callable[..., Any], db
+    start_server: Callable[..., Any], db, mid_minute
 ) -> None:
     limits = {"register_rate_per_min": 5, "register_key_rate_per_min": 1000}
-    one, two = await start_server(limits=limits), await start_server(limits=limits)
+    one = await start_server(limits_clock=mid_minute, limits=limits)
+    two = await start_server(limits_clock=mid_minute, limits=limits)
     async with Api(one.url, ADMIN_KEY) as a, Api(two.url, ADMIN_KEY) as b:
         app_key = await a.key("app")
-        await _away_from_a_minute_boundary(db)
         replies = [await (a if i % 2 else b).call("POST", "/v1/devices", key=app_key,
                                                   json=_registration()) for i in range(8)]
         assert [r.status for r in replies] == [201] * 5 + [429] * 3
@@ -52,17 +42,17 @@ async def test_registrations_per_address_are_limited_across_two_servers(
 
 
 async def test_registrations_per_app_key_are_limited_whatever_the_address(
-    start_server: Callable[..., Any], db
+    start_server: Callable[..., Any], db, mid_minute
 ) -> None:
     # One trusted proxy in front: the client address is the last X-Forwarded-For entry.
     server = await start_server(limits={"register_rate_per_min": 1000,
                                         "register_key_rate_per_min": 3,
-                                        "trusted_proxy_hops": 1})
+                                        "trusted_proxy_hops": 1},
+                                limits_clock=mid_minute)
     async with Api(server.url, ADMIN_KEY) as api:
         app_key, other_key = await api.key("app"), (await api.call(
             "POST", "/v1/keys", key=ADMIN_KEY, json={"role": "app", "name": "other app"}
         )).ok(201)["key"]
-        await _away_from_a_minute_boundary(db)
         statuses = [(await _register(api, app_key, f"198.51.100.{i}")).status
                     for i in range(5)]
         assert statuses == [201, 201, 201, 429, 429]
@@ -70,17 +60,17 @@ async def test_registrations_per_app_key_are_limited_whatever_the_address(
 
 
 async def test_attackers_cannot_spend_the_registrations_of_genuine_installs(
-    start_server: Callable[..., Any], db
+    start_server: Callable[..., Any], db, mid_minute
 ) -> None:
     """Ten addresses registering all they may (the defaults) leave the app open to others:
     no budget is shared by every install of the app."""
     server = await start_server(limits={"register_rate_per_min": 60,
                                         "register_network_rate_per_min": 300,
                                         "register_key_rate_per_min": 0,
-                                        "trusted_proxy_hops": 1})
+                                        "trusted_proxy_hops": 1},
+                                limits_clock=mid_minute)
     async with Api(server.url, ADMIN_KEY) as api:
         app_key = await api.key("app")
-        await _away_from_a_minute_boundary(db)
         for attacker in range(10):
             for _ in range(60):
                 (await _register(api, app_key, f"198.{attacker}.7.1")).ok(201)
@@ -90,14 +80,14 @@ async def test_attackers_cannot_spend_the_registrations_of_genuine_installs(
 
 
 async def test_one_network_shares_a_budget_across_its_addresses(
-    start_server: Callable[..., Any], db
+    start_server: Callable[..., Any], db, mid_minute
 ) -> None:
     server = await start_server(limits={"register_rate_per_min": 1000,
                                         "register_network_rate_per_min": 4,
-                                        "trusted_proxy_hops": 1})
+                                        "trusted_proxy_hops": 1},
+                                limits_clock=mid_minute)
     async with Api(server.url, ADMIN_KEY) as api:
         app_key = await api.key("app")
-        await _away_from_a_minute_boundary(db)
         rotating = [(await _register(api, app_key, f"192.0.2.{i}")).status for i in range(6)]
         assert rotating == [201] * 4 + [429] * 2
         assert (await _register(api, app_key, "192.0.3.1")).status == 201  # another /24
@@ -106,14 +96,14 @@ async def test_one_network_shares_a_budget_across_its_addresses(
 
 
 async def test_address_limit_behind_a_trusted_proxy_uses_the_forwarded_address(
-    start_server: Callable[..., Any], db
+    start_server: Callable[..., Any], db, mid_minute
 ) -> None:
     server = await start_server(limits={"register_rate_per_min": 2,
                                         "register_key_rate_per_min": 1000,
-                                        "trusted_proxy_hops": 1})
+                                        "trusted_proxy_hops": 1},
+                                limits_clock=mid_minute)
     async with Api(server.url, ADMIN_KEY) as api:
         app_key = await api.key("app")
-        await _away_from_a_minute_boundary(db)
         # The client wrote the first entry itself; the proxy appended the real one.
         first = [(await _register(api, app_key, f"10.9.9.{i}, 192.0.2.1")).status
                  for i in range(3)]

@@ -19,7 +19,7 @@ from geopush.store.database import create_pool
 from geopush.store.retention import retention_round
 from tests.api_client import Api, walk
 from tests.conftest import ADMIN_KEY, unique_token
-from tests.delivery_scenario import wait_until
+from tests.eventually import eventually
 
 LAT, LON = 48.8566, 2.3522
 RETENTION_LOCK = 0x6765_6F72
@@ -110,7 +110,7 @@ async def test_retention_and_the_dwell_sweeper_run_on_a_node_that_does_not_send(
             return await db.fetchval("SELECT last_lat IS NULL FROM devices"
                                      " WHERE device_id = $1", old.device_id)
 
-        await wait_until(swept, within=10)
-        await wait_until(retained, within=10)
+        await eventually(swept, within=10)
+        await eventually(retained, within=10)
         assert await db.fetchval("SELECT count(*) FROM pings WHERE device_id = $1",
                                  old.device_id) == 0

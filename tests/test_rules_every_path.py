@@ -3,7 +3,6 @@ that never went out, and a process without FCM credentials still ends queued del
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +10,7 @@ import asyncpg
 
 from tests.api_client import Api, walk
 from tests.conftest import ADMIN_KEY, unique_token
+from tests.eventually import eventually
 
 LAT, LON = 39.95, 116.35
 NO_FCM = {"fcm": {"credentials_file": ""},
@@ -21,16 +21,6 @@ async def _deliveries(db: asyncpg.Connection, offer_id: str) -> list[tuple[str, 
     rows = await db.fetch("SELECT status, reason FROM deliveries WHERE offer_id = $1"
                           " ORDER BY created_at", offer_id)
     return [(r["status"], r["reason"]) for r in rows]
-
-
-async def _until(check: Any, timeout_s: float = 10.0) -> Any:
-    """Poll `check()` (async) until it returns something truthy; the last value otherwise."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await check()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.1)
 
 
 async def test_a_push_cancelled_as_left_geofence_does_not_start_the_cooldown(
@@ -80,7 +70,7 @@ async def test_without_fcm_credentials_queued_deliveries_still_expire(
         async def expired() -> bool:
             return await _deliveries(db, offer["id"]) == [("failed", "expired")]
 
-        assert await _until(expired)
+        await eventually(expired)
         # The expired push no longer uses up max_sends: the next visitor gets the offer.
         (await api.pings(second, walk(LAT, LON, -400, 0, 5,
                                       datetime.now(UTC) - timedelta(seconds=45)))).ok(202)
@@ -105,4 +95,4 @@ async def test_without_fcm_credentials_a_push_whose_visit_ended_is_cancelled(
         async def cancelled() -> bool:
             return await _deliveries(db, offer["id"]) == [("cancelled", "left_geofence")]
 
-        assert await _until(cancelled)
+        await eventually(cancelled)

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from geopush.emulator.thread import EmulatorThread
+from tests.eventually import eventually
 from tests.outbox_fill import queue_deliveries
 
 BATCH = 100
@@ -42,13 +43,6 @@ async def _counts(db: asyncpg.Connection) -> Counter[str]:
     return Counter({r["status"]: r["n"] for r in rows})
 
 
-async def _wait(predicate, within_s: float, step: float = 0.1) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(step)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch(
@@ -65,7 +59,7 @@ async def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch(
         async def some_sent() -> bool:
             return (await _counts(db))["sent"] >= 2 * BATCH
 
-        await _wait(some_sent, 90)
+        await eventually(some_sent, 90)
         proc.send_signal(signal.SIGKILL)  # in the middle of a slow batch
         proc.wait(timeout=10)
         before = await _counts(db)
@@ -78,7 +72,7 @@ async def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch(
         async def all_done() -> bool:
             return (await _counts(db))["sent"] == n
 
-        await _wait(all_done, 150, 0.25)
+        await eventually(all_done, 150, 0.25)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -142,7 +136,7 @@ async def test_two_senders_10000_deliveries_no_duplicate(
             async def all_sent() -> bool:
                 return (await _counts(db))["sent"] == n
 
-            await _wait(all_sent, 280, 0.5)
+            await eventually(all_sent, 280, 0.5)
         finally:
             for p in procs:
                 p.terminate()

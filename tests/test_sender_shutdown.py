@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 
+from tests.eventually import eventually
 from tests.outbox_fill import queue_deliveries
 
 
@@ -14,10 +13,9 @@ async def test_stop_finishes_and_records_the_batch_in_flight(
 ) -> None:
     server = await start_server(fcm={"batch_size": 20})
     await queue_deliveries(db, 60, "slow-1500-shutdown-")
-    for _ in range(100):  # the first batch is claimed and at the (slow) emulator
-        if await db.fetchval("SELECT count(*) FROM deliveries WHERE lease_until IS NOT NULL"):
-            break
-        await asyncio.sleep(0.05)
+    # The first batch is claimed and at the (slow) emulator.
+    await eventually(lambda: db.fetchval(
+        "SELECT count(*) FROM deliveries WHERE lease_until IS NOT NULL"))
     await server.stop()
     rows = await db.fetch("SELECT status, lease_until FROM deliveries WHERE attempts > 0")
     assert len(rows) == 20, "exactly the batch in flight was attempted, nothing claimed after"

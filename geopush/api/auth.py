@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from uuid import UUID
 
 from aiohttp import web
 
 from geopush.api.errors import ApiError
+from geopush.api.openapi import ATTRIBUTE, Doc
+from geopush.api.runtime import RUNTIME
 from geopush.codes import Role
-from geopush.runtime import RUNTIME
-from geopush.store.keys import hash_secret, new_secret  # noqa: F401  (re-exported)
+from geopush.store.devices import device_by_token_hash
+from geopush.store.keys import hash_secret, key_by_hash, new_secret  # noqa: F401  (re-exported)
 
 # Which roles may call what, beyond admin who may call everything.
 MARKETER = (Role.MARKETER,)
@@ -61,10 +65,7 @@ async def require_role(request: web.Request, *roles: Role) -> Principal:
         if cached and cached[1] > time.monotonic():
             principal = cached[0]
         else:
-            row = await rt.pool.fetchrow(
-                "SELECT id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-                digest,
-            )
+            row = await key_by_hash(rt.pool, digest)
             if row is not None:
                 principal = Principal(str(row["id"]), Role(row["role"]))
                 if len(rt.key_cache) >= _KEY_CACHE_MAX:  # keep memory bounded
@@ -76,6 +77,30 @@ async def require_role(request: web.Request, *roles: Role) -> Principal:
     if principal.role is not Role.ADMIN and principal.role not in roles:
         raise ApiError(403, "forbidden", f"role {principal.role} may not do this")
     return principal
+
+
+# The key of the request being handled: set by the middleware in the request's own task,
+# where its handler runs (aiohttp's typed request keys need a newer aiohttp than we ask for).
+_PRINCIPAL: ContextVar[Principal] = ContextVar("geopush_principal")
+
+
+@web.middleware
+async def role_middleware(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+    """Enforce each route's role where it is declared, in `@documented(auth=...)`: a route
+    for role keys answers 401/403 here, before its handler reads anything, and its handler
+    finds the caller with `caller(request)`."""
+    doc: Doc | None = getattr(request.match_info.handler, ATTRIBUTE, None)
+    if doc is not None and doc.auth.scheme == "apiKey":
+        _PRINCIPAL.set(await require_role(request, *doc.auth.roles))
+    return await handler(request)
+
+
+def caller(request: web.Request) -> Principal:
+    """The key `role_middleware` let through for this request."""
+    del request  # one per task; the argument keeps call sites explicit about whose it is
+    return _PRINCIPAL.get()
 
 
 # Device token hash -> device id. A token names one device for the device's whole life (an
@@ -96,9 +121,7 @@ async def require_device(request: web.Request, *, cached: bool = False) -> UUID:
     if cached and (known := _DEVICE_IDS.get(digest)) is not None:
         return known
     rt = request.app[RUNTIME]
-    device_id = await rt.pool.fetchval(
-        "SELECT device_id FROM devices WHERE token_hash = $1", digest
-    )
+    device_id = await device_by_token_hash(rt.pool, digest)
     if device_id is not None and cached:
         if len(_DEVICE_IDS) >= _DEVICE_IDS_MAX:
             _DEVICE_IDS.clear()

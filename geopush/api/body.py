@@ -20,8 +20,8 @@ from pydantic import BaseModel
 
 from geopush.api.errors import ApiError, bad_request, not_found
 from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds
+from geopush.api.runtime import RUNTIME
 from geopush.api.schema import parse_model
-from geopush.runtime import RUNTIME
 from geopush.timefmt import parse_rfc3339
 
 # A single field's error, as the domain raises it (importers use it too); for handlers'

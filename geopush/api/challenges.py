@@ -7,7 +7,6 @@ and `ends_at` (at `store_ids` when set). Completing it credits `reward_points` a
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -16,47 +15,51 @@ import asyncpg
 from aiohttp import web
 from pydantic import Field
 
-from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import field_error, path_id, read_model
-from geopush.api.errors import ApiError, not_found
 from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, documented
 from geopush.api.pagination import page, page_params
-from geopush.api.schema import Name, RequestBody, Text, Time, Whole
+from geopush.api.runtime import RUNTIME
+from geopush.api.schema import Chars, NonBlank, RequestBody, Time, WholeIn
 from geopush.codes import ChallengeKind
-from geopush.runtime import RUNTIME
+from geopush.loyalty.challenges import (
+    FIELDS,
+    LISTING,
+    challenge_row,
+    change_challenge,
+    create_challenge,
+)
+from geopush.loyalty.challenges import delete_challenge as remove_challenge
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts_or_none
 
 MAX_TARGET = 1_000_000
 MAX_REWARD = 1_000_000
 MAX_STORES = 1000
-_FIELDS = ("name", "kind", "target", "starts_at", "ends_at", "store_ids", "reward_points",
-           "offer_id")
-_COLUMNS = ("challenge_id, name, kind, target, starts_at, ends_at, store_ids, reward_points,"
-            " offer_id, created_at, updated_at")
+_FIELDS = FIELDS
 
 
 class ChallengeCreate(RequestBody):
     """SPEC section 11; `id`, `created_at` and `updated_at` are accepted and ignored."""
 
-    name: Name(200)  # type: ignore[valid-type]
+    name: Annotated[str, NonBlank(200)]
     kind: Annotated[ChallengeKind, Field(strict=False)]
-    target: Whole(1, MAX_TARGET)  # type: ignore[valid-type]
+    target: Annotated[int, WholeIn(1, MAX_TARGET)]
     starts_at: Time
     ends_at: Time
-    store_ids: list[Name(200)] | None = None  # type: ignore[valid-type]
-    reward_points: Whole(0, MAX_REWARD) = 0  # type: ignore[valid-type]
-    offer_id: Name(200) | None = None  # type: ignore[valid-type]
-    id: Text(100) | None = None  # type: ignore[valid-type]
-    created_at: Text(100) | None = None  # type: ignore[valid-type]
-    updated_at: Text(100) | None = None  # type: ignore[valid-type]
+    store_ids: list[Annotated[str, NonBlank(200)]] | None = None
+    reward_points: Annotated[int, WholeIn(0, MAX_REWARD)] = 0
+    offer_id: Annotated[str, NonBlank(200)] | None = None
+    id: Annotated[str, Chars(100)] | None = None
+    created_at: Annotated[str, Chars(100)] | None = None
+    updated_at: Annotated[str, Chars(100)] | None = None
 
 
 class ChallengePatch(ChallengeCreate):
     """Any of the fields; absent ones are unchanged."""
 
-    name: Name(200) = None  # type: ignore[valid-type]
+    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
     kind: Annotated[ChallengeKind, Field(strict=False)] = None  # type: ignore[assignment]
-    target: Whole(1, MAX_TARGET) = None  # type: ignore[valid-type]
+    target: Annotated[int, WholeIn(1, MAX_TARGET)] = None  # type: ignore[assignment]
     starts_at: Time = None  # type: ignore[assignment]
     ends_at: Time = None  # type: ignore[assignment]
 
@@ -106,97 +109,37 @@ def parse_fields(given: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     return out
 
 
-async def _check(conn: asyncpg.Connection, values: dict[str, Any]) -> None:
-    """Cross-field rules and references: a typo would make a challenge nobody can finish."""
-    if values["ends_at"] <= values["starts_at"]:
-        raise field_error("ends_at", "must be later than starts_at")
-    stores = values["store_ids"]
-    if stores:
-        known = {r[0] for r in await conn.fetch(
-            "SELECT store_id FROM stores WHERE store_id = ANY($1::uuid[])", stores)}
-        missing = [{"field": "store_ids", "id": str(s)} for s in stores if s not in known]
-        if missing:
-            raise ApiError(422, "unknown_target", "challenge names unknown stores", missing)
-    if values["offer_id"] is not None:
-        trigger = await conn.fetchval(
-            "SELECT trigger FROM offers WHERE offer_id = $1 AND deleted_at IS NULL",
-            values["offer_id"])
-        if trigger is None:
-            raise ApiError(422, "unknown_offer", "offer_id names no offer",
-                           [{"field": "offer_id", "id": str(values["offer_id"])}])
-        if trigger != "reward":
-            raise ApiError(422, "invalid_offer",
-                           f"offer_id must name an offer with trigger reward (it has {trigger})",
-                           [{"field": "offer_id", "trigger": trigger}])
-
-
 @documented("Create a loyalty challenge", auth=BY_MARKETER, body=ChallengeCreate, status=201,
             errors=(422,), tag="loyalty")
 async def post_challenge(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
     values = parse_fields((await read_model(request, ChallengeCreate)).given(), partial=False)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
-        await _check(conn, values)
-        row = await conn.fetchrow(
-            "INSERT INTO challenges (challenge_id, name, kind, target, starts_at, ends_at,"
-            " store_ids, reward_points, offer_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            f" RETURNING {_COLUMNS}",
-            uuid.uuid4(), values["name"], values["kind"], values["target"], values["starts_at"],
-            values["ends_at"], values["store_ids"], values["reward_points"], values["offer_id"],
-        )
+        row = await create_challenge(conn, values)
     return web.json_response(challenge_json(row), status=201)
 
 
 @documented("List loyalty challenges", auth=BY_STATS, query=PAGE, tag="loyalty")
 async def list_challenges(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
     limit, cursor = page_params(request)
-    args: list[Any] = [limit + 1]
-    condition = "deleted_at IS NULL"
-    if cursor:
-        args += list(cursor)
-        condition += " AND (created_at, challenge_id) > ($2, $3)"
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM challenges WHERE {condition}"
-        " ORDER BY created_at, challenge_id LIMIT $1", *args)
+    rows = await fetch_page(request.app[RUNTIME].pool, LISTING, limit, cursor)
     return web.json_response(page([challenge_json(r) for r in rows], rows, limit,
                                   "challenge_id"))
 
 
 @documented("One loyalty challenge", auth=BY_STATS, tag="loyalty")
 async def get_challenge(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
-    row = await request.app[RUNTIME].pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM challenges WHERE challenge_id = $1 AND deleted_at IS NULL",
-        path_id(request, "challenge_id", "challenge"))
-    if row is None:
-        raise not_found("challenge")
+    row = await challenge_row(request.app[RUNTIME].pool,
+                              path_id(request, "challenge_id", "challenge"))
     return web.json_response(challenge_json(row))
 
 
 @documented("Change a loyalty challenge", auth=BY_MARKETER, body=ChallengePatch, errors=(422,),
             tag="loyalty")
 async def patch_challenge(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
     challenge_id = path_id(request, "challenge_id", "challenge")
     changes = parse_fields((await read_model(request, ChallengePatch)).given(), partial=True)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM challenges WHERE challenge_id = $1 AND deleted_at IS NULL"
-            " FOR UPDATE", challenge_id)
-        if row is None:
-            raise not_found("challenge")
-        values = {name: row[name] for name in _FIELDS}
-        values["store_ids"] = list(values["store_ids"])
-        values.update(changes)
-        await _check(conn, values)
-        row = await conn.fetchrow(
-            "UPDATE challenges SET name = $2, kind = $3, target = $4, starts_at = $5,"
-            " ends_at = $6, store_ids = $7, reward_points = $8, offer_id = $9,"
-            f" updated_at = now() WHERE challenge_id = $1 RETURNING {_COLUMNS}",
-            challenge_id, values["name"], values["kind"], values["target"], values["starts_at"],
-            values["ends_at"], values["store_ids"], values["reward_points"], values["offer_id"],
-        )
+        row = await change_challenge(conn, challenge_id, changes)
     return web.json_response(challenge_json(row))
 
 
@@ -204,13 +147,8 @@ async def patch_challenge(request: web.Request) -> web.Response:
             media=None, tag="loyalty")
 async def delete_challenge(request: web.Request) -> web.Response:
     """Soft delete: it stops counting at once; completions and rewards already given stay."""
-    await require_role(request, *MARKETER)
-    deleted = await request.app[RUNTIME].pool.fetchval(
-        "UPDATE challenges SET deleted_at = now() WHERE challenge_id = $1"
-        " AND deleted_at IS NULL RETURNING true",
-        path_id(request, "challenge_id", "challenge"))
-    if not deleted:
-        raise not_found("challenge")
+    await remove_challenge(request.app[RUNTIME].pool,
+                           path_id(request, "challenge_id", "challenge"))
     return web.Response(status=204)
 
 

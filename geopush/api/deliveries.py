@@ -8,23 +8,25 @@ an unknown one and ids cannot be probed.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 from aiohttp import web
 
-from geopush.api.auth import OPS, require_device, require_role
+from geopush.api.auth import caller, require_device
 from geopush.api.body import field_error, path_id
 from geopush.api.errors import ApiError, not_found
 from geopush.api.openapi import BY_DEVICE, BY_OPS, DELIVERY, PAGE, documented, page_of, text_queries
 from geopush.api.pagination import page, page_params
+from geopush.api.runtime import RUNTIME
 from geopush.campaigns.offers import DEFAULT_TTL_S
 from geopush.codes import DeliveryStatus
 from geopush.delivery.outbox import OUTBOX_CHANNEL
-from geopush.runtime import RUNTIME
 from geopush.store.erasure import ERASED_DEVICE
+from geopush.store.fatigue import reset as reset_fatigue
+from geopush.store.keyset import Listing, fetch_page
 from geopush.timefmt import format_ts_or_none, parse_rfc3339
 
 _COLUMNS = (
@@ -33,6 +35,7 @@ _COLUMNS = (
     " fcm_message_name, opened_at, redeemed_at, last_error, retries, retried_at"
 )
 _GET = f"SELECT {_COLUMNS} FROM deliveries WHERE delivery_id = $1"
+_LISTING = Listing("deliveries", _COLUMNS, "delivery_id", newest_first=True)
 # Id filters of GET /v1/deliveries, each a query parameter named as its column. Values are
 # always bound as parameters; only these fixed names reach the SQL text.
 _UUID_FILTERS = ("offer_id", "device_id", "store_id", "geofence_id")
@@ -138,41 +141,26 @@ def _query_uuid(request: web.Request, key: str) -> UUID | None:
             response=page_of(DELIVERY))
 async def list_deliveries(request: web.Request) -> web.Response:
     """Newest first, filtered by any of status, reason and the ids in `_UUID_FILTERS`."""
-    await require_role(request, *OPS)
     limit, cursor = page_params(request)
-    conditions: list[str] = []
-    args: list[Any] = [limit + 1]
+    equal: dict[str, Any] = {}
     status = request.query.get("status")
     if status:
         if status not in {s.value for s in DeliveryStatus}:
             raise field_error("status", "must be one of queued, sent, failed, cancelled")
-        args.append(status)
-        conditions.append(f"status = ${len(args)}")
+        equal["status"] = status
     reason = request.query.get("reason")
     if reason:
         if len(reason) > _MAX_REASON_LEN:
             raise field_error("reason", f"must be at most {_MAX_REASON_LEN} characters")
-        args.append(reason)
-        conditions.append(f"reason = ${len(args)}")
+        equal["reason"] = reason
     for key in _UUID_FILTERS:
-        value = _query_uuid(request, key)
-        if value is not None:
-            args.append(value)
-            conditions.append(f"{key} = ${len(args)}")
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(created_at, delivery_id) < (${len(args) - 1}, ${len(args)})")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM deliveries {where}"
-        " ORDER BY created_at DESC, delivery_id DESC LIMIT $1", *args,
-    )
+        equal[key] = _query_uuid(request, key)
+    rows = await fetch_page(request.app[RUNTIME].pool, _LISTING, limit, cursor, equal)
     return web.json_response(page([delivery_json(r) for r in rows], rows, limit, "delivery_id"))
 
 
 @documented("One delivery", auth=BY_OPS, response=DELIVERY)
 async def get_delivery(request: web.Request) -> web.Response:
-    await require_role(request, *OPS)
     delivery_id = path_id(request, "delivery_id", "delivery")
     row = await request.app[RUNTIME].pool.fetchrow(_GET, delivery_id)
     if row is None:
@@ -229,14 +217,14 @@ async def retry_delivery(request: web.Request) -> web.Response:
     (that may be why it failed), and a retry that expired before the sender saw it would
     be no retry at all. 409 says why a delivery may not be retried (see `_retry_refusal`).
     """
-    principal = await require_role(request, *OPS)
+    principal = caller(request)
     delivery_id = path_id(request, "delivery_id", "delivery")
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
         facts = await conn.fetchrow(_RETRY_FACTS, delivery_id)
         if facts is None:
             raise not_found("delivery")
-        refusal = _retry_refusal(facts, datetime.now(UTC))
+        refusal = _retry_refusal(facts, rt.now())
         if refusal is not None:
             raise refusal
         ttl_s = facts["offer_ttl_s"] or DEFAULT_TTL_S
@@ -254,6 +242,7 @@ async def _mark(request: web.Request, sql: str) -> web.Response:
         raise not_found("delivery")
     if status != DeliveryStatus.SENT:
         raise ApiError(409, "not_sent", f"this delivery was not sent (it is {status})")
+    await reset_fatigue(request.app[RUNTIME].pool, delivery_id)  # SPEC 15: a response
     return web.Response(status=204)
 
 

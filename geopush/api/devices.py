@@ -9,25 +9,26 @@ import asyncpg
 from aiohttp import web
 from pydantic import Field
 
-from geopush.api.auth import APP, hash_secret, new_secret, require_device, require_role
+from geopush.api.auth import caller, hash_secret, new_secret, require_device
 from geopush.api.body import field_error, read_model
-from geopush.api.errors import ApiError
 from geopush.api.openapi import BY_APP, BY_DEVICE, DEVICE, DEVICE_CREATED, documented
 from geopush.api.registration_limits import check_registration_rate
-from geopush.api.schema import Name, RequestBody, Text, TimeZone
+from geopush.api.runtime import RUNTIME, Runtime
+from geopush.api.schema import Chars, NonBlank, RequestBody, TimeZone
 from geopush.codes import Platform
-from geopush.identity import CustomerProofError, VerifiedProof, verify_customer_proof
+from geopush.identity import VerifiedProof, verify_customer_proof
 from geopush.loyalty.merge import merge_device_into_customer
-from geopush.runtime import RUNTIME, Runtime
 from geopush.store.consent import follow_customer_consent, record_consent
+from geopush.store.devices import (
+    device_row,
+    insert_device,
+    lock_device,
+    set_consent,
+    set_leaderboard_consent,
+    update_device,
+)
 from geopush.store.link_proofs import spend_proof
 from geopush.timefmt import format_ts
-
-_DEVICE_COLUMNS = (
-    "device_id, platform, locale, timezone, customer_id, fcm_token_active, "
-    "fcm_token IS NOT NULL AS has_fcm_token, consent_location, consent_push, "
-    "consent_categories, created_at, updated_at, consent_leaderboard"
-)
 
 
 def device_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -58,28 +59,28 @@ class DeviceRegistration(RequestBody):
     """`POST /v1/devices`: locale and timezone are required, so quiet hours and the message
     language are the device's own from its first ping."""
 
-    fcm_token: Name(4096)  # type: ignore[valid-type]
+    fcm_token: Annotated[str, NonBlank(4096)]
     platform: Annotated[Platform, Field(strict=False)]
     locale: Locale
     timezone: TimeZone
-    customer_id: Name(200) | None = None  # type: ignore[valid-type]
-    customer_proof: Text(8192) | None = None  # type: ignore[valid-type]
+    customer_id: Annotated[str, NonBlank(200)] | None = None
+    customer_proof: Annotated[str, Chars(8192)] | None = None
 
 
 class DeviceUpdate(RequestBody):
     """`PATCH /v1/devices/me`: absent fields are unchanged; `customer_id: null` unlinks."""
 
-    fcm_token: Name(4096) = None  # type: ignore[valid-type]
+    fcm_token: Annotated[str, NonBlank(4096)] = None  # type: ignore[assignment]
     locale: Locale = None  # type: ignore[assignment]
     timezone: TimeZone = None  # type: ignore[assignment]
-    customer_id: Name(200) | None = None  # type: ignore[valid-type]
-    customer_proof: Text(8192) | None = None  # type: ignore[valid-type]
+    customer_id: Annotated[str, NonBlank(200)] | None = None
+    customer_proof: Annotated[str, Chars(8192)] | None = None
 
 
 class Consent(RequestBody):
     location: bool
     push: bool
-    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+    categories: list[Annotated[str, NonBlank(100)]] | None = None
     leaderboard: bool | None = None
 
 
@@ -90,29 +91,23 @@ def _check_link(rt: Runtime, customer_id: str | None, proof: str | None
         if proof is not None:
             raise field_error("customer_proof", "is only used with customer_id")
         return None
-    try:
-        return verify_customer_proof(proof, customer_id, rt.link_keys,
-                                     max_lifetime_s=rt.config.auth.max_proof_lifetime_s,
-                                     now=rt.now())
-    except CustomerProofError as exc:
-        raise ApiError(403, "customer_unverified", str(exc)) from None
+    return verify_customer_proof(proof, customer_id, rt.link_keys,
+                                 max_lifetime_s=rt.config.auth.max_proof_lifetime_s,
+                                 now=rt.now())
 
 
 async def _spend(rt: Runtime, conn: asyncpg.Connection, proof: VerifiedProof | None) -> None:
     """Spend the proof in the transaction that links, so a refused link spends nothing."""
     if proof is None:
         return
-    try:
-        await spend_proof(conn, proof, max_lifetime_s=rt.config.auth.max_proof_lifetime_s,
-                          now=rt.now())
-    except CustomerProofError as exc:
-        raise ApiError(403, "customer_unverified", str(exc)) from None
+    await spend_proof(conn, proof, max_lifetime_s=rt.config.auth.max_proof_lifetime_s,
+                      now=rt.now())
 
 
 @documented("Register a device (consent starts off)", auth=BY_APP, body=DeviceRegistration,
             status=201, errors=(429,), response=DEVICE_CREATED)
 async def register(request: web.Request) -> web.Response:
-    principal = await require_role(request, *APP)
+    principal = caller(request)
     await check_registration_rate(request, principal)
     rt = request.app[RUNTIME]
     body = await read_model(request, DeviceRegistration)
@@ -121,12 +116,8 @@ async def register(request: web.Request) -> web.Response:
     token = new_secret("gpd")
     async with rt.pool.acquire() as conn, conn.transaction():
         await _spend(rt, conn, proof)
-        await conn.execute(
-            "INSERT INTO devices (device_id, token_hash, fcm_token, platform, locale, timezone,"
-            " customer_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            device_id, hash_secret(token), body.fcm_token, body.platform,
-            body.locale, body.timezone, body.customer_id,
-        )
+        await insert_device(conn, device_id, hash_secret(token), body.fcm_token,
+                            body.platform, body.locale, body.timezone, body.customer_id)
     return web.json_response({"device_id": str(device_id), "device_token": token}, status=201)
 
 
@@ -143,37 +134,24 @@ async def patch_me(request: web.Request) -> web.Response:
         proof = _check_link(rt, fields["customer_id"], proof_text)
     elif proof_text is not None:
         raise field_error("customer_proof", "is only used with customer_id")
-    sets = [f"{name} = ${i}" for i, name in enumerate(fields, start=2)]
-    if "fcm_token" in fields:
-        # A new token from the app reactivates a device whose old token FCM refused.
-        sets.append("fcm_token_active = true")
-    sets.append("updated_at = now()")
     async with rt.pool.acquire() as conn, conn.transaction():
         await _spend(rt, conn, proof)
         # The device's row lock first, as ingest takes it, then what the link changes.
-        was = await conn.fetchval(
-            "SELECT customer_id FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
-        row = await conn.fetchrow(
-            f"UPDATE devices SET {', '.join(sets)} WHERE device_id = $1"
-            f" RETURNING {_DEVICE_COLUMNS}",
-            device_id, *fields.values(),
-        )
+        was = await lock_device(conn, device_id)
+        row = await update_device(conn, device_id, fields)
         if "customer_id" in fields:
             if was is None and fields["customer_id"] is not None:
                 await merge_device_into_customer(conn, device_id, fields["customer_id"],
                                                  rt.now())
             await follow_customer_consent(conn, device_id, fields["customer_id"])
-            row = await conn.fetchrow(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id)
+            row = await device_row(conn, device_id)
     return web.json_response(device_json(row))
 
 
 @documented("The calling device", auth=BY_DEVICE, response=DEVICE)
 async def get_me(request: web.Request) -> web.Response:
     device_id = await require_device(request)
-    row = await request.app[RUNTIME].pool.fetchrow(
-        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id
-    )
+    row = await device_row(request.app[RUNTIME].pool, device_id)
     return web.json_response(device_json(row))
 
 
@@ -193,19 +171,12 @@ async def put_consent(request: web.Request) -> web.Response:
     pool = rt.pool
     async with pool.acquire() as conn, conn.transaction():
         # The device row is locked first, as ingest and the sweeper lock it.
-        now = await conn.fetchrow(
-            f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1 FOR UPDATE",
-            device_id)
+        now = await device_row(conn, device_id, lock=True)
         if _same_consent(now, location, push, categories, leaderboard):
             # Apps send their consent at every start: an unchanged one is no change to
             # log, so replaying it cannot grow the log.
             return web.json_response(device_json(now))
-        row = await conn.fetchrow(
-            "UPDATE devices SET consent_location = $2, consent_push = $3,"
-            " consent_categories = $4, updated_at = now() WHERE device_id = $1"
-            f" RETURNING {_DEVICE_COLUMNS}",
-            device_id, location, push, categories,
-        )
+        row = await set_consent(conn, device_id, location, push, categories)
         withdrawal = await record_consent(conn, device_id, location=location, push=push,
                                           categories=categories)
         if leaderboard is not None:
@@ -221,24 +192,6 @@ def _same_consent(row: asyncpg.Record, location: bool, push: bool,
     return (row["consent_location"] == location and row["consent_push"] == push
             and (None if stored is None else list(stored)) == categories
             and (leaderboard is None or row["consent_leaderboard"] == leaderboard))
-
-
-async def set_leaderboard_consent(conn: asyncpg.Connection, device_id: uuid.UUID,
-                                  leaderboard: bool) -> asyncpg.Record:
-    """Leaderboard consent (SPEC 11) is the customer's: set on one phone, it holds on all
-    their phones, so a withdrawal anywhere takes them off every leaderboard at once."""
-    await conn.execute(
-        "UPDATE devices SET consent_leaderboard = $2 WHERE device_id = $1"
-        " OR customer_id = (SELECT customer_id FROM devices WHERE device_id = $1)",
-        device_id, leaderboard,
-    )
-    await conn.execute(
-        "UPDATE consent_log SET leaderboard = $2"
-        " WHERE id = (SELECT max(id) FROM consent_log WHERE device_id = $1)",
-        device_id, leaderboard,
-    )
-    return await conn.fetchrow(
-        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id)
 
 
 @documented("Erase the device's personal data", auth=BY_DEVICE, status=204, media=None)

@@ -53,6 +53,8 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.Unprocessable: 422,
+    errors.TooLarge: 413,
+    errors.Busy: 429,
 }
 
 
@@ -129,7 +131,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.force_close()
         return response
     except errors.DomainError as exc:
-        return error_response(domain_status(exc), exc.code, exc.message, exc.details)
+        headers = ({"Retry-After": str(exc.retry_after_s)} if isinstance(exc, errors.Busy)
+                   else None)
+        return error_response(domain_status(exc), exc.code, exc.message, exc.details, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,9 +11,8 @@ import asyncpg
 from aiohttp import web
 from pydantic import Field, WithJsonSchema
 
-from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import body_chunks, field_error, path_id, read_model
-from geopush.api.errors import ApiError, not_found
+from geopush.api.errors import ApiError
 from geopush.api.import_slots import running_import
 from geopush.api.openapi import (
     BY_MARKETER,
@@ -27,13 +25,20 @@ from geopush.api.openapi import (
     page_of,
 )
 from geopush.api.pagination import page, page_params
-from geopush.api.schema import Name, RequestBody, Whole
-from geopush.geo.feature_collection import FeatureCollectionError
-from geopush.places.geofence_import import TooManyFeatures, import_geofence_stream
-from geopush.places.geofences import COLUMNS as _COLUMNS
-from geopush.places.geofences import check_room, check_store, checked_geometry
-from geopush.runtime import RUNTIME
-from geopush.store.geofence_index import notify_changed
+from geopush.api.runtime import RUNTIME
+from geopush.api.schema import NonBlank, RequestBody, WholeIn
+from geopush.places.geofence_import import import_geofence_stream
+from geopush.places.geofences import LISTING as _LISTING
+from geopush.places.geofences import (
+    check_room,
+    check_store,
+    checked_geometry,
+    geofence_row,
+    insert_geofence,
+    remove_geofence,
+    update_geofence,
+)
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts
 
 MAX_DWELL_S = 7 * 86400
@@ -53,20 +58,20 @@ StoreRef = Annotated[UUID, Field(strict=False)]
 
 
 class GeofenceCreate(RequestBody):
-    name: Name(200)  # type: ignore[valid-type]
+    name: Annotated[str, NonBlank(200)]
     geometry: Geometry
     store_id: StoreRef | None = None
-    dwell_s: Whole(0, MAX_DWELL_S) | None = None  # type: ignore[valid-type]
+    dwell_s: Annotated[int, WholeIn(0, MAX_DWELL_S)] | None = None
     enabled: bool = True
 
 
 class GeofencePatch(RequestBody):
     """Any of the fields; absent ones are unchanged, `store_id: null` unlinks the store."""
 
-    name: Name(200) = None  # type: ignore[valid-type]
+    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
     geometry: Geometry = None
     store_id: StoreRef | None = None
-    dwell_s: Whole(0, MAX_DWELL_S) = None  # type: ignore[valid-type]
+    dwell_s: Annotated[int, WholeIn(0, MAX_DWELL_S)] = None  # type: ignore[assignment]
     enabled: bool = None  # type: ignore[assignment]
 #: Geometries with more positions than this are checked in a worker thread (a 2,000-vertex
 #: polygon takes tens of milliseconds of GEOS and Python), smaller ones inline.
@@ -112,7 +117,6 @@ def _positions(obj: Any) -> int:
 @documented("Create a geofence (422 saying why a geometry is invalid)", auth=BY_MARKETER,
             body=GeofenceCreate, status=201, errors=(422,), response=GEOFENCE)
 async def post_geofence(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
     body = await read_model(request, GeofenceCreate)
     rt = request.app[RUNTIME]
     name, enabled = body.name, body.enabled
@@ -121,12 +125,7 @@ async def post_geofence(request: web.Request) -> web.Response:
     async with rt.pool.acquire() as conn, conn.transaction():
         store_id = await check_store(conn, body.store_id)
         await check_room(conn, 1, rt.config.limits.max_geofences)
-        row = await conn.fetchrow(
-            "INSERT INTO geofences (geofence_id, name, store_id, geometry, dwell_s, enabled,"
-            f" area_m2) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
-            uuid.uuid4(), name, store_id, geometry, dwell_s, enabled, area,
-        )
-        await notify_changed(conn, row["geofence_id"])
+        row = await insert_geofence(conn, name, store_id, geometry, dwell_s, enabled, area)
     await rt.fences.reload(rt.pool, {str(row["geofence_id"])})
     return web.json_response(geofence_json(row), status=201)
 
@@ -136,45 +135,30 @@ async def post_geofence(request: web.Request) -> web.Response:
             response=page_of(GEOFENCE))
 async def list_geofences(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
-    await require_role(request, *STATS)
     limit, cursor = page_params(request)
-    conditions: list[str] = []
-    args: list[Any] = [limit + 1]
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(created_at, geofence_id) > (${len(args) - 1}, ${len(args)})")
+    store_id = None
     store = request.query.get("store_id")
     if store:
         try:
-            args.append(UUID(store))
+            store_id = UUID(store)
         except ValueError:
             raise field_error("store_id", "must be a store id") from None
-        conditions.append(f"store_id = ${len(args)}")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM geofences {where} ORDER BY created_at, geofence_id LIMIT $1",
-        *args,
-    )
+    rows = await fetch_page(request.app[RUNTIME].pool, _LISTING, limit, cursor,
+                            {"store_id": store_id})
     return web.json_response(page([geofence_json(r) for r in rows], rows, limit, "geofence_id"))
 
 
 
 @documented("One geofence", auth=BY_MARKETER, response=GEOFENCE)
 async def get_geofence(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
-    row = await request.app[RUNTIME].pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM geofences WHERE geofence_id = $1",
-        path_id(request, "geofence_id", "geofence"),
-    )
-    if row is None:
-        raise not_found("geofence")
+    row = await geofence_row(request.app[RUNTIME].pool,
+                             path_id(request, "geofence_id", "geofence"))
     return web.json_response(geofence_json(row))
 
 
 @documented("Change a geofence (a new shape or disabling closes its visits)", auth=BY_MARKETER,
             body=GeofencePatch, errors=(422,), response=GEOFENCE)
 async def patch_geofence(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
     gid = path_id(request, "geofence_id", "geofence")
     body = (await read_model(request, GeofencePatch)).given()
     rt = request.app[RUNTIME]
@@ -185,38 +169,17 @@ async def patch_geofence(request: web.Request) -> web.Response:
     async with rt.pool.acquire() as conn, conn.transaction():
         if "store_id" in body:
             fields["store_id"] = await check_store(conn, body["store_id"])
-        before = await conn.fetchrow(
-            "SELECT geometry, enabled FROM geofences WHERE geofence_id = $1 FOR UPDATE", gid
-        )
-        if before is None:
-            raise not_found("geofence")
-        sets = [f"{k} = ${i}" for i, k in enumerate(fields, start=2)] + ["updated_at = now()"]
-        row = await conn.fetchrow(
-            f"UPDATE geofences SET {', '.join(sets)} WHERE geofence_id = $1"
-            f" RETURNING {_COLUMNS}", gid, *fields.values(),
-        )
-        reshaped = "geometry" in fields and fields["geometry"] != before["geometry"]
-        if reshaped or not row["enabled"]:
-            # A moved or disabled fence ends its visits silently: no one walked out.
-            await conn.execute("DELETE FROM visits WHERE geofence_id = $1", gid)
-        await notify_changed(conn, gid)
+        row = await update_geofence(conn, gid, fields)
     await rt.fences.reload(rt.pool, {str(gid)})
     return web.json_response(geofence_json(row))
 
 
 @documented("Delete a geofence", auth=BY_MARKETER, status=204, media=None)
 async def delete_geofence(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
     gid = path_id(request, "geofence_id", "geofence")
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
-        deleted = await conn.fetchval(
-            "DELETE FROM geofences WHERE geofence_id = $1 RETURNING true", gid
-        )
-        if not deleted:
-            raise not_found("geofence")
-        await conn.execute("DELETE FROM visits WHERE geofence_id = $1", gid)
-        await notify_changed(conn, gid)
+        await remove_geofence(conn, gid)
     await rt.fences.reload(rt.pool, {str(gid)})
     return web.Response(status=204)
 
@@ -227,20 +190,14 @@ async def import_geofences(request: web.Request) -> web.Response:
     """A FeatureCollection, streamed (see places/geofence_import.py): 408 when the body
     stalls, 413 from Content-Length before reading, past `[limits] max_import_bytes`, or at
     the 50,001st feature; at most `[limits] max_concurrent_imports` at once (429)."""
-    await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
     limit = rt.config.limits.max_import_bytes
     what = "import ([limits] max_import_bytes)"
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"{what} larger than {limit} bytes")
     with running_import(request):
-        try:
-            result = await import_geofence_stream(
-                rt.pool, rt.config, body_chunks(request, limit, what=what))
-        except FeatureCollectionError as exc:
-            raise ApiError(400, "invalid", str(exc)) from None
-        except TooManyFeatures as exc:
-            raise ApiError(413, "too_large", str(exc)) from None
+        result = await import_geofence_stream(
+            rt.pool, rt.config, body_chunks(request, limit, what=what))
     await rt.fences.reload(rt.pool)
     # Up to 50,000 errors: serialized off the event loop too.
     body = await asyncio.to_thread(json.dumps, result)

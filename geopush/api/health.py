@@ -10,7 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from geopush import metrics
 from geopush.api.errors import error_response
 from geopush.api.openapi import documented
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
+from geopush.delivery.outbox import outbox_depth
 from geopush.store.migrations import pending
 
 
@@ -45,9 +46,7 @@ async def metrics_text(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     try:
         async with asyncio.timeout(1):
-            depth = await rt.pool.fetchval(
-                "SELECT count(*) FROM deliveries WHERE status = 'queued'"
-            )
+            depth = await outbox_depth(rt.pool)
         metrics.OUTBOX_DEPTH.set(depth)
     except Exception:  # the gauge keeps its last value; metrics answer without the database
         pass

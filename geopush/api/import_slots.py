@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 
 from geopush.api.errors import ApiError
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
 
 #: Seconds a refused client is told to wait before trying again.
 RETRY_AFTER_S = 5

@@ -9,21 +9,22 @@ import asyncpg
 from aiohttp import web
 from pydantic import Field
 
-from geopush.api.auth import require_role
 from geopush.api.body import path_id, read_model
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_ADMIN, KEY, KEY_CREATED, PAGE, documented, page_of
 from geopush.api.pagination import page, page_params
-from geopush.api.schema import RequestBody, Text
+from geopush.api.runtime import RUNTIME
+from geopush.api.schema import Chars, RequestBody
 from geopush.codes import Role
-from geopush.runtime import RUNTIME
+from geopush.store.keys import LISTING as KEYS_LISTING
 from geopush.store.keys import create_key, revoke_key
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts, format_ts_or_none
 
 
 class KeyRequest(RequestBody):
     role: Annotated[Role, Field(strict=False)]
-    name: Text(200) | None = None  # type: ignore[valid-type]
+    name: Annotated[str, Chars(200)] | None = None
 
 
 def key_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -40,31 +41,20 @@ def key_json(row: asyncpg.Record) -> dict[str, Any]:
 @documented("Make a key (shown once)", auth=BY_ADMIN, body=KeyRequest, status=201,
             response=KEY_CREATED)
 async def post_key(request: web.Request) -> web.Response:
-    await require_role(request)  # admin only
     body = await read_model(request, KeyRequest)
     created = await create_key(request.app[RUNTIME].pool, body.role, body.name or "")
     return web.json_response(created, status=201)
 
 
-_LIST = """
-SELECT id, name, role, created_at, revoked_at FROM api_keys
-WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
-ORDER BY created_at, id LIMIT $3
-"""
-
-
 @documented("List keys (never the key itself)", auth=BY_ADMIN, query=PAGE, response=page_of(KEY))
 async def list_keys(request: web.Request) -> web.Response:
-    await require_role(request)
     limit, cursor = page_params(request)
-    after, after_id = cursor or (None, None)
-    rows = await request.app[RUNTIME].pool.fetch(_LIST, after, after_id, limit + 1)
+    rows = await fetch_page(request.app[RUNTIME].pool, KEYS_LISTING, limit, cursor)
     return web.json_response(page([key_json(r) for r in rows], rows, limit, "id"))
 
 
 @documented("Revoke a key: every process refuses it within 1 s", auth=BY_ADMIN, response=KEY)
 async def delete_key(request: web.Request) -> web.Response:
-    await require_role(request)
     row = await revoke_key(request.app[RUNTIME].pool, path_id(request, "key_id", "key"))
     if row is None:
         raise not_found("key")

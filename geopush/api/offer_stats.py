@@ -1,164 +1,24 @@
 """`GET /v1/offers/{offer_id}/stats`: what an offer did, and what it earned (SPEC section 7).
 
-Definitions (every figure comes from the decisions and deliveries tables, so it survives
-erasure as a count):
-
-- `triggered`: visit events for which the offer was a candidate (distinct events among the
-  offer's decisions; a decision without an event counts once).
-- `suppressed`: candidate decisions not sent, by reason (SPEC section 4).
-- `control`: decisions held out as the control group.
-- `queued`: deliveries created (whatever became of them since); `sent`: deliveries FCM
-  accepted; `failed`: failed deliveries by reason; `cancelled`: deliveries cancelled
-  before sending, by reason (e.g. `left_geofence`); `opened`, `redeemed`: deliveries the
-  app reported opened, redeemed.
-- `conversion`: the response measured against the control group, per CRM customer (a
-  device without a customer has no transactions to look at).
-  - A customer is in `treatment` or `control` by their first contact with the offer
-    (first queued or control decision). The hold-out hash is stable, so this only matters
-    when `control_pct` changed mid-campaign.
-  - The offer's stores are its `store_ids` plus the stores of its `geofence_ids`.
-  - A customer converted when they have a transaction at one of those stores within
-    `[decision time, decision time + [campaigns] conversion_window_days]` of any of their
-    contacts of their group. Transactions at no store or an unknown store never convert.
-  - `rate` = converted / customers; `lift` = treatment rate / control rate − 1, null when
-    there is no control customer, no treatment customer, or the control rate is 0.
-
-Stats stay readable after the offer is deleted: results outlive campaigns.
+The figures and their definitions are `geopush.store.offer_stats`'s.
 """
 
 from __future__ import annotations
 
-from fractions import Fraction
-from typing import Any
-from uuid import UUID
-
-import asyncpg
 from aiohttp import web
 
-from geopush.api.auth import STATS, require_role
 from geopush.api.body import path_id
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_STATS, documented
-from geopush.runtime import RUNTIME
-
-_OFFER_STORES = """
-SELECT ARRAY(
-    SELECT unnest(o.store_ids)
-    UNION
-    SELECT g.store_id FROM geofences g
-    WHERE g.geofence_id = ANY(o.geofence_ids) AND g.store_id IS NOT NULL
-) AS store_ids
-FROM offers o WHERE o.offer_id = $1
-"""
-_DECISIONS = """
-SELECT count(DISTINCT event_id) + count(*) FILTER (WHERE event_id IS NULL)
-           + (SELECT coalesce(sum(events), 0)::bigint FROM decisions_pruned WHERE offer_id = $1)
-           AS triggered,
-       count(*) FILTER (WHERE outcome = 'control') AS control
-FROM decisions WHERE offer_id = $1
-"""
-# Live suppressed decisions, plus those retention folded into per-day counts.
-_SUPPRESSED = """
-SELECT reason, sum(n)::bigint AS n FROM (
-    SELECT reason, count(*) AS n FROM decisions
-    WHERE offer_id = $1 AND outcome = 'suppressed' GROUP BY reason
-    UNION ALL
-    SELECT reason, sum(decisions)::bigint FROM decisions_pruned WHERE offer_id = $1
-    GROUP BY reason
-) both_ GROUP BY reason
-"""
-_DELIVERIES = """
-SELECT count(*) AS queued,
-       count(*) FILTER (WHERE status = 'sent') AS sent,
-       count(*) FILTER (WHERE opened_at IS NOT NULL) AS opened,
-       count(*) FILTER (WHERE redeemed_at IS NOT NULL) AS redeemed
-FROM deliveries WHERE offer_id = $1
-"""
-_ENDED = """
-SELECT status, coalesce(reason, 'unknown') AS reason, count(*) AS n FROM deliveries
-WHERE offer_id = $1 AND status IN ('failed', 'cancelled') GROUP BY status, reason
-"""
-_CONVERSION = """
-WITH contacts AS (
-    SELECT customer_id, outcome, decided_at FROM decisions
-    WHERE offer_id = $1 AND outcome IN ('queued', 'control') AND customer_id IS NOT NULL
-), grouped AS (
-    SELECT DISTINCT ON (customer_id) customer_id, outcome AS grp
-    FROM contacts ORDER BY customer_id, decided_at
-), judged AS (
-    SELECT g.grp, EXISTS (
-        SELECT 1 FROM contacts c
-        JOIN transactions t ON t.customer_id = c.customer_id
-        WHERE c.customer_id = g.customer_id AND c.outcome = g.grp
-          AND t.store_id = ANY($2::uuid[])
-          AND t.ts >= c.decided_at AND t.ts <= c.decided_at + make_interval(days => $3)
-    ) AS converted
-    FROM grouped g
-)
-SELECT grp, count(*) AS customers, count(*) FILTER (WHERE converted) AS converted
-FROM judged GROUP BY grp
-"""
-
-
-def lift(treatment: dict[str, int], control: dict[str, int]) -> float | None:
-    """Treatment rate / control rate − 1, computed on integers so equal rates give 0.0."""
-    if not treatment["customers"] or not control["customers"] or not control["converted"]:
-        return None
-    ratio = Fraction(treatment["converted"] * control["customers"],
-                     treatment["customers"] * control["converted"])
-    return float(ratio - 1)
-
-
-def _group(counts: dict[str, Any], outcome: str) -> dict[str, Any]:
-    customers, converted = counts.get(outcome, (0, 0))
-    return {"customers": customers, "converted": converted,
-            "rate": converted / customers if customers else None}
-
-
-async def offer_stats(conn: asyncpg.Connection | asyncpg.Pool, offer_id: UUID,
-                      window_days: int) -> dict[str, Any] | None:
-    """The stats of one offer, or None when no offer has this id."""
-    stores_row = await conn.fetchrow(_OFFER_STORES, offer_id)
-    if stores_row is None:
-        return None
-    decisions = await conn.fetchrow(_DECISIONS, offer_id)
-    deliveries = await conn.fetchrow(_DELIVERIES, offer_id)
-    ended: dict[str, dict[str, int]] = {"failed": {}, "cancelled": {}}
-    for r in await conn.fetch(_ENDED, offer_id):
-        ended[r["status"]][r["reason"]] = r["n"]
-    groups = {r["grp"]: (r["customers"], r["converted"])
-              for r in await conn.fetch(_CONVERSION, offer_id, stores_row["store_ids"],
-                                        window_days)}
-    treatment, control = _group(groups, "queued"), _group(groups, "control")
-    return {
-        "offer_id": str(offer_id),
-        "triggered": decisions["triggered"],
-        "suppressed": {r["reason"]: r["n"] for r in await conn.fetch(_SUPPRESSED, offer_id)},
-        "control": decisions["control"],
-        "queued": deliveries["queued"],
-        "sent": deliveries["sent"],
-        "failed": ended["failed"],
-        "cancelled": ended["cancelled"],
-        "opened": deliveries["opened"],
-        "redeemed": deliveries["redeemed"],
-        "conversion": {
-            "window_days": window_days,
-            "treatment": treatment,
-            "control": control,
-            "lift": lift(treatment, control),
-        },
-    }
+from geopush.api.runtime import RUNTIME
+from geopush.store.offer_stats import read_offer_stats
 
 
 @documented("An offer's funnel, suppressions and conversion lift", auth=BY_STATS)
 async def get_offer_stats(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
     offer_id = path_id(request, "offer_id", "offer")
     rt = request.app[RUNTIME]
-    async with rt.pool.acquire() as conn, conn.transaction(readonly=True,
-                                                           isolation="repeatable_read"):
-        # One snapshot, so the figures add up even while decisions are being written.
-        stats = await offer_stats(conn, offer_id, rt.config.campaigns.conversion_window_days)
+    stats = await read_offer_stats(rt.pool, offer_id, rt.config.campaigns.conversion_window_days)
     if stats is None:
         raise not_found("offer")
     return web.json_response(stats)

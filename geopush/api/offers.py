@@ -11,7 +11,6 @@ import asyncpg
 from aiohttp import web
 from pydantic import Field
 
-from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import path_id, read_body
 from geopush.api.errors import ApiError, not_found
 from geopush.api.openapi import (
@@ -24,7 +23,8 @@ from geopush.api.openapi import (
     text_queries,
 )
 from geopush.api.pagination import page, page_params
-from geopush.api.schema import INT4_MAX, Name, RequestBody, Text, Time, Whole
+from geopush.api.runtime import RUNTIME
+from geopush.api.schema import INT4_MAX, Chars, NonBlank, RequestBody, Time, WholeIn
 from geopush.campaigns.offers import (
     DEFAULT_COOLDOWN_S,
     DEFAULT_TTL_S,
@@ -35,30 +35,30 @@ from geopush.campaigns.offers import (
     MAX_TRANSLATIONS,
     MAX_TTL_S,
     Offer,
-    OfferError,
     check_deeplink_scheme,
     offer_to_json,
     parse_offer_fields,
     validate_offer,
 )
 from geopush.codes import OfferStatus, Segment, Trigger
-from geopush.runtime import RUNTIME
+from geopush.store.keyset import Listing, fetch_page
 from geopush.store.offers import offer_from_row
 from geopush.timefmt import format_ts
 
 _COLUMNS = "offer_id, trigger, status, definition, created_at, updated_at"
+_LISTING = Listing("offers", _COLUMNS, "offer_id", condition="deleted_at IS NULL")
 
 
 class Translation(RequestBody):
-    title: Name(MAX_TITLE_CHARS)  # type: ignore[valid-type]
-    body: Name(MAX_BODY_CHARS)  # type: ignore[valid-type]
+    title: Annotated[str, NonBlank(MAX_TITLE_CHARS)]
+    body: Annotated[str, NonBlank(MAX_BODY_CHARS)]
 
 
 class Message(RequestBody):
     """Localized templates; `{first_name}` and `{store_name}` are filled in."""
 
-    default_locale: Text(35, min_length=2)  # type: ignore[valid-type]
-    translations: Annotated[dict[Text(35, min_length=2), Translation],  # type: ignore[valid-type]
+    default_locale: Annotated[str, Chars(35, min_length=2)]
+    translations: Annotated[dict[Annotated[str, Chars(35, min_length=2)], Translation],
                             Field(min_length=1, max_length=MAX_TRANSLATIONS)]
 
 
@@ -66,21 +66,21 @@ class AudienceBody(RequestBody):
     """Cross-selling by product type; `recommended` matches customers whose top recommended
     categories (basket analysis) hold the offer's `category`."""
 
-    bought_any: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
-    not_bought: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
-    bought_all: list[Name(100)] = Field(default_factory=list)  # type: ignore[valid-type]
+    bought_any: list[Annotated[str, NonBlank(100)]] = Field(default_factory=list)
+    not_bought: list[Annotated[str, NonBlank(100)]] = Field(default_factory=list)
+    bought_all: list[Annotated[str, NonBlank(100)]] = Field(default_factory=list)
     recommended: bool = False
 
 
 class DailyWindowBody(RequestBody):
-    start: Text(5)  # type: ignore[valid-type]
-    end: Text(5)  # type: ignore[valid-type]
+    start: Annotated[str, Chars(5)]
+    end: Annotated[str, Chars(5)]
 
 
 if TYPE_CHECKING:
     Ids = list[str]
 else:
-    Ids = list[Name(200)]
+    Ids = list[Annotated[str, NonBlank(200)]]
 
 
 class OfferCreate(RequestBody):
@@ -89,27 +89,27 @@ class OfferCreate(RequestBody):
 
     trigger: Annotated[Trigger, Field(strict=False)]
     message: Message
-    name: Text(200) | None = None  # type: ignore[valid-type]
+    name: Annotated[str, Chars(200)] | None = None
     geofence_ids: Ids = Field(default_factory=list)
     store_ids: Ids = Field(default_factory=list)
     segments: list[Annotated[Segment, Field(strict=False)]] = Field(default_factory=list)
-    category: Name(100) | None = None  # type: ignore[valid-type]
+    category: Annotated[str, NonBlank(100)] | None = None
     audience: AudienceBody | None = None
     starts_at: Time | None = None
     ends_at: Time | None = None
     daily_window: DailyWindowBody | None = None
-    cooldown_s: Whole(0, MAX_COOLDOWN_S) = DEFAULT_COOLDOWN_S  # type: ignore[valid-type]
-    max_sends: Whole(1) | None = None  # type: ignore[valid-type]
-    priority: Whole(-INT4_MAX) = 0  # type: ignore[valid-type]
-    control_pct: Whole(0, MAX_CONTROL_PCT) = 0  # type: ignore[valid-type]
-    ttl_s: Whole(1, MAX_TTL_S) = DEFAULT_TTL_S  # type: ignore[valid-type]
-    deeplink: Text(2048) | None = None  # type: ignore[valid-type]
+    cooldown_s: Annotated[int, WholeIn(0, MAX_COOLDOWN_S)] = DEFAULT_COOLDOWN_S
+    max_sends: Annotated[int, WholeIn(1)] | None = None
+    priority: Annotated[int, WholeIn(-INT4_MAX)] = 0
+    control_pct: Annotated[int, WholeIn(0, MAX_CONTROL_PCT)] = 0
+    ttl_s: Annotated[int, WholeIn(1, MAX_TTL_S)] = DEFAULT_TTL_S
+    deeplink: Annotated[str, Chars(2048)] | None = None
     status: Annotated[OfferStatus, Field(strict=False)] = OfferStatus.ACTIVE
-    levels: list[Name(50)] = Field(default_factory=list)  # type: ignore[valid-type]
+    levels: list[Annotated[str, NonBlank(50)]] = Field(default_factory=list)
     allow_recent_buyers: bool = False
-    id: Text(100) | None = None  # type: ignore[valid-type]
-    created_at: Text(100) | None = None  # type: ignore[valid-type]
-    updated_at: Text(100) | None = None  # type: ignore[valid-type]
+    id: Annotated[str, Chars(100)] | None = None
+    created_at: Annotated[str, Chars(100)] | None = None
+    updated_at: Annotated[str, Chars(100)] | None = None
 
 
 class OfferPatch(OfferCreate):
@@ -123,12 +123,6 @@ def offer_json(row: asyncpg.Record) -> dict[str, Any]:
     out = offer_to_json(offer_from_row(row))
     out["updated_at"] = format_ts(row["updated_at"])
     return out
-
-
-def _offer_error(exc: OfferError) -> ApiError:
-    field = getattr(exc, "field", "body")
-    message = getattr(exc, "message", str(exc))
-    return ApiError(400, "invalid", f"{field}: {message}", [{"field": field, "message": message}])
 
 
 def _uuids(values: tuple[str, ...], field: str) -> list[UUID]:
@@ -152,10 +146,7 @@ def _check_levels(offer: Offer, levels: dict[str, int]) -> None:
 
 
 def _check_deeplink(offer: Offer, schemes: tuple[str, ...]) -> None:
-    try:
-        check_deeplink_scheme(offer.deeplink, schemes)
-    except OfferError as exc:
-        raise _offer_error(exc) from None
+    check_deeplink_scheme(offer.deeplink, schemes)
 
 
 async def _check_targets(conn: asyncpg.Connection, offer: Offer) -> tuple[list[UUID], list[UUID]]:
@@ -184,15 +175,11 @@ def _definition(offer: Offer) -> dict[str, Any]:
 @documented("Create an offer", auth=BY_MARKETER, body=OfferCreate, status=201, errors=(422,),
             response=OFFER)
 async def post_offer(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
     body = await read_body(request, OfferCreate)
-    try:
-        fields = parse_offer_fields(body, partial=False)
-        offer_id = str(uuid.uuid4())
-        rt = request.app[RUNTIME]
-        offer = Offer(id=offer_id, created_at=rt.now(), **fields)
-    except OfferError as exc:
-        raise _offer_error(exc) from None
+    fields = parse_offer_fields(body, partial=False)
+    offer_id = str(uuid.uuid4())
+    rt = request.app[RUNTIME]
+    offer = Offer(id=offer_id, created_at=rt.now(), **fields)
     _check_levels(offer, rt.config.loyalty.levels)
     _check_deeplink(offer, rt.config.campaigns.deeplink_schemes)
     async with rt.pool.acquire() as conn, conn.transaction():
@@ -210,26 +197,15 @@ async def post_offer(request: web.Request) -> web.Response:
 @documented("List offers", auth=BY_STATS,
             query=(*PAGE, *text_queries("status", "trigger")), response=page_of(OFFER))
 async def list_offers(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
     limit, cursor = page_params(request)
-    conditions, args = ["deleted_at IS NULL"], list[Any]([limit + 1])
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(created_at, offer_id) > (${len(args) - 1}, ${len(args)})")
-    for key in ("status", "trigger"):
-        if request.query.get(key):
-            args.append(request.query[key])
-            conditions.append(f"{key} = ${len(args)}")
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM offers WHERE {' AND '.join(conditions)}"
-        " ORDER BY created_at, offer_id LIMIT $1", *args,
-    )
+    rows = await fetch_page(request.app[RUNTIME].pool, _LISTING, limit, cursor,
+                            {key: request.query.get(key) or None
+                             for key in ("status", "trigger")})
     return web.json_response(page([offer_json(r) for r in rows], rows, limit, "offer_id"))
 
 
 @documented("One offer", auth=BY_STATS, response=OFFER)
 async def get_offer(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
     row = await request.app[RUNTIME].pool.fetchrow(
         f"SELECT {_COLUMNS} FROM offers WHERE offer_id = $1 AND deleted_at IS NULL",
         path_id(request, "offer_id", "offer"),
@@ -242,14 +218,10 @@ async def get_offer(request: web.Request) -> web.Response:
 @documented("Change, pause or resume an offer", auth=BY_MARKETER, body=OfferPatch, errors=(422,),
             response=OFFER)
 async def patch_offer(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
     offer_id = path_id(request, "offer_id", "offer")
     body = await read_body(request, OfferPatch)
     rt = request.app[RUNTIME]
-    try:
-        changes = parse_offer_fields(body, partial=True)
-    except OfferError as exc:
-        raise _offer_error(exc) from None
+    changes = parse_offer_fields(body, partial=True)
     async with rt.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM offers WHERE offer_id = $1 AND deleted_at IS NULL"
@@ -257,11 +229,8 @@ async def patch_offer(request: web.Request) -> web.Response:
         )
         if row is None:
             raise not_found("offer")
-        try:
-            offer = dataclasses.replace(offer_from_row(row), **changes)
-            validate_offer(offer)
-        except OfferError as exc:
-            raise _offer_error(exc) from None
+        offer = dataclasses.replace(offer_from_row(row), **changes)
+        validate_offer(offer)
         _check_levels(offer, rt.config.loyalty.levels)
         _check_deeplink(offer, rt.config.campaigns.deeplink_schemes)
         geofences, stores = await _check_targets(conn, offer)
@@ -277,7 +246,6 @@ async def patch_offer(request: web.Request) -> web.Response:
 @documented("Delete an offer (its results stay)", auth=BY_MARKETER, status=204, media=None)
 async def delete_offer(request: web.Request) -> web.Response:
     """Soft delete: the offer stops at once, its decisions and results stay readable."""
-    await require_role(request, *MARKETER)
     deleted = await request.app[RUNTIME].pool.fetchval(
         "UPDATE offers SET deleted_at = now(), status = 'paused' WHERE offer_id = $1"
         " AND deleted_at IS NULL RETURNING true", path_id(request, "offer_id", "offer"),

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from geopush.codes import Role
+
 H = TypeVar("H", bound=Callable[..., Any])
 
 ATTRIBUTE = "__openapi__"
@@ -39,18 +41,24 @@ class Query:
 
 @dataclass(frozen=True)
 class Auth:
-    """Who may call: a role key, a device token, or anyone."""
+    """Who may call: a role key, a device token, or anyone.
+
+    This declaration is also the check: for an "apiKey" route, `geopush.api.auth`'s
+    middleware refuses (401/403) any key whose role is not in `roles` (admin always may),
+    before the handler runs.
+    """
 
     scheme: str | None  # "apiKey", "deviceToken" or None (public)
     description: str
+    roles: tuple[Role, ...] = ()
 
 
 PUBLIC = Auth(None, "No credentials.")
 BY_ADMIN = Auth("apiKey", "An `admin` key.")
-BY_MARKETER = Auth("apiKey", "A `marketer` or `admin` key.")
-BY_STATS = Auth("apiKey", "A `marketer`, `ops` or `admin` key.")
-BY_OPS = Auth("apiKey", "An `ops` or `admin` key.")
-BY_APP = Auth("apiKey", "An `app` or `admin` key.")
+BY_MARKETER = Auth("apiKey", "A `marketer` or `admin` key.", (Role.MARKETER,))
+BY_STATS = Auth("apiKey", "A `marketer`, `ops` or `admin` key.", (Role.MARKETER, Role.OPS))
+BY_OPS = Auth("apiKey", "An `ops` or `admin` key.", (Role.OPS,))
+BY_APP = Auth("apiKey", "An `app` or `admin` key.", (Role.APP,))
 BY_DEVICE = Auth("deviceToken", "The `device_token` returned at registration.")
 
 PAGE = (

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from geopush.api.openapi import documented
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
 
 _WEB = "web"
 # Asset paths are plain relative names: no "..", no leading slash, known extensions only.

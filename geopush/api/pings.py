@@ -14,35 +14,23 @@ from geopush.api.body import read_model
 from geopush.api.client_address import client_address
 from geopush.api.errors import ApiError
 from geopush.api.openapi import BY_DEVICE, PING_ANSWER, documented
-from geopush.api.schema import RequestBody, Text
+from geopush.api.runtime import RUNTIME, Runtime
+from geopush.api.schema import Chars, RequestBody
 from geopush.api.token_buckets import retry_after
+from geopush.geo.filters import PING_SCHEMA
 from geopush.ingest.pipeline import process_batch
-from geopush.runtime import RUNTIME, Runtime
 
 MAX_PINGS = 500
 
 # Each ping is checked on its own by the filters of SPEC section 2: a malformed one is
 # rejected as `invalid` with its index, not a 400 for the whole batch. So items are any
-# JSON value here; the schema documents what a good ping is.
-PING_SCHEMA = {
-    "type": "object",
-    "required": ["lat", "lon", "accuracy_m", "ts"],
-    "properties": {
-        "lat": {"type": "number", "minimum": -90, "maximum": 90},
-        "lon": {"type": "number", "minimum": -180, "maximum": 180},
-        "accuracy_m": {"type": "number", "minimum": 0},
-        "ts": {"type": "string", "format": "date-time"},
-        "speed_mps": {"type": ["number", "null"]},
-        "mocked": {"type": ["boolean", "null"]},
-    },
-}
-
-
+# JSON value here; the schema (`geopush.geo.filters.PING_SCHEMA`, beside the check it
+# describes) documents what a good ping is.
 class PingBatch(RequestBody):
     pings: Annotated[list[Annotated[Any, WithJsonSchema(PING_SCHEMA)]],
                      WithJsonSchema({"type": "array", "items": PING_SCHEMA,
                                      "maxItems": MAX_PINGS})]
-    batch_id: Text(200, min_length=1) | None = None  # type: ignore[valid-type]
+    batch_id: Annotated[str, Chars(200, min_length=1)] | None = None
 
 
 def _check_rate(request: web.Request, rt: Runtime, device_id: Any) -> None:

@@ -15,10 +15,11 @@ from pydantic import Field
 from geopush.api.auth import require_device
 from geopush.api.body import field_error, read_model
 from geopush.api.openapi import BY_DEVICE, documented, obj
+from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, RequestBody, Whole
-from geopush.runtime import RUNTIME
 from geopush.store.preferences import (
     Preferences,
+    device_customer,
     read_preferences,
     save_preferences,
     subject_of,
@@ -50,8 +51,6 @@ PREFERENCES = obj(
                                                             "end": _OPT_TEXT}},
 )
 
-_DEVICE = "SELECT customer_id FROM devices WHERE device_id = $1"
-
 
 @documented("Set the customer's own interests, weekly maximum and quiet hours",
             auth=BY_DEVICE, body=PreferencesBody, response=PREFERENCES)
@@ -72,7 +71,7 @@ async def put_preferences(request: web.Request) -> web.Response:
     async with rt.pool.acquire() as conn, conn.transaction():
         # The device row is locked as consent changes lock it: a link or unlink in
         # between cannot send the preferences to the wrong subject.
-        customer_id = await conn.fetchval(_DEVICE + " FOR UPDATE", device_id)
+        customer_id = await device_customer(conn, device_id, lock=True)
         await save_preferences(conn, subject_of(customer_id, device_id), device_id, prefs)
     return web.json_response(prefs.as_json())
 
@@ -83,7 +82,7 @@ async def get_preferences(request: web.Request) -> web.Response:
     device_id = await require_device(request)
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn:
-        customer_id = await conn.fetchval(_DEVICE, device_id)
+        customer_id = await device_customer(conn, device_id)
         prefs = await read_preferences(conn, subject_of(customer_id, device_id))
     return web.json_response(prefs.as_json())
 

@@ -21,8 +21,8 @@ from aiohttp import web
 from geopush.api.auth import Principal
 from geopush.api.client_address import client_address
 from geopush.api.errors import ApiError
+from geopush.api.runtime import RUNTIME
 from geopush.api.token_buckets import retry_after
-from geopush.runtime import RUNTIME
 from geopush.store.rate_windows import Limit, hit
 
 WINDOW_S = 60.0
@@ -40,7 +40,8 @@ async def check_registration_rate(request: web.Request, principal: Principal) ->
     if limits.register_key_rate_per_min:
         budgets.append(Limit(f"register:key:{principal.key_id}",
                              limits.register_key_rate_per_min))
-    wait = await hit(rt.pool, budgets, WINDOW_S)
+    at = rt.limits_clock() if rt.limits_clock else None
+    wait = await hit(rt.pool, budgets, WINDOW_S, at)
     if wait > 0:
         raise ApiError(429, "rate_limited", "too many device registrations, try again later",
                        headers={"Retry-After": retry_after(wait)})

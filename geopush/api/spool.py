@@ -21,7 +21,7 @@ from typing import IO
 from aiohttp import web
 
 from geopush.api.body import body_chunks
-from geopush.runtime import RUNTIME
+from geopush.api.runtime import RUNTIME
 
 #: Bytes gathered before one write to disk, and read back at a time.
 SPOOL_BLOCK = 1024 * 1024

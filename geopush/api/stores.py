@@ -8,22 +8,22 @@ import asyncpg
 from aiohttp import web
 from pydantic import Field
 
-from geopush.api.auth import MARKETER, STATS, require_role
 from geopush.api.body import path_id, read_body
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, STORE, documented, page_of
 from geopush.api.pagination import page, page_params
-from geopush.api.schema import Name, Number, RequestBody, TimeZone
-from geopush.places.stores import COLUMNS as _COLUMNS
-from geopush.places.stores import create_store, parse_store, update_store
+from geopush.api.runtime import RUNTIME
+from geopush.api.schema import Finite, NonBlank, RequestBody, TimeZone
+from geopush.places.stores import LISTING as _LISTING
+from geopush.places.stores import create_store, parse_store, store_row, update_store
 from geopush.places.stores import delete_store as remove_store
-from geopush.runtime import RUNTIME
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts
 
 
 class Location(RequestBody):
-    lat: Number(-90, 90)  # type: ignore[valid-type]
-    lon: Number(-180, 180)  # type: ignore[valid-type]
+    lat: Annotated[float, Finite(-90, 90)]
+    lon: Annotated[float, Finite(-180, 180)]
 
 
 HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
@@ -36,23 +36,23 @@ OpeningHours = Annotated[
 
 
 class StoreCreate(RequestBody):
-    external_id: Name(200)  # type: ignore[valid-type]
-    name: Name(200)  # type: ignore[valid-type]
+    external_id: Annotated[str, NonBlank(200)]
+    name: Annotated[str, NonBlank(200)]
     timezone: TimeZone
     location: Location
     opening_hours: OpeningHours | None = None
-    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+    categories: list[Annotated[str, NonBlank(100)]] | None = None
 
 
 class StorePatch(RequestBody):
     """Any of the fields; absent ones are unchanged."""
 
-    external_id: Name(200) = None  # type: ignore[valid-type]
-    name: Name(200) = None  # type: ignore[valid-type]
+    external_id: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
+    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
     timezone: TimeZone = None  # type: ignore[assignment]
     location: Location = None  # type: ignore[assignment]
     opening_hours: OpeningHours | None = None
-    categories: list[Name(100)] | None = None  # type: ignore[valid-type]
+    categories: list[Annotated[str, NonBlank(100)]] | None = None
 
 
 def store_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -72,7 +72,6 @@ def store_json(row: asyncpg.Record) -> dict[str, Any]:
 @documented("Create a store", auth=BY_MARKETER, body=StoreCreate, status=201, errors=(409,),
             response=STORE)
 async def post_store(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
     fields = parse_store(await read_body(request, StoreCreate), partial=False)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         row = await create_store(conn, fields)
@@ -82,34 +81,20 @@ async def post_store(request: web.Request) -> web.Response:
 @documented("List stores", auth=BY_STATS, query=PAGE, response=page_of(STORE))
 async def list_stores(request: web.Request) -> web.Response:
     # Ops read the list too: the dashboard draws the fences on its map.
-    await require_role(request, *STATS)
     limit, cursor = page_params(request)
-    args: list[Any] = [limit + 1]
-    where = ""
-    if cursor:
-        where = "WHERE (created_at, store_id) > ($2, $3)"
-        args += list(cursor)
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM stores {where} ORDER BY created_at, store_id LIMIT $1", *args
-    )
+    rows = await fetch_page(request.app[RUNTIME].pool, _LISTING, limit, cursor)
     return web.json_response(page([store_json(r) for r in rows], rows, limit, "store_id"))
 
 
 
 @documented("One store", auth=BY_MARKETER, response=STORE)
 async def get_store(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
-    row = await request.app[RUNTIME].pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM stores WHERE store_id = $1", path_id(request, "store_id", "store"),
-    )
-    if row is None:
-        raise not_found("store")
+    row = await store_row(request.app[RUNTIME].pool, path_id(request, "store_id", "store"))
     return web.json_response(store_json(row))
 
 
 @documented("Change a store", auth=BY_MARKETER, body=StorePatch, errors=(409,), response=STORE)
 async def patch_store(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
     store_id = path_id(request, "store_id", "store")
     fields = parse_store(await read_body(request, StorePatch), partial=True)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
@@ -121,7 +106,6 @@ async def patch_store(request: web.Request) -> web.Response:
 
 @documented("Delete a store (its geofences lose it)", auth=BY_MARKETER, status=204, media=None)
 async def delete_store(request: web.Request) -> web.Response:
-    await require_role(request, *MARKETER)
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
         if not await remove_store(conn, path_id(request, "store_id", "store")):

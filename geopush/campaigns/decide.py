@@ -15,9 +15,9 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from geopush.campaigns.errors import OfferError
 from geopush.campaigns.offers import (
     Offer,
-    OfferError,
     StoreInfo,
     in_time_window,
 )

@@ -32,6 +32,8 @@ from typing import Any
 
 import asyncpg
 
+from geopush.errors import DomainError, Invalid
+
 #: Good rows sent to PostgreSQL per COPY.
 COPY_ROWS = 25_000
 #: Per-row errors kept in the answer; the rest are only counted.
@@ -45,11 +47,16 @@ Row = tuple[Any, ...]
 RowParser = Callable[[int, list[str]], "Row | str"]
 
 
-class ImportFailed(Exception):
-    """The file as a whole cannot be imported; nothing was written."""
+class ImportFailed(Invalid):
+    """The file as a whole cannot be imported; nothing was written (400 `invalid_csv`)."""
+
+    code = "invalid_csv"
 
     def __init__(self, reason: str, line: int | None = None) -> None:
-        super().__init__(reason)
+        where = reason if line is None else f"line {line}: {reason}"
+        DomainError.__init__(self, f"{where}; nothing was imported",
+                             details=[] if line is None else [{"line": line, "reason": reason}])
+        self.field = None
         self.reason = reason
         self.line = line
 

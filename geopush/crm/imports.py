@@ -49,13 +49,15 @@ async def _import_purchases(pool: asyncpg.Pool, config: Config, chunks: AsyncIte
                             now: Callable[[], datetime] | None) -> dict[str, Any]:
     """Transactions, with their loyalty points credited in the import's own transaction
     (SPEC 11), then the purchase challenges they complete."""
+    from geopush.ingest.decisions import decide_offers
     from geopush.loyalty.purchases import credit_purchases, settle_purchase_challenges
 
     async with pool.acquire() as conn, conn.transaction():
         result = await import_csv(conn, TRANSACTIONS, chunks)
         credited = await credit_purchases(conn, config)
     tally = await settle_purchase_challenges(pool, config, credited.pop("subjects"),
-                                             (now or (lambda: datetime.now(UTC)))())
+                                             (now or (lambda: datetime.now(UTC)))(),
+                                             decide_offers)
     tally.points["purchase"] += credited["points"]
     tally.observe()
     result["loyalty"] = {"purchases": credited["purchases"], "points": credited["points"],

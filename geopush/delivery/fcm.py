@@ -146,7 +146,7 @@ def _auth_flow_class() -> type:
     except ImportError as exc:
         raise _sdk_changed("GoogleAuthCredentialFlow moved") from exc
 
-    class FcmAuthFlow(GoogleAuthCredentialFlow):  # type: ignore[misc, valid-type]
+    class FcmAuthFlow(GoogleAuthCredentialFlow):  # type: ignore[misc]
         requires_response_body = True  # httpx reads the answer before the flow sees it
 
         def auth_flow(self, request: Any) -> Any:
@@ -180,7 +180,7 @@ def _no_retry_client(app: firebase_admin.App, timeout_s: float) -> Any:
         client = HttpxAsyncClient(
             credential=credential,
             retry_config=HttpxRetry(max_retries=0),
-            timeout=timeout_s,  # type: ignore[arg-type]  # annotated int, passed to httpx
+            timeout=timeout_s,  # annotated int in older SDKs, passed to httpx
         )
     except TypeError as exc:
         raise _sdk_changed("HttpxAsyncClient/HttpxRetry take other arguments") from exc

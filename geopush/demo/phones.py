@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from geopush.demo.traces import Trip, distance_m
+from geopush.demo.traces import Trip
 from geopush.demo.world import Client, Phone, World
+from geopush.geo.earth import distance_m
 from geopush.timefmt import format_ts
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class Replay:
             for trip in self._sequence(i):
                 first = trip.fixes[0]
                 if last is not None:
-                    jump = distance_m(last[0], last[1], first.lat, first.lon)
+                    jump = distance_m(last[1], last[0], first.lon, first.lat)
                     rest = min(90.0, max(REST_MIN_S, trip.gap_before_s / self.speedup / 10,
                                          jump / (0.5 * MAX_SPEED_MPS * self.speedup)))
                     await self._rest(phone, last, rest)

@@ -195,8 +195,11 @@ async def _main(port: int, duration: float, data_dir: Path, speedup: float,
                 "auth": {"bootstrap_admin_key": admin, "customer_link_secret": link_secret},
                 "fcm": {"credentials_file": str(sa), "endpoint": emu.base_url,
                         "poll_interval_s": 0.1},
-                # Replayed `speedup` times faster, people look that much faster too.
-                "geo": {"sweep_interval_s": 1, "max_speed_mps": MAX_SPEED_MPS * speedup},
+                # Replayed `speedup` times faster, people look that much faster too, and
+                # their phones take fixes and enter stores that much more often.
+                "geo": {"sweep_interval_s": 1, "max_speed_mps": MAX_SPEED_MPS * speedup,
+                        "min_ping_interval_s": 1.0 / speedup,
+                        "max_enters_per_hour": int(60 * speedup)},
                 # The phones live in Beijing time: with quiet hours on, a demo run in the
                 # Beijing night would only show `quiet_hours`; and looping phones would
                 # hit the daily cap within minutes.

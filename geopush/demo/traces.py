@@ -27,6 +27,8 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
+from geopush.geo.earth import distance_m
+
 TRIP_GAP_S = 600
 MIN_TRIP_FIXES = 120
 CELL_M = 150.0
@@ -65,12 +67,6 @@ def _data_dirs() -> Iterator[Path]:
     for folder in (os.environ.get("GEOPUSH_DEMO_DATA", ""), "../shared/data", "shared/data"):
         if folder:
             yield Path(folder)
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Equirectangular distance: well within 0.1 % over a city."""
-    x = math.radians(lon2 - lon1) * math.cos(math.radians((lat1 + lat2) / 2))
-    return 6_371_000.0 * math.hypot(x, math.radians(lat2 - lat1))
 
 
 def _geolife_text() -> tuple[str, str]:
@@ -146,7 +142,7 @@ def busy_places(trips: list[Trip], count: int) -> list[tuple[float, float]]:
     chosen: list[tuple[float, float]] = []
     for cell, _ in score.most_common():
         lat, lon = where[cell]
-        if all(distance_m(lat, lon, a, b) >= MIN_STORE_SPACING_M for a, b in chosen):
+        if all(distance_m(lon, lat, b, a) >= MIN_STORE_SPACING_M for a, b in chosen):
             chosen.append((lat, lon))
             if len(chosen) == count:
                 break
@@ -162,8 +158,8 @@ def _directory_rows() -> tuple[list[dict[str, str]], str]:
                         and ("北京" in r["City"] or "beijing" in r["City"].lower())
                         and r["Latitude"] and r["Longitude"]
                         # a few rows say Beijing with coordinates far away
-                        and distance_m(*BEIJING, float(r["Latitude"]),
-                                       float(r["Longitude"])) < 100_000]
+                        and distance_m(BEIJING[1], BEIJING[0], float(r["Longitude"]),
+                                       float(r["Latitude"])) < 100_000]
             return rows, str(path)
     sample = resources.files("geopush").joinpath("demo_data/stores_beijing.csv")
     with sample.open(encoding="utf-8") as f:
@@ -177,10 +173,10 @@ def place_stores(places: list[tuple[float, float]]) -> tuple[list[StoreSite], st
     sites = []
     for lat, lon in places:
         best = min((r for r in rows if r["Store Number"] not in used),
-                   key=lambda r: distance_m(lat, lon, float(r["Latitude"]),
-                                            float(r["Longitude"])))
+                   key=lambda r: distance_m(lon, lat, float(r["Longitude"]),
+                                            float(r["Latitude"])))
         used.add(best["Store Number"])
         sites.append(StoreSite(best["Store Number"], best["store_name"].strip(), lat, lon,
-                               distance_m(lat, lon, float(best["Latitude"]),
-                                          float(best["Longitude"]))))
+                               distance_m(lon, lat, float(best["Longitude"]),
+                                          float(best["Latitude"]))))
     return sites, source

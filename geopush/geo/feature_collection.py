@@ -18,6 +18,8 @@ import codecs
 import json
 from typing import Any
 
+from geopush.errors import Invalid
+
 #: The longest single feature (or other top-level value) kept while waiting for its end.
 #: The API's own limit on a geometry (2,000 vertices) is about 60 KB of JSON.
 MAX_FEATURE_CHARS = 4 * 1024 * 1024
@@ -27,8 +29,11 @@ _NUMBER_CHARS = "0123456789.eE+-"
 _decoder = json.JSONDecoder()
 
 
-class FeatureCollectionError(ValueError):
-    """The text is not a GeoJSON FeatureCollection (or not JSON at all)."""
+class FeatureCollectionError(Invalid, ValueError):
+    """The text is not a GeoJSON FeatureCollection (or not JSON at all) (400)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
 
 
 class _Incomplete(Exception):

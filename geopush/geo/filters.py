@@ -6,7 +6,8 @@ accepted fix and the server clock; nothing here reads a clock or a database.
 Two stages, as SPEC orders them. First the checks that look at one ping alone (`invalid`,
 `future`, `too_old`, `mocked`, `low_accuracy`); then the survivors are sorted by ts (stable on
 request index) and compared one by one with the last *accepted* fix, which moves forward as
-pings are accepted (`out_of_order`, `implausible_speed`). A rejected ping changes nothing.
+pings are accepted (`out_of_order`, `too_frequent`, `implausible_speed`). A rejected ping
+changes nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class PingRules:
     max_ping_age_s: float = 86_400
     max_accuracy_m: float = 150
     max_speed_mps: float = 70
+    min_ping_interval_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,24 @@ def filter_pings(
     return FilterResult(accepted=accepted, rejected=rejected, last=last)
 
 
+# What a well-formed ping is, written once: `parse_ping` checks these bounds, and the API
+# documents the same ones as the JSON schema of a batch's items.
+LAT_RANGE = (-90.0, 90.0)
+LON_RANGE = (-180.0, 180.0)
+PING_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "required": ["lat", "lon", "accuracy_m", "ts"],
+    "properties": {
+        "lat": {"type": "number", "minimum": LAT_RANGE[0], "maximum": LAT_RANGE[1]},
+        "lon": {"type": "number", "minimum": LON_RANGE[0], "maximum": LON_RANGE[1]},
+        "accuracy_m": {"type": "number", "minimum": 0},
+        "ts": {"type": "string", "format": "date-time"},
+        "speed_mps": {"type": ["number", "null"]},
+        "mocked": {"type": ["boolean", "null"]},
+    },
+}
+
+
 def parse_ping(index: int, item: object) -> Ping | None:
     """The ping if it is well formed (the `invalid` rule of SPEC section 2), else None.
 
@@ -114,7 +134,8 @@ def parse_ping(index: int, item: object) -> Ping | None:
     lat, lon, accuracy = (_finite(item.get(key)) for key in ("lat", "lon", "accuracy_m"))
     if lat is None or lon is None or accuracy is None:
         return None
-    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or accuracy < 0.0:
+    if (not (LAT_RANGE[0] <= lat <= LAT_RANGE[1] and LON_RANGE[0] <= lon <= LON_RANGE[1])
+            or accuracy < 0.0):
         return None
     ts_text = item.get("ts")
     ts = parse_rfc3339(ts_text) if isinstance(ts_text, str) else None
@@ -164,9 +185,11 @@ def _sequential_reason(ping: Ping, last: LastFix | None, rules: PingRules) -> Pi
         return None
     if ping.ts <= last.ts:
         return PingRejection.OUT_OF_ORDER
+    elapsed = (ping.ts - last.ts).total_seconds()
+    if elapsed < rules.min_ping_interval_s:
+        return PingRejection.TOO_FREQUENT
     if last.lat is None or last.lon is None:
         return None
-    elapsed = (ping.ts - last.ts).total_seconds()
     if distance_m(last.lon, last.lat, ping.lon, ping.lat) / elapsed > rules.max_speed_mps:
         return PingRejection.IMPLAUSIBLE_SPEED
     return None

@@ -21,6 +21,7 @@ import numpy as np
 import shapely
 from shapely.geometry import LinearRing, MultiPolygon, Polygon
 
+from geopush.errors import Unprocessable
 from geopush.geo.earth import geodesic_disc_area_m2, lonlat_ring_area_m2
 
 MAX_VERTICES = 2_000
@@ -45,13 +46,17 @@ GeometryReason = Literal[
 ]
 
 
-class GeometryError(ValueError):
-    """A geofence geometry that geopush refuses; `reason` is the machine code of the 422."""
+class GeometryError(Unprocessable, ValueError):
+    """A geofence geometry that geopush refuses (422 `invalid_geometry`); `reason` is the
+    machine code of why, in the error's details beside the `geometry` field."""
 
     def __init__(self, reason: GeometryReason, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
+        super().__init__(message, code="invalid_geometry",
+                         details=[{"field": "geometry", "reason": reason, "message": message}])
         self.reason: str = reason
-        self.message: str = message
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,13 @@ deterministic. "Inside G" in rules 2 and 4 is the visit state (SPEC words the po
 explicitly where it matters), so a ping in the buffer band keeps the visit open and may fire its
 dwell; `OpenVisit.last_inside` records whether the last ping was really inside, for the
 background sweeper.
+
+Rule 3 has one bound beyond SPEC's words (SPEC section 10: what one device can make geopush
+store is bounded): at most `max_enters_per_hour` enters in any 3600 s of the device's own
+time. Zig-zagging across a fence edge cannot then mint thousands of visits (and decisions);
+an enter over the bound does not happen, the device stays outside, and a later ping inside
+enters once the hour frees a place. Device time, not server time, because backdated pings
+would otherwise be free.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ class DeviceVisits:
 
     last_ts: datetime | None
     open: dict[str, OpenVisit]
+    # Device times of the enters within the last hour of device time (the enter bound).
+    recent_enters: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class VisitRules:
 
     visit_timeout_s: float = 3_600
     exit_buffer_m: float = 20
+    max_enters_per_hour: int = 60  # 0: no bound
 
 
 @dataclass(frozen=True)
@@ -84,15 +94,36 @@ def advance(
     """
     open_visits = {gid: replace(visit) for gid, visit in state.open.items() if gid in dwell_s}
     last_ts = state.last_ts
+    enters = _EnterBudget(rules.max_enters_per_hour, list(state.recent_enters))
     events: list[VisitEvent] = []
     for step in steps:
         if last_ts is not None and step.ts <= last_ts:
             raise ValueError(f"steps must be in strictly increasing ts order after {last_ts}")
         if last_ts is not None and (step.ts - last_ts).total_seconds() > rules.visit_timeout_s:
             events += _close_all(open_visits, last_ts)
-        events += _step(open_visits, step, dwell_s)
+        events += _step(open_visits, step, dwell_s, enters)
         last_ts = step.ts
-    return DeviceVisits(last_ts=last_ts, open=open_visits), events
+    return DeviceVisits(last_ts=last_ts, open=open_visits,
+                        recent_enters=tuple(enters.recent)), events
+
+
+class _EnterBudget:
+    """The enter bound: at most `limit` enters in any 3600 s of device time."""
+
+    def __init__(self, limit: int, recent: list[datetime]) -> None:
+        self.limit, self.recent = limit, recent
+
+    def take(self, ts: datetime) -> bool:
+        if self.limit <= 0:
+            return True
+        self.recent = [t for t in self.recent if (ts - t).total_seconds() < _HOUR_S]
+        if len(self.recent) >= self.limit:
+            return False
+        self.recent.append(ts)
+        return True
+
+
+_HOUR_S = 3600.0
 
 
 def _close_all(open_visits: dict[str, OpenVisit], at: datetime) -> list[VisitEvent]:
@@ -103,7 +134,8 @@ def _close_all(open_visits: dict[str, OpenVisit], at: datetime) -> list[VisitEve
 
 
 def _step(
-    open_visits: dict[str, OpenVisit], step: Step, dwell_s: Mapping[str, int]
+    open_visits: dict[str, OpenVisit], step: Step, dwell_s: Mapping[str, int],
+    enters: _EnterBudget,
 ) -> list[VisitEvent]:
     """Rules 2-4 for one ping, mutating `open_visits` (a private copy)."""
     near = step.near | step.inside  # containment implies nearness, whatever the caller passed
@@ -113,7 +145,7 @@ def _step(
             del open_visits[gid]
             events.append(VisitEvent(EventType.EXIT, gid, step.ts))
     for gid in sorted(step.inside):
-        if gid in dwell_s and gid not in open_visits:
+        if gid in dwell_s and gid not in open_visits and enters.take(step.ts):
             open_visits[gid] = OpenVisit(gid, step.ts, dwell_fired=False, last_inside=True)
             events.append(VisitEvent(EventType.ENTER, gid, step.ts))
     for gid in sorted(open_visits):

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from geopush import metrics
 from geopush.campaigns.decide import (
     CampaignRules,
     DecisionFacts,
@@ -41,6 +39,7 @@ from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.geo.visits import VisitEvent
 from geopush.ingest.learning import learning_facts
 from geopush.loyalty.levels import subject_level
+from geopush.outcomes import DecisionSummary, lock_customer
 from geopush.store.offers import offer_from_row, store_from_row
 
 _OFFERS = """
@@ -82,8 +81,8 @@ GROUP BY offer_id
 # free for the next visit.
 _CONTACTED = """
 outcome = 'control' OR (outcome = 'queued' AND NOT EXISTS (
-    SELECT 1 FROM deliveries v WHERE v.decision_id = decisions.decision_id
-    AND v.status IN ('cancelled', 'failed')))
+    SELECT 1 FROM deliveries v WHERE v.device_id = decisions.device_id
+    AND v.decision_id = decisions.decision_id AND v.status IN ('cancelled', 'failed')))
 """
 _LAST_CONTACT_CUSTOMER = f"""
 SELECT offer_id, max(decided_at) AS at FROM decisions
@@ -130,20 +129,6 @@ WHERE d.device_id = $1 AND d.status = 'queued' AND d.geofence_id = u.geofence_id
   AND (d.lease_until IS NULL OR d.lease_until < now())
 RETURNING d.delivery_id
 """
-
-
-@dataclass
-class DecisionSummary:
-    """Counts for the metrics, observed once the transaction has committed."""
-
-    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    cancelled: int = 0
-
-    def observe(self) -> None:
-        for (outcome, reason), n in self.outcomes.items():
-            metrics.DECISIONS.labels(outcome, reason).inc(n)
-        if self.cancelled:
-            metrics.DELIVERIES.labels("cancelled", "left_geofence").inc(self.cancelled)
 
 
 def campaign_rules(config: Config) -> CampaignRules:
@@ -203,8 +188,7 @@ async def _decide_with_offers(
     offer_ids = sorted(o.id for o in offers)
     if customer_id is not None:
         # Serialize decisions per customer across their devices and across processes.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
-                           "customer:" + customer_id)
+        await lock_customer(conn, customer_id)
     # Only a budget (max_sends) is shared across devices: only those offers are locked,
     # and only their deliveries counted.
     capped = sorted(o.id for o in offers if o.max_sends is not None)

@@ -29,7 +29,7 @@ from geopush.errors import Forbidden, Unauthorized
 from geopush.geo.filters import LastFix, PingRules, filter_pings
 from geopush.geo.index import SMALL_BATCH
 from geopush.geo.visits import DeviceVisits, OpenVisit, Step, VisitEvent, VisitRules, advance
-from geopush.ingest.decisions import DecisionSummary, decide_events
+from geopush.ingest.decisions import DecisionSummary, decide_events, decide_offers
 from geopush.loyalty.checkins import LoyaltyTally, record_checkins
 from geopush.store.geofence_index import LiveGeofenceIndex
 from geopush.timefmt import format_ts
@@ -44,7 +44,8 @@ WITH new_pings AS (
                              $6::float8[])
     ON CONFLICT DO NOTHING
 ), last_fix AS (
-    UPDATE devices SET last_ping_ts = $7, last_lat = $8, last_lon = $9
+    UPDATE devices SET last_ping_ts = $7, last_lat = $8, last_lon = $9,
+                       recent_enters = $22
     WHERE device_id = $1 AND $7::timestamptz IS NOT NULL
 ), closed AS (
     DELETE FROM visits WHERE device_id = $1 AND geofence_id = ANY($10::uuid[])
@@ -90,12 +91,14 @@ def ping_rules(config: Config) -> PingRules:
     return PingRules(
         future_skew_s=g.future_skew_s, max_ping_age_s=g.max_ping_age_s,
         max_accuracy_m=g.max_accuracy_m, max_speed_mps=g.max_speed_mps,
+        min_ping_interval_s=g.min_ping_interval_s,
     )
 
 
 def visit_rules(config: Config) -> VisitRules:
     return VisitRules(visit_timeout_s=config.geo.visit_timeout_s,
-                      exit_buffer_m=config.geo.exit_buffer_m)
+                      exit_buffer_m=config.geo.exit_buffer_m,
+                      max_enters_per_hour=config.geo.max_enters_per_hour)
 
 
 def event_json(event: VisitEvent) -> dict[str, Any]:
@@ -131,8 +134,10 @@ async def process_batch(
     events: list[VisitEvent] = []
     closed: list[str] = []
     changed: list[OpenVisit] = []
+    recent_enters: list[datetime] = list(device["recent_enters"])
     if accepted:
-        events, closed, changed = _advance_visits(fences, config, device, begun, accepted)
+        events, closed, changed, recent_enters = _advance_visits(
+            fences, config, device, begun, accepted)
     response = {
         "accepted": len(accepted),
         "rejected": [{"index": i, "reason": str(r)} for i, r in filtered.rejected],
@@ -162,12 +167,13 @@ async def process_batch(
         event_ids, [e.geofence_id for e in events],
         [store_of.get(e.geofence_id) for e in events],
         [str(e.type) for e in events], [e.ts for e in events],
-        batch_id, response,
+        batch_id, response, recent_enters,
     )
     summary = DecisionSummary()
     loyalty = LoyaltyTally()
     if events:
-        loyalty = await record_checkins(conn, config, device, events, event_ids, store_of, now)
+        loyalty = await record_checkins(conn, config, device, events, event_ids, store_of, now,
+                                        decide_offers)
         summary = await decide_events(conn, config, store_of, device, events, event_ids, now)
     return BatchResult(response=response, events=events, decisions=summary, loyalty=loyalty)
 
@@ -178,9 +184,9 @@ def _advance_visits(
     device: asyncpg.Record,
     begun: asyncpg.Record,
     accepted: list[Any],
-) -> tuple[list[VisitEvent], list[str], list[OpenVisit]]:
+) -> tuple[list[VisitEvent], list[str], list[OpenVisit], list[datetime]]:
     """SPEC section 3 over the accepted pings: (events, visits closed, visits opened or
-    changed)."""
+    changed, the device times of the enters of the last hour)."""
     rules = visit_rules(config)
     if len(accepted) <= SMALL_BATCH:  # the index's plain-Python path takes lists
         lons: Any = [p.lon for p in accepted]
@@ -197,11 +203,12 @@ def _advance_visits(
             begun["visit_inside"], strict=True,
         ):
             before[str(gid)] = OpenVisit(str(gid), entered, dwell, last_inside)
-    state = DeviceVisits(last_ts=device["last_ping_ts"], open=dict(before))
+    state = DeviceVisits(last_ts=device["last_ping_ts"], open=dict(before),
+                         recent_enters=tuple(device["recent_enters"]))
     after, events = advance(state, steps, fences.dwell_s, rules)
     closed = [gid for gid in before if gid not in after.open]
     changed = [v for gid, v in after.open.items() if before.get(gid) != v]
-    return events, closed, changed
+    return events, closed, changed, list(after.recent_enters)
 
 
 async def insert_events(

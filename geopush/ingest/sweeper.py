@@ -20,7 +20,7 @@ from geopush import metrics
 from geopush.codes import EventType
 from geopush.config import Config
 from geopush.geo.visits import VisitEvent
-from geopush.ingest.decisions import decide_events
+from geopush.ingest.decisions import decide_events, decide_offers
 from geopush.ingest.pipeline import insert_events
 from geopush.loyalty.checkins import record_checkins
 
@@ -73,7 +73,8 @@ async def _sweep_device(pool: asyncpg.Pool, config: Config, device_id: UUID,
         store_of = {str(r["geofence_id"]): (str(r["store_id"]) if r["store_id"] else None)
                     for r in due}
         ids = await insert_events(conn, store_of, device_id, events, "sweeper")
-        loyalty = await record_checkins(conn, config, device, events, ids, store_of, now)
+        loyalty = await record_checkins(conn, config, device, events, ids, store_of, now,
+                                        decide_offers)
         summary = await decide_events(conn, config, store_of, device, events, ids, now)
     metrics.EVENTS.labels("dwell").inc(len(events))
     summary.observe()

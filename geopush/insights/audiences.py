@@ -128,7 +128,7 @@ def _gap(per: dict[str, Any]) -> float | None:
     good, best = per.get("good"), per.get("best")
     if good is None or best is None:
         return None
-    return best["avg_basket"] - good["avg_basket"]
+    return float(best["avg_basket"] - good["avg_basket"])
 
 
 async def upsell(pool: asyncpg.Pool, since: datetime, store_id: UUID | None

@@ -19,20 +19,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geopush.errors import Unprocessable
+
 Itemset = tuple[int, ...]
 
 
-class TooManyItemsets(Exception):
+class TooManyItemsets(Unprocessable):
     """The thresholds let through more itemsets than the caller allows (a guard against a
-    query so loose that mining it would take the machine for hours)."""
+    query so loose that mining it would take the machine for hours): 422."""
+
+    code = "too_many_itemsets"
 
     def __init__(self, limit: int) -> None:
-        super().__init__(limit)
+        super().__init__(f"more than {limit} frequent itemsets: raise min_support or lower"
+                         " max_len")
         self.limit = limit
 
-    def __str__(self) -> str:
-        return (f"more than {self.limit} frequent itemsets: raise min_support or lower"
-                " max_len")
+    def __reduce__(self) -> tuple[type[TooManyItemsets], tuple[int]]:
+        # Raised in a mining child process and pickled back by its limit.
+        return (TooManyItemsets, (self.limit,))
 
 
 @dataclass(frozen=True)

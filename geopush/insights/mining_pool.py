@@ -17,6 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from geopush.errors import Busy
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -30,8 +32,12 @@ MAX_QUERIES = 2
 _ABANDON_POLL_S = 0.2
 
 
-class QueriesBusy(Exception):
-    """As many mining queries as allowed are waiting or running already."""
+class QueriesBusy(Busy):
+    """As many mining queries as allowed are waiting or running already (429)."""
+
+    def __init__(self, running: int) -> None:
+        super().__init__(f"{running} basket queries are running or waiting: try again shortly",
+                         retry_after_s=5)
 
 
 def _child_init() -> None:
@@ -86,7 +92,7 @@ class MiningPool:
         no one will read.
         """
         if self._queries >= self._max_queries:
-            raise QueriesBusy(f"{self._queries} basket queries are running or waiting")
+            raise QueriesBusy(self._queries)
         self._queries += 1
         try:
             if self._query_executor is None:

@@ -32,10 +32,9 @@ from geopush import metrics
 from geopush.codes import EventType
 from geopush.config import BADGE_CODES, Config
 from geopush.geo.visits import VisitEvent
-from geopush.ingest.decisions import DecisionSummary
+from geopush.loyalty.rewards import Completion, decide_rewards
 from geopush.loyalty.rules import subject_of
-
-CUSTOMER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))"
+from geopush.outcomes import DecideOffers, DecisionSummary, lock_customer
 
 # $1 subject, $2 customer_id, $3 device_id, $4..$7 the dwells (event id, store, ts,
 # geofence), $8 points per check-in, $9 limit in any 24 hours, $10/$11 badge bonus points,
@@ -170,26 +169,10 @@ class LoyaltyTally:
         self.decisions.observe()
 
 
-@dataclass(frozen=True)
-class Completion:
-    """A challenge this transaction completed, with what its reward offer needs."""
-
-    challenge_id: str
-    offer_id: str | None
-    at: datetime
-    geofence_id: str | None
-    event_id: UUID | None
-
-
 def badge_bonus(config: Config) -> tuple[list[str], list[int]]:
     bonus = config.loyalty.badge_points
     codes = [c for c in BADGE_CODES if bonus.get(c, 0) > 0]
     return codes, [bonus[c] for c in codes]
-
-
-async def lock_customer(conn: asyncpg.Connection, customer_id: str) -> None:
-    """The per-customer lock decisions also take (same key), so loyalty and caps agree."""
-    await conn.execute(CUSTOMER_LOCK, "customer:" + customer_id)
 
 
 async def record_checkins(
@@ -200,9 +183,11 @@ async def record_checkins(
     event_ids: list[UUID],
     store_of: dict[str, str | None],
     now: datetime,
+    decide: DecideOffers,
 ) -> LoyaltyTally:
     """Credit the check-ins among `events` (the device row is locked by the caller) and
-    decide the reward offers of the challenges they complete."""
+    decide the reward offers of the challenges they complete (with `decide`: the ingest
+    path's `decide_offers`)."""
     tally = LoyaltyTally()
     if not config.loyalty.enabled:
         return tally
@@ -228,10 +213,8 @@ async def record_checkins(
     completions = [_completion(c) for c in row["completed"]]
     tally.challenges += len(completions)
     if completions:
-        from geopush.loyalty.rewards import decide_rewards
-
         tally.decisions = await decide_rewards(conn, config, device, completions, store_of,
-                                               now)
+                                               now, decide)
     return tally
 
 

@@ -16,10 +16,16 @@ import asyncio
 import bisect
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
+from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from geopush.campaigns.decide import zone
+from geopush.loyalty.rules import display_name, subject_of
+from geopush.timefmt import format_ts_or_none
 
 # The points that count on a leaderboard: earned, not adjusted or spent.
 _EARNED_REASONS = "('checkin', 'purchase', 'challenge', 'badge')"
@@ -162,3 +168,44 @@ async def standing(pool: asyncpg.Pool, board: Board, subject: str, key: Key,
             break
     return Standing(items=items, my_points=mine, my_rank=board.ahead_of(mine) + 1)
 
+
+def period_bounds(period: str, now: datetime, tz: str | None) -> tuple[datetime, datetime]:
+    """This calendar week (from Monday) or month, in the caller's time zone, as UTC."""
+    here = zone(tz)
+    today = now.astimezone(here).date()
+    if period == "week":
+        start = today - timedelta(days=today.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = today.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+
+    def instant(d: date) -> datetime:
+        return datetime.combine(d, day_time(0), tzinfo=here).astimezone(UTC)
+
+    return instant(start), instant(end)
+
+
+async def device_leaderboard(pool: asyncpg.Pool, boards: Leaderboards, device_id: UUID,
+                             period: str, store_id: UUID | None, limit: int, now: datetime
+                             ) -> dict[str, Any]:
+    """GET /v1/leaderboard's answer: this `period` (week or month, in the device's zone) at
+    `store_id` (None: everywhere), the first `limit` names and the caller's own standing."""
+    device = await pool.fetchrow(
+        "SELECT customer_id, timezone FROM devices WHERE device_id = $1", device_id)
+    start, end = period_bounds(period, now, device["timezone"])
+    key = (period, start, end, store_id)
+    board = await boards.board(pool, key)
+    me = await standing(pool, board, subject_of(device["customer_id"], device_id), key, limit)
+    items = [
+        {"rank": rank, "name": display_name(e.first_name, e.last_initial),
+         "points": e.points, "me": e.customer_id == device["customer_id"]}
+        for rank, e in me.items
+    ]
+    return {
+        "period": period, "from": format_ts_or_none(start), "to": format_ts_or_none(end),
+        "store_id": None if store_id is None else str(store_id),
+        "items": items,
+        "me": {"rank": me.my_rank, "points": me.my_points,
+               "listed": any(i["me"] for i in items)},
+    }

@@ -21,8 +21,8 @@ from uuid import UUID
 
 import asyncpg
 
-from geopush.loyalty.checkins import lock_customer
 from geopush.loyalty.rules import customer_subject, subject_of
+from geopush.outcomes import lock_customer
 
 # $1 device subject, $2 customer subject, $3 customer id.
 _MOVE_LEDGER = """

@@ -18,8 +18,9 @@ from typing import Any
 import asyncpg
 
 from geopush.config import Config
-from geopush.loyalty.checkins import Completion, LoyaltyTally
-from geopush.loyalty.rewards import decide_rewards
+from geopush.loyalty.checkins import LoyaltyTally
+from geopush.loyalty.rewards import Completion, decide_rewards
+from geopush.outcomes import DecideOffers
 
 _CREDIT_PURCHASES = """
 WITH bought AS (
@@ -95,8 +96,10 @@ async def credit_purchases(conn: asyncpg.Connection, config: Config) -> dict[str
 
 
 async def settle_purchase_challenges(pool: asyncpg.Pool, config: Config,
-                                     subjects: list[str], now: datetime) -> LoyaltyTally:
-    """Complete the purchase challenges these customers reached; decide their rewards."""
+                                     subjects: list[str], now: datetime,
+                                     decide: DecideOffers) -> LoyaltyTally:
+    """Complete the purchase challenges these customers reached; decide their rewards (with
+    `decide`, the ingest path's `decide_offers`)."""
     tally = LoyaltyTally()
     if not subjects or not config.loyalty.enabled:
         return tally
@@ -113,6 +116,6 @@ async def settle_purchase_challenges(pool: asyncpg.Pool, config: Config,
             phone = await conn.fetchrow(_LOCK_PHONE, item["customer_id"])
             if phone is None:
                 continue  # no phone to reward: the points are credited all the same
-            summary = await decide_rewards(conn, config, phone, [completion], {}, now)
+            summary = await decide_rewards(conn, config, phone, [completion], {}, now, decide)
         tally.decisions.outcomes.update(summary.outcomes)
     return tally

@@ -7,8 +7,8 @@ caps, quiet hours and the rest still apply, and a suppression is recorded with i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 import asyncpg
@@ -16,11 +16,19 @@ import asyncpg
 from geopush.codes import Trigger
 from geopush.config import Config
 from geopush.geo.visits import VisitEvent
-from geopush.ingest.decisions import DecisionSummary, decide_offers
+from geopush.outcomes import DecideOffers, DecisionSummary
 from geopush.store.offers import offer_from_row
 
-if TYPE_CHECKING:
-    from geopush.loyalty.checkins import Completion
+
+@dataclass(frozen=True)
+class Completion:
+    """A challenge a transaction completed, with what its reward offer needs."""
+
+    challenge_id: str
+    offer_id: str | None
+    at: datetime
+    geofence_id: str | None
+    event_id: UUID | None
 
 _REWARD_OFFERS = """
 SELECT * FROM offers
@@ -36,8 +44,10 @@ async def decide_rewards(
     completions: Sequence[Completion],
     store_of: dict[str, str | None],
     now: datetime,
+    decide: DecideOffers,
 ) -> DecisionSummary:
-    """Decide the reward offer of each completion for `device` (locked by the caller)."""
+    """Decide the reward offer of each completion for `device` (locked by the caller), with
+    `decide` (the ingest path's `decide_offers`: loyalty does not import ingest)."""
     summary = DecisionSummary()
     wanted = sorted({c.offer_id for c in completions if c.offer_id})
     if not wanted:
@@ -50,7 +60,7 @@ async def decide_rewards(
             continue
         event = VisitEvent(Trigger.REWARD, completion.geofence_id, completion.at)  # type: ignore[arg-type]
         store_id = store_of.get(completion.geofence_id) if completion.geofence_id else None
-        result = await decide_offers(
+        result = await decide(
             conn, config, {completion.geofence_id: store_id} if completion.geofence_id else {},
             device, [event], [completion.event_id], now, [offer],
             [store_id] if store_id else [],

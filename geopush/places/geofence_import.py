@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from geopush.config import Config
+from geopush.errors import TooLarge
 from geopush.geo.feature_collection import FeatureCollectionError, FeatureCollectionReader
 from geopush.geo.geometry import GeometryError
 from geopush.places.geofences import MAX_IMPORT_FEATURES, check_room, feature_to_geofence
@@ -36,8 +37,8 @@ _GIL_PAUSE_S = 0.0005
 INSERT_ROWS = 1000
 
 
-class TooManyFeatures(Exception):
-    """More than `MAX_IMPORT_FEATURES` features (the API answers 413)."""
+class TooManyFeatures(TooLarge):
+    """More than `MAX_IMPORT_FEATURES` features (413)."""
 
 
 class CheckedFeatures:

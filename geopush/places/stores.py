@@ -17,12 +17,15 @@ import asyncpg
 from geopush.campaigns.errors import OfferError
 from geopush.campaigns.opening_hours import parse_opening_hours
 from geopush.config import is_timezone
-from geopush.errors import Conflict
+from geopush.errors import Conflict, NotFound
 from geopush.store.geofence_index import notify_changed
+from geopush.store.keyset import Listing
 from geopush.validate import field_error, get_number, get_str
 
 COLUMNS = ("store_id, external_id, name, timezone, lat, lon, opening_hours, categories,"
            " created_at, updated_at")
+# Its list (GET /v1/stores): oldest first, by keyset.
+LISTING = Listing("stores", COLUMNS, "store_id")
 
 # Point a store's transactions at it, and release those that named it under another
 # external_id (an edit that renamed the store).
@@ -126,3 +129,11 @@ async def delete_store(conn: asyncpg.Connection, store_id: UUID) -> bool:
     await conn.execute(_UNLINK, store_id)
     await notify_changed(conn)  # its geofences lose their store
     return True
+
+
+async def store_row(conn: asyncpg.Connection | asyncpg.Pool, store_id: UUID) -> asyncpg.Record:
+    """The store; `NotFound` when there is none."""
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM stores WHERE store_id = $1", store_id)
+    if row is None:
+        raise NotFound("store")
+    return row

@@ -14,6 +14,7 @@ import uuid
 import asyncpg
 
 from geopush.codes import Role
+from geopush.store.keyset import Listing
 
 
 def new_secret(prefix: str) -> str:
@@ -48,3 +49,13 @@ async def revoke_key(
 ) -> asyncpg.Record | None:
     """Revoke a key (again is a no-op); None when there is no such key."""
     return await pool_or_conn.fetchrow(_REVOKE, key_id)
+
+
+# The admin's list of keys (GET /v1/keys): oldest first, by keyset; never the key itself.
+LISTING = Listing("api_keys", "id, name, role, created_at, revoked_at", "id")
+
+
+async def key_by_hash(pool: asyncpg.Pool, digest: bytes) -> asyncpg.Record | None:
+    """The live (not revoked) key with this hash: its id and role."""
+    return await pool.fetchrow(
+        "SELECT id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", digest)

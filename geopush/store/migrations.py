@@ -20,6 +20,8 @@ from importlib import resources
 
 import asyncpg
 
+from geopush.store.distribution import Distributed, distribute
+
 log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x6765_6F70  # "geop": one advisory lock id for migrations
@@ -78,13 +80,24 @@ async def _ensure_table(conn: asyncpg.Connection) -> None:
 
 
 async def migrate(
-    conn: asyncpg.Connection, migrations: Sequence[Migration] | None = None
+    conn: asyncpg.Connection, migrations: Sequence[Migration] | None = None,
+    distributed: Distributed = "auto",
 ) -> list[str]:
     """Apply every migration not yet applied; return the names applied now.
 
     Raises `MigrationChanged` (and applies nothing) when an applied one was edited.
     `migrations` defaults to the shipped files; tests pass a prefix to step through them.
+    On a Citus coordinator the tables are then laid out across the cluster
+    (`geopush.store.distribution`), each in a transaction of its own.
     """
+    applied = await _apply(conn, migrations)
+    await distribute(conn, distributed)
+    return applied
+
+
+async def _apply(
+    conn: asyncpg.Connection, migrations: Sequence[Migration] | None
+) -> list[str]:
     todo = available() if migrations is None else list(migrations)
     applied_now: list[str] = []
     async with conn.transaction():

@@ -67,6 +67,13 @@ VALUES ($1, $2, $3, $4, $5, $6)
 """
 
 
+async def device_customer(conn: asyncpg.Connection, device_id: UUID,
+                          lock: bool = False) -> str | None:
+    """The customer the device is linked to; `lock` takes the device row as consent does."""
+    sql = "SELECT customer_id FROM devices WHERE device_id = $1"
+    return await conn.fetchval(sql + (" FOR UPDATE" if lock else ""), device_id)  # type: ignore[no-any-return]
+
+
 async def read_preferences(conn: asyncpg.Connection | asyncpg.Pool,
                            subject: str) -> Preferences:
     return preferences_from_row(await conn.fetchrow(_GET, subject))
@@ -87,10 +94,13 @@ async def save_preferences(conn: asyncpg.Connection, subject: str, device_id: UU
 
 
 # Erasure: a device's own preferences, log and fatigue go with it; a customer's with them.
+# ($2 is the erasure's nil device, unused here.)
 ERASE_DEVICE = (
-    "DELETE FROM preferences WHERE subject = 'd:' || $1::uuid::text",
-    "DELETE FROM category_fatigue WHERE subject = 'd:' || $1::uuid::text",
-    "DELETE FROM preference_log WHERE device_id = $1 OR subject = 'd:' || $1::uuid::text",
+    "DELETE FROM preferences WHERE subject = 'd:' || $1::uuid::text AND $2::uuid IS NOT NULL",
+    "DELETE FROM category_fatigue WHERE subject = 'd:' || $1::uuid::text"
+    " AND $2::uuid IS NOT NULL",
+    "DELETE FROM preference_log WHERE (device_id = $1 OR subject = 'd:' || $1::uuid::text)"
+    " AND $2::uuid IS NOT NULL",
 )
 ERASE_CUSTOMER = (
     "DELETE FROM preferences WHERE subject = 'c:' || $1",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -24,14 +25,15 @@ import asyncpg
 # in the same order and never deadlock.
 _HIT = """
 WITH w AS (
-    SELECT to_timestamp(floor(extract(epoch FROM now()) / $2::float8) * $2::float8) AS start
+    SELECT to_timestamp(floor(extract(epoch FROM coalesce($3::timestamptz, now()))
+                              / $2::float8) * $2::float8) AS start
 )
 INSERT INTO rate_windows AS r (subject, window_start, hits)
 SELECT s, w.start, 1 FROM unnest($1::bytea[]) WITH ORDINALITY AS u(s, n), w ORDER BY n
 ON CONFLICT (subject, window_start) DO UPDATE SET hits = r.hits + 1
 RETURNING subject, hits,
-          extract(epoch FROM window_start + make_interval(secs => $2::float8) - now())::float8
-              AS left_s
+          extract(epoch FROM window_start + make_interval(secs => $2::float8)
+                             - coalesce($3::timestamptz, now()))::float8 AS left_s
 """
 _FORGET = "DELETE FROM rate_windows WHERE window_start < now() - make_interval(secs => $1)"
 
@@ -49,13 +51,18 @@ def _digest(subject: str) -> bytes:
 
 
 async def hit(pool: asyncpg.Pool | asyncpg.Connection, limits: Sequence[Limit],
-              window_s: float) -> float:
+              window_s: float, at: datetime | None = None) -> float:
     """Count one request against every limit; return 0.0 if all allow it, else the seconds
-    until the window of the exceeded limit ends (for Retry-After)."""
+    until the window of the exceeded limit ends (for Retry-After).
+
+    The window is the one holding `at`, or (None, as in production) the database's now(),
+    which every process shares; tests pass a fixed time well inside one window, so they
+    never wait for a minute boundary.
+    """
     if not limits:
         return 0.0
     by_digest = {_digest(limit.subject): limit for limit in limits}
-    rows = await pool.fetch(_HIT, sorted(by_digest), window_s)
+    rows = await pool.fetch(_HIT, sorted(by_digest), window_s, at)
     wait = 0.0
     for row in rows:
         if row["hits"] > by_digest[bytes(row["subject"])].max_hits:

@@ -5,8 +5,9 @@ whose `last_ping_ts` stays: a time is not a place, and ingest still orders pings
 idempotency answers of ping batches (at most a week: a client retries within minutes), and
 the rate limits' finished windows, consent changes past `[privacy] consent_log_retention_days`
 (each device's latest stays), suppressed decisions past `[privacy] decision_retention_days`
-(folded into per-day counts that offer stats add back), and spent customer proofs once
-they could no longer link anyway.
+(folded into per-day counts that offer stats add back), visit events past
+`[privacy] event_retention_days` (folded into per-day counts per geofence and type, in
+`events_daily`), and spent customer proofs once they could no longer link anyway.
 
 `pings` is partitioned by the hour of `ts` (migration 0007): an expired hour is dropped as a
 whole partition, which costs the same for a thousand rows as for a billion, instead of being
@@ -50,35 +51,41 @@ SELECT c.relname, c.reltuples FROM pg_inherits i JOIN pg_class c ON c.oid = i.in
 WHERE i.inhparent = 'pings'::regclass
 """
 _DELETE_DEFAULT_PINGS = """
-WITH gone AS (DELETE FROM pings_default WHERE ctid IN (SELECT ctid FROM pings_default
-    WHERE ts < now() - make_interval(days => $1) LIMIT $2) RETURNING 1)
+WITH gone AS (DELETE FROM pings_default p USING (
+    SELECT device_id, ts FROM pings_default
+    WHERE ts < now() - make_interval(days => $1) LIMIT $2) AS old
+    WHERE p.device_id = old.device_id AND p.ts = old.ts RETURNING 1)
 SELECT count(*) FROM gone
 """
-# Rows a batch is locking right now are skipped: that device is pinging, so its position is
-# being replaced by a fresh one anyway.
+# A device whose batch holds its row meanwhile is waited for, then checked again: its fresh
+# position is kept. (No SKIP LOCKED: on Citus it needs the distribution column.)
 _FORGET_POSITIONS = """
 WITH gone AS (
-    UPDATE devices SET last_lat = NULL, last_lon = NULL
-    WHERE device_id IN (SELECT device_id FROM devices
-                        WHERE last_ping_ts < now() - make_interval(days => $1)
-                          AND (last_lat IS NOT NULL OR last_lon IS NOT NULL)
-                        LIMIT $2 FOR UPDATE SKIP LOCKED)
+    UPDATE devices d SET last_lat = NULL, last_lon = NULL
+    FROM (SELECT device_id FROM devices
+          WHERE last_ping_ts < now() - make_interval(days => $1)
+            AND (last_lat IS NOT NULL OR last_lon IS NOT NULL)
+          LIMIT $2) AS old
+    WHERE d.device_id = old.device_id AND d.last_ping_ts < now() - make_interval(days => $1)
     RETURNING 1)
 SELECT count(*) FROM gone
 """
 _DELETE_BATCH_ANSWERS = """
-WITH gone AS (DELETE FROM ping_batches WHERE ctid IN (SELECT ctid FROM ping_batches
-    WHERE created_at < now() - make_interval(days => $1) LIMIT $2) RETURNING 1)
+WITH gone AS (DELETE FROM ping_batches b USING (
+    SELECT device_id, batch_id FROM ping_batches
+    WHERE created_at < now() - make_interval(days => $1) LIMIT $2) AS old
+    WHERE b.device_id = old.device_id AND b.batch_id = old.batch_id RETURNING 1)
 SELECT count(*) FROM gone
 """
 
 # Consent changes past their retention, each device's latest kept (what it consents to now).
 _DELETE_CONSENT_LOG = """
-WITH gone AS (DELETE FROM consent_log WHERE id IN (
-    SELECT l.id FROM consent_log l
+WITH gone AS (DELETE FROM consent_log c USING (
+    SELECT l.device_id, l.id FROM consent_log l
     WHERE l.changed_at < now() - make_interval(days => $1)
       AND EXISTS (SELECT 1 FROM consent_log n WHERE n.device_id = l.device_id AND n.id > l.id)
-    LIMIT $2) RETURNING 1)
+    LIMIT $2) AS old
+    WHERE c.device_id = old.device_id AND c.id = old.id RETURNING 1)
 SELECT count(*) FROM gone
 """
 
@@ -87,12 +94,13 @@ SELECT count(*) FROM gone
 # offer, so chunks almost never split one).
 _PRUNE_SUPPRESSED = """
 WITH gone AS (
-    DELETE FROM decisions WHERE decision_id IN (
-        SELECT decision_id FROM decisions
+    DELETE FROM decisions d USING (
+        SELECT device_id, decision_id FROM decisions
         WHERE outcome = 'suppressed' AND decided_at < now() - make_interval(days => $1)
-        LIMIT $2)
-    RETURNING offer_id, event_id, coalesce(reason, 'unknown') AS reason,
-              (decided_at AT TIME ZONE 'UTC')::date AS day
+        LIMIT $2) AS old
+    WHERE d.device_id = old.device_id AND d.decision_id = old.decision_id
+    RETURNING d.offer_id, d.event_id, coalesce(d.reason, 'unknown') AS reason,
+              (d.decided_at AT TIME ZONE 'UTC')::date AS day
 ), folded AS (
     INSERT INTO decisions_pruned (offer_id, day, reason, decisions, events)
     SELECT offer_id, day, reason, count(*),
@@ -101,6 +109,24 @@ WITH gone AS (
     ON CONFLICT (offer_id, day, reason) DO UPDATE
     SET decisions = decisions_pruned.decisions + EXCLUDED.decisions,
         events = decisions_pruned.events + EXCLUDED.events
+)
+SELECT count(*) FROM gone
+"""
+
+# Visit events past their retention, folded into per-day counts in the same statement.
+_PRUNE_EVENTS = """
+WITH gone AS (
+    DELETE FROM events e USING (
+        SELECT device_id, event_id FROM events
+        WHERE created_at < now() - make_interval(days => $1) LIMIT $2) AS old
+    WHERE e.device_id = old.device_id AND e.event_id = old.event_id
+    RETURNING e.geofence_id, e.type, e.store_id, (e.ts AT TIME ZONE 'UTC')::date AS day
+), folded AS (
+    INSERT INTO events_daily (day, geofence_id, type, store_id, events)
+    SELECT day, geofence_id, type, (array_agg(store_id))[1], count(*)
+    FROM gone GROUP BY day, geofence_id, type
+    ON CONFLICT (day, geofence_id, type) DO UPDATE
+    SET events = events_daily.events + EXCLUDED.events
 )
 SELECT count(*) FROM gone
 """
@@ -117,6 +143,7 @@ class RetentionRound:
     link_proofs: int = 0
     consent_log: int = 0
     decisions: int = 0
+    events: int = 0
     partitions_created: int = 0
     skipped: bool = False
 
@@ -148,6 +175,8 @@ async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
                                            config.privacy.consent_log_retention_days),
                 decisions=await _chunked(conn, _PRUNE_SUPPRESSED,
                                          config.privacy.decision_retention_days),
+                events=await _chunked(conn, _PRUNE_EVENTS,
+                                      config.privacy.event_retention_days),
                 partitions_created=await ensure_ping_partitions(conn, now),
             )
         finally:

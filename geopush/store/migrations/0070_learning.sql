@@ -26,8 +26,10 @@ CREATE TABLE preference_log (
 CREATE INDEX preference_log_subject ON preference_log (subject, changed_at);
 
 -- Fatigue: per subject and offer category, notifications sent since the last open or
--- redemption. Kept by the trigger below as deliveries are sent, opened and redeemed, so a
--- decision reads one row instead of scanning the subject's history.
+-- redemption. Kept by the statements that mark deliveries sent, opened and redeemed
+-- (geopush.store.fatigue), in their transactions, so a decision reads one short range of
+-- this table instead of scanning the subject's history. (Not a trigger: Citus distributes
+-- no table that has one.)
 CREATE TABLE category_fatigue (
     subject       text NOT NULL,
     category      text NOT NULL,
@@ -35,39 +37,3 @@ CREATE TABLE category_fatigue (
     last_sent_at  timestamptz,
     PRIMARY KEY (subject, category)
 );
-
-CREATE FUNCTION geopush_track_fatigue() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    who text;
-    cat text;
-BEGIN
-    IF NEW.customer_id IS NOT NULL THEN
-        who := 'c:' || NEW.customer_id;
-    ELSIF NEW.device_id IS NOT NULL
-          AND NEW.device_id <> '00000000-0000-0000-0000-000000000000' THEN
-        who := 'd:' || NEW.device_id::text;
-    ELSE
-        RETURN NULL;
-    END IF;
-    SELECT o.definition ->> 'category' INTO cat FROM offers o WHERE o.offer_id = NEW.offer_id;
-    IF cat IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF (NEW.opened_at IS NOT NULL AND OLD.opened_at IS NULL)
-       OR (NEW.redeemed_at IS NOT NULL AND OLD.redeemed_at IS NULL) THEN
-        UPDATE category_fatigue SET unopened = 0 WHERE subject = who AND category = cat;
-    ELSIF NEW.status = 'sent' AND OLD.status IS DISTINCT FROM 'sent'
-          AND NEW.opened_at IS NULL AND NEW.redeemed_at IS NULL THEN
-        INSERT INTO category_fatigue AS f (subject, category, unopened, last_sent_at)
-        VALUES (who, cat, 1, coalesce(NEW.sent_at, now()))
-        ON CONFLICT (subject, category) DO UPDATE
-            SET unopened = f.unopened + 1,
-                last_sent_at = greatest(f.last_sent_at, EXCLUDED.last_sent_at);
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER deliveries_fatigue
-    AFTER UPDATE OF status, opened_at, redeemed_at ON deliveries
-    FOR EACH ROW EXECUTE FUNCTION geopush_track_fatigue();

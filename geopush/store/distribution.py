@@ -1,0 +1,93 @@
+"""Past one PostgreSQL: the tables' layout on a Citus cluster (SPEC section 9).
+
+`geopush migrate` runs the same migrations on one PostgreSQL and on a Citus coordinator;
+on Citus it then lays the tables out, once each (it asks Citus' catalog which are done, so
+a later run picks up tables that new migrations add and leaves the rest alone):
+
+- every device-keyed table is distributed by `device_id`, co-located with `devices`, so a
+  ping batch (the device row, its visits, pings, events, decisions and deliveries) is one
+  shard group on one worker, and its statements are routed there whole;
+- customer-keyed tables are distributed by `customer_id`, co-located with `customers`;
+- the small, read-mostly tables every query joins with (keys, stores, geofences, offers,
+  challenges, basket rules) and the small bookkeeping tables are reference tables, a copy
+  on every node;
+- the loyalty ledger, badges and challenge completions are reference tables too. Their key,
+  `subject`, is a device before sign-in and a customer after (the merge of SPEC section 11
+  rewrites it), and Citus cannot change a row's distribution column; their volume is
+  bounded (a check-in per store-day, a badge once), so a copy per node is affordable.
+
+Locks: every geopush process connects to the coordinator, so the advisory locks that keep
+one writer per device, one decision per customer at a time and one `max_sends` count per
+offer are taken on one node, the coordinator, and hold for the whole cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+Distributed = bool | Literal["auto"]
+
+DEVICE_KEYED = ("devices", "visits", "pings", "ping_batches", "events", "decisions",
+                "deliveries", "consent_log")
+CUSTOMER_KEYED = ("customers", "customer_recommendations")
+REFERENCE = ("api_keys", "stores", "geofences", "offers", "challenges",
+             "basket_rules", "basket_runs", "segment_runs", "decisions_pruned",
+             "events_daily", "transactions", "loyalty_ledger", "loyalty_badges",
+             "challenge_completions",
+             # SPEC 15: keyed by subject (a device, then its customer), like the loyalty
+             # tables; one row per subject, or per subject and category, and a log of changes.
+             "preferences", "preference_log", "category_fatigue")
+# Tables no query joins with another, kept on the coordinator alone (every process goes
+# through it): the migrations' record, the rate limits' counters, the senders' pause, the
+# customer proofs already spent, and the offers' lock rows (locking a row of a reference
+# table takes Citus' own locks on every copy: two deciders deadlocked on them). Hot, tiny,
+# and a copy per node would only slow them.
+LOCAL = ("schema_migrations", "rate_windows", "sender_pause", "link_proofs", "offer_locks")
+
+
+async def citus_present(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT true FROM pg_extension WHERE extname = 'citus'"))
+
+
+async def distribute(conn: asyncpg.Connection, distributed: Distributed = "auto") -> list[str]:
+    """Lay out the tables on Citus as the module says; return the tables laid out now.
+
+    `auto`: when the citus extension is installed in this database. `True` without it is
+    an error that says so; `False` leaves every table local.
+    """
+    if distributed is False:
+        return []
+    present = await citus_present(conn)
+    if not present:
+        if distributed is True:
+            raise RuntimeError("[database] distributed = true, but the citus extension is "
+                               "not installed in this database (CREATE EXTENSION citus)")
+        return []
+    done = {r["t"] for r in await conn.fetch(
+        "SELECT logicalrelid::regclass::text AS t FROM pg_dist_partition")}
+    laid: list[str] = []
+    for table in DEVICE_KEYED:
+        if table not in done:
+            colocate = "none" if table == "devices" else "devices"
+            await conn.execute("SELECT create_distributed_table($1, 'device_id', "
+                               "colocate_with => $2)", table, colocate)
+            laid.append(table)
+    for table in CUSTOMER_KEYED:
+        if table not in done:
+            colocate = "none" if table == "customers" else "customers"
+            await conn.execute("SELECT create_distributed_table($1, 'customer_id', "
+                               "colocate_with => $2)", table, colocate)
+            laid.append(table)
+    for table in REFERENCE:
+        if table not in done:
+            await conn.execute("SELECT create_reference_table($1)", table)
+            laid.append(table)
+    if laid:
+        log.info("tables laid out on Citus", extra={"tables": len(laid)})
+    return laid
