@@ -41,6 +41,7 @@ def _route_modules() -> list:
         ops,
         ops_timeseries,
         pages,
+        preferences,
         reference,
         service,
     )
@@ -51,7 +52,7 @@ def _route_modules() -> list:
             insights,
             reference,
             loyalty, challenges,
-            alerts, service]
+            alerts, service, preferences]
 
 
 def _freeze_startup_objects() -> None:

@@ -113,6 +113,7 @@ class OfferCreate(RequestBody):
     deeplink: Annotated[str, Chars(2048)] | None = None
     status: Annotated[OfferStatus, Field(strict=False)] = OfferStatus.ACTIVE
     levels: list[Annotated[str, NonBlank(50)]] = Field(default_factory=list)
+    allow_recent_buyers: bool = False
     id: Annotated[str, Chars(100)] | None = None
     created_at: Annotated[str, Chars(100)] | None = None
     updated_at: Annotated[str, Chars(100)] | None = None

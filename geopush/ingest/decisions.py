@@ -38,6 +38,7 @@ from geopush.codes import EventType, Outcome, Segment, Trigger
 from geopush.config import Config
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.geo.visits import VisitEvent
+from geopush.ingest.learning import learning_facts
 from geopush.loyalty.levels import subject_level
 from geopush.outcomes import DecisionSummary, lock_customer
 from geopush.store.offer_keys import LiveOfferKeys
@@ -215,6 +216,7 @@ class _Facts:
     level: Any
     timezone: str
     last_feedback: datetime | None = None
+    learned: Any = None  # SPEC 15's facts (preferences, fatigue, recent purchases)
 
 
 @dataclass
@@ -296,11 +298,12 @@ async def _gather_facts(
             last_feedback = await conn.fetchval(_LAST_FEEDBACK_CUSTOMER, customer_id, since)
         else:
             last_feedback = await conn.fetchval(_LAST_FEEDBACK_DEVICE, device_id, since)
+    learned = await learning_facts(conn, config, customer_id, device_id, now)
     return _Facts(counters=counters, stores=stores, segment=segment, first_name=first_name,
                   bought=bought, recommended=recommended,
                   last_contact={str(r["offer_id"]): r["at"] for r in contacts},
                   sent_today=sent_today, level=level, timezone=tz,
-                  last_feedback=last_feedback)
+                  last_feedback=last_feedback, learned=learned)
 
 
 def _plan_decisions(
@@ -321,6 +324,7 @@ def _plan_decisions(
     last_contact = dict(facts.last_contact)
     sent_today = facts.sent_today
     last_feedback = facts.last_feedback
+    sent_before = sent_today
     rules = campaign_rules(config)
     token_active = bool(device["fcm_token"]) and device["fcm_token_active"]
     bumps: Counter[str] = Counter()
@@ -341,6 +345,7 @@ def _plan_decisions(
             offer_sends={k: v + bumps[k] for k, v in facts.counters.items()},
             last_contact=dict(last_contact), sent_today=sent_today, level=facts.level,
             last_feedback=last_feedback,
+            **facts.learned.decision_fields(sent_today - sent_before),
         )
         results = decide(EventFacts(event.type, event.geofence_id, store, event.ts),
                          candidates, decision_facts, now, rules)
