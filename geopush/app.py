@@ -29,9 +29,11 @@ MAX_HEADER_FIELD_BYTES = 64 * 1024
 
 def _route_modules() -> list:
     from geopush.api import (
+        alerts,
         challenges,
         crm,
         deliveries,
+        foresight,
         insights,
         loyalty,
         offer_daily,
@@ -39,15 +41,18 @@ def _route_modules() -> list:
         ops,
         ops_timeseries,
         pages,
+        preferences,
         reference,
+        service,
     )
 
-    return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
+    return [health, keys, devices, pings, stores, geofences, foresight, offers, offer_stats, crm,
             deliveries, ops,
             pages, ops_timeseries, offer_daily,
             insights,
             reference,
-            loyalty, challenges]
+            loyalty, challenges,
+            alerts, service, preferences]
 
 
 def _freeze_startup_objects() -> None:

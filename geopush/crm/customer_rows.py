@@ -7,6 +7,7 @@ and initial", SPEC 11): the rest of the name is never stored.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -69,11 +70,11 @@ async def merge_customers(conn: asyncpg.Connection, columns: frozenset[str]
                 created_at = coalesce(EXCLUDED.created_at, customers.created_at),
                 last_initial = CASE WHEN $1 THEN EXCLUDED.last_initial
                                     ELSE customers.last_initial END,
-                imported_at = now()
+                imported_at = $2::timestamptz
             RETURNING 1
         )
         SELECT count(*) FROM up
-    """, "last_name" in columns)
+    """, "last_name" in columns, datetime.now(UTC))  # a value: Citus refuses now() here
     return {"upserted": upserted}
 
 

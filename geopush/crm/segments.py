@@ -84,20 +84,31 @@ LEFT JOIN (
 _READ_FIGURES = """
 SELECT array_agg(idx) AS idx, array_agg(created_s) AS created_s, array_agg(first_s) AS first_s,
        array_agg(last_s) AS last_s, array_agg(frequency) AS frequency,
-       array_agg(amount::float8) AS amount
+       array_agg(amount::float8) AS amount, array_agg(customer_id) AS customer_id,
+       array_agg(amount) AS amount_exact,
+       array_agg(array_to_string(types, E'\\x1f')) AS types
 FROM _frat_figures
 """
+# The figures are joined as one subquery over this session's table: on a Citus cluster it is
+# computed on the coordinator and the update is then routed by customer_id (an update joining
+# the distributed table with a temporary table and a function directly crashes Citus 14).
+# Everything the update needs comes as arrays, segment names included, each customer's
+# categories joined by the unit separator (a control character no category name holds).
+# Plainer than it could be, for Citus 14: an update joining the customers with this
+# session's temporary table, or indexing an array parameter by a column, crashes it, and it
+# refuses a stable function (an array cast) over the rows. An update from arrays is routed
+# by customer_id on a cluster as on one PostgreSQL.
 _WRITE_SEGMENTS = """
 UPDATE customers c
-SET segment = ($7::text[])[u.segment + 1],
+SET segment = u.segment,
     r_score = nullif(u.r, 0), f_score = nullif(u.f, 0), a_score = nullif(u.a, 0),
     recency_days = nullif(u.recency_days, -1),
-    frequency = f.frequency, amount = f.amount, types = f.types,
-    segment_computed_at = $8
-FROM unnest($1::integer[], $2::smallint[], $3::smallint[], $4::smallint[], $5::smallint[],
-            $6::integer[]) AS u(idx, segment, r, f, a, recency_days)
-JOIN _frat_figures f ON f.idx = u.idx
-WHERE c.customer_id = f.customer_id
+    frequency = u.frequency, amount = u.amount, types = string_to_array(u.types, E'\\x1f'),
+    segment_computed_at = $7
+FROM unnest($1::text[], $2::text[], $3::smallint[], $4::smallint[], $5::smallint[],
+            $6::integer[], $8::integer[], $9::numeric[], $10::text[])
+     AS u(customer_id, segment, r, f, a, recency_days, frequency, amount, types)
+WHERE c.customer_id = u.customer_id
 """
 _RECORD_RUN = "INSERT INTO segment_runs (computed_at, counts) VALUES ($1, $2)"
 _LIVE_COUNTS = "SELECT segment, count(*) AS n FROM customers GROUP BY segment"
@@ -132,6 +143,7 @@ async def recompute_segments(pool: asyncpg.Pool, config: Config, now: datetime
         figures = await conn.fetchrow(_READ_FIGURES)
         counts = _empty_counts()
         if figures["idx"] is not None:
+            names = [str(s) for s in FRAT_SEGMENTS]
             cols = segment_columns(
                 now, rules,
                 np.array(figures["created_s"], dtype=np.float64),
@@ -141,9 +153,11 @@ async def recompute_segments(pool: asyncpg.Pool, config: Config, now: datetime
                 np.array(figures["amount"], dtype=np.float64),
             )
             await conn.execute(
-                _WRITE_SEGMENTS, figures["idx"], cols.segment.tolist(), cols.r.tolist(),
-                cols.f.tolist(), cols.a.tolist(), cols.recency_days.tolist(),
-                [str(s) for s in FRAT_SEGMENTS], now,
+                _WRITE_SEGMENTS, figures["customer_id"],
+                [names[i] for i in cols.segment.tolist()],
+                cols.r.tolist(), cols.f.tolist(), cols.a.tolist(),
+                cols.recency_days.tolist(), now,
+                figures["frequency"], figures["amount_exact"], figures["types"],
             )
             tally = np.bincount(cols.segment, minlength=len(FRAT_SEGMENTS)).tolist()
             counts = {str(s): tally[i] for i, s in enumerate(FRAT_SEGMENTS)}

@@ -1,10 +1,14 @@
 """The outbox in PostgreSQL: claim due deliveries with a lease, record what became of them.
 
-A claim sets `lease_until` and counts the attempt in the same statement as the
-`FOR UPDATE SKIP LOCKED` select, so any number of senders share the outbox without ever
-claiming the same row twice. A sender that dies mid-batch leaves leased rows behind; they
-are claimed again once the lease has passed, which is the only way a message can go out
-twice — at most the batches that were in flight.
+A claim picks due rows and, in the same statement, sets `lease_until` and counts the
+attempt only where the row is still claimable, checked again once its row lock is held:
+two senders that pick the same row wait for each other and the second finds it leased, so
+any number of senders share the outbox without ever claiming the same row twice. (Not
+`FOR UPDATE SKIP LOCKED`: on a Citus cluster that needs an equality filter on the
+distribution column, and the claim spans every shard; rows are named by their whole key,
+device_id first, so each update is routed to its shard.) A sender that dies mid-batch
+leaves leased rows behind; they are claimed again once the lease has passed, which is the
+only way a message can go out twice — at most the batches that were in flight.
 """
 
 from __future__ import annotations
@@ -17,32 +21,37 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.codes import DeliveryStatus
+from geopush.store.fatigue import count_sent
+
 # NOTIFY on this channel wakes the senders: a delivery was queued or made due now.
 OUTBOX_CHANNEL = "geopush_outbox"
 
 _EXPIRE = """
-UPDATE deliveries SET status = 'failed', reason = 'expired', finished_at = now(),
+UPDATE deliveries d SET status = 'failed', reason = 'expired', finished_at = now(),
        lease_until = NULL
-WHERE delivery_id IN (
-    SELECT delivery_id FROM deliveries
-    WHERE status = 'queued' AND expires_at <= now()
-      AND (lease_until IS NULL OR lease_until < now())
-    LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING delivery_id
+FROM (SELECT device_id, delivery_id FROM deliveries
+      WHERE status = 'queued' AND expires_at <= now()
+        AND (lease_until IS NULL OR lease_until < now())
+      LIMIT $1) AS due
+WHERE d.device_id = due.device_id AND d.delivery_id = due.delivery_id
+  AND d.status = 'queued' AND (d.lease_until IS NULL OR d.lease_until < now())
+RETURNING d.delivery_id
 """
 _CLAIM = """
 WITH due AS (
-    SELECT delivery_id FROM deliveries
+    SELECT device_id, delivery_id FROM deliveries
     WHERE status = 'queued' AND next_attempt_at <= now() AND expires_at > now()
       AND (lease_until IS NULL OR lease_until < now())
     ORDER BY next_attempt_at
     LIMIT $1
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE deliveries d
 SET lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
 FROM due
-WHERE d.delivery_id = due.delivery_id
+WHERE d.device_id = due.device_id AND d.delivery_id = due.delivery_id
+  AND d.status = 'queued' AND d.expires_at > now()
+  AND (d.lease_until IS NULL OR d.lease_until < now())
 RETURNING d.delivery_id, d.device_id, d.offer_id, d.store_id, d.geofence_id, d.title,
           d.body, d.deeplink, d.expires_at, d.event_ts, d.attempts
 """
@@ -72,8 +81,8 @@ UPDATE deliveries d
 SET status = u.status,
     reason = u.reason,
     fcm_message_name = COALESCE(u.name, d.fcm_message_name),
-    sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE d.sent_at END,
-    finished_at = CASE WHEN u.status = 'queued' THEN NULL ELSE now() END,
+    sent_at = CASE WHEN u.status = 'sent' THEN $8::timestamptz ELSE d.sent_at END,
+    finished_at = CASE WHEN u.status = 'queued' THEN NULL ELSE $8::timestamptz END,
     next_attempt_at = COALESCE(u.next_at, d.next_attempt_at),
     last_error = u.error,
     lease_until = NULL
@@ -88,15 +97,16 @@ WHERE d.delivery_id = u.id AND d.status = 'queued' AND d.attempts = u.attempts
 _CANCEL_LEFT = """
 UPDATE deliveries d SET status = 'cancelled', reason = 'left_geofence', finished_at = now(),
        lease_until = NULL
-WHERE d.delivery_id IN (
-    SELECT q.delivery_id FROM deliveries q
-    WHERE q.status = 'queued' AND q.next_attempt_at <= now() AND q.geofence_id IS NOT NULL
-      AND q.trigger IN ('enter', 'dwell')
-      AND (q.lease_until IS NULL OR q.lease_until < now())
-      AND NOT EXISTS (SELECT 1 FROM visits v WHERE v.device_id = q.device_id
-                      AND v.geofence_id = q.geofence_id AND v.entered_at <= q.event_ts)
-    LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING delivery_id
+FROM (SELECT q.device_id, q.delivery_id FROM deliveries q
+      WHERE q.status = 'queued' AND q.next_attempt_at <= now() AND q.geofence_id IS NOT NULL
+        AND q.trigger IN ('enter', 'dwell')
+        AND (q.lease_until IS NULL OR q.lease_until < now())
+        AND NOT EXISTS (SELECT 1 FROM visits v WHERE v.device_id = q.device_id
+                        AND v.geofence_id = q.geofence_id AND v.entered_at <= q.event_ts)
+      LIMIT $1) AS gone
+WHERE d.device_id = gone.device_id AND d.delivery_id = gone.delivery_id
+  AND d.status = 'queued' AND (d.lease_until IS NULL OR d.lease_until < now())
+RETURNING d.delivery_id
 """
 # Right before sending: which claimed rows are still this sender's (queued, under the
 # attempt count of its claim: not erased, not retried by ops), and of those, which belong to
@@ -233,7 +243,11 @@ async def finish(
             [r.reason for r in results], [r.message_name for r in results],
             [r.next_at for r in results], [r.error for r in results],
             [r.attempts for r in results],
+            # The time as a value: Citus refuses now() inside CASE in an update it spreads.
+            await conn.fetchval("SELECT now()"),
         )
+        await count_sent(conn, [r.delivery_id for r in results
+                                if r.status == DeliveryStatus.SENT])
     if deactivate:
         await conn.execute(_DEACTIVATE, [d for d, _ in deactivate], [t for _, t in deactivate])
 

@@ -34,10 +34,11 @@ from geopush.campaigns.decide import (
     local_day_start,
 )
 from geopush.campaigns.templates import render
-from geopush.codes import EventType, Outcome, Segment
+from geopush.codes import EventType, Outcome, Segment, Trigger
 from geopush.config import Config
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.geo.visits import VisitEvent
+from geopush.ingest.learning import learning_facts
 from geopush.loyalty.levels import subject_level
 from geopush.outcomes import DecisionSummary, lock_customer
 from geopush.store.offer_keys import LiveOfferKeys
@@ -82,8 +83,8 @@ GROUP BY offer_id
 # free for the next visit.
 _CONTACTED = """
 outcome = 'control' OR (outcome = 'queued' AND NOT EXISTS (
-    SELECT 1 FROM deliveries v WHERE v.decision_id = decisions.decision_id
-    AND v.status IN ('cancelled', 'failed')))
+    SELECT 1 FROM deliveries v WHERE v.device_id = decisions.device_id
+    AND v.decision_id = decisions.decision_id AND v.status IN ('cancelled', 'failed')))
 """
 _LAST_CONTACT_CUSTOMER = f"""
 SELECT offer_id, max(decided_at) AS at FROM decisions
@@ -102,6 +103,22 @@ WHERE customer_id = $1 AND created_at >= $2 AND status IN ('queued', 'sent')
 _SENT_TODAY_DEVICE = """
 SELECT count(*) FROM deliveries
 WHERE device_id = $1 AND created_at >= $2 AND status IN ('queued', 'sent')
+"""
+# The subject's last feedback request (SPEC section 14: at most one per min_days_between).
+_LAST_FEEDBACK = f"""
+SELECT max(decided_at) FROM decisions
+WHERE {{subject}} = $1 AND decided_at >= $2
+  AND offer_id IN (SELECT offer_id FROM offers WHERE trigger = 'feedback')
+  AND ({_CONTACTED})
+"""
+_LAST_FEEDBACK_CUSTOMER = _LAST_FEEDBACK.format(subject="customer_id")
+_LAST_FEEDBACK_DEVICE = _LAST_FEEDBACK.format(subject="device_id")
+# A feedback request waits `[feedback] delay_s` after its exit: its not-before time is the
+# outbox's own next_attempt_at, so the sender's claim stays the one indexed query.
+_DELAY_FEEDBACK = """
+UPDATE deliveries d SET next_attempt_at = u.due, expires_at = u.expires_at
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS u(id, due, expires_at)
+WHERE d.delivery_id = u.id
 """
 _INSERT_DECISIONS = """
 INSERT INTO decisions (decision_id, event_id, device_id, customer_id, offer_id, store_id,
@@ -135,7 +152,8 @@ RETURNING d.delivery_id
 def campaign_rules(config: Config) -> CampaignRules:
     c = config.campaigns
     return CampaignRules(quiet_hours_start=c.quiet_start, quiet_hours_end=c.quiet_end,
-                         daily_cap=c.daily_cap)
+                         daily_cap=c.daily_cap,
+                         feedback_min_days_between=config.feedback.min_days_between)
 
 
 async def decide_events(
@@ -162,9 +180,13 @@ async def decide_events(
     geofence_ids = sorted({e.geofence_id for e in events})
     store_ids = sorted({s for g in geofence_ids if (s := store_of.get(g))})
     triggers = sorted({str(e.type) for e in events})
+    keys = [(str(e.type), e.geofence_id, store_of.get(e.geofence_id)) for e in events]
+    if any(e.type is EventType.EXIT and e.after_dwell for e in events):
+        triggers.append(str(Trigger.FEEDBACK))
+        keys += [(str(Trigger.FEEDBACK), e.geofence_id, store_of.get(e.geofence_id))
+                 for e in events if e.type is EventType.EXIT and e.after_dwell]
     offer_rows: list[asyncpg.Record] = []
-    if offer_keys is None or offer_keys.may_match(
-            (str(e.type), e.geofence_id, store_of.get(e.geofence_id)) for e in events):
+    if offer_keys is None or offer_keys.may_match(keys):
         offer_rows = await conn.fetch(_OFFERS, triggers, geofence_ids, store_ids)
     if offer_rows:
         summary = await _decide_with_offers(
@@ -193,6 +215,8 @@ class _Facts:
     sent_today: int
     level: Any
     timezone: str
+    last_feedback: datetime | None = None
+    learned: Any = None  # SPEC 15's facts (preferences, fatigue, recent purchases)
 
 
 @dataclass
@@ -201,6 +225,8 @@ class _Plan:
 
     decisions: list[tuple[Any, ...]] = field(default_factory=list)
     deliveries: list[tuple[Any, ...]] = field(default_factory=list)
+    # Feedback requests: (delivery id, not before, expires at), queued after the exit.
+    delayed: list[tuple[UUID, datetime, datetime]] = field(default_factory=list)
     summary: DecisionSummary = field(default_factory=DecisionSummary)
 
 
@@ -265,10 +291,19 @@ async def _gather_facts(
     else:
         sent_today = await conn.fetchval(_SENT_TODAY_DEVICE, device_id, day_start)
     level = await subject_level(conn, config, customer_id, device_id, offers)
+    last_feedback = None
+    if any(o.trigger == Trigger.FEEDBACK for o in offers):
+        since = now - timedelta(days=config.feedback.min_days_between)
+        if customer_id is not None:
+            last_feedback = await conn.fetchval(_LAST_FEEDBACK_CUSTOMER, customer_id, since)
+        else:
+            last_feedback = await conn.fetchval(_LAST_FEEDBACK_DEVICE, device_id, since)
+    learned = await learning_facts(conn, config, customer_id, device_id, now)
     return _Facts(counters=counters, stores=stores, segment=segment, first_name=first_name,
                   bought=bought, recommended=recommended,
                   last_contact={str(r["offer_id"]): r["at"] for r in contacts},
-                  sent_today=sent_today, level=level, timezone=tz)
+                  sent_today=sent_today, level=level, timezone=tz,
+                  last_feedback=last_feedback, learned=learned)
 
 
 def _plan_decisions(
@@ -288,13 +323,16 @@ def _plan_decisions(
     customer_id = device["customer_id"]
     last_contact = dict(facts.last_contact)
     sent_today = facts.sent_today
+    last_feedback = facts.last_feedback
+    sent_before = sent_today
     rules = campaign_rules(config)
     token_active = bool(device["fcm_token"]) and device["fcm_token_active"]
     bumps: Counter[str] = Counter()
     for event, event_id in zip(events, event_ids, strict=True):
         store_id = store_of.get(event.geofence_id)
         store = facts.stores.get(store_id) if store_id else None
-        candidates = candidate_offers(offers, event.type, event.geofence_id, store_id)
+        candidates = candidate_offers(offers, event.type, event.geofence_id, store_id,
+                                      after_dwell=event.after_dwell)
         if not candidates:
             continue
         decision_facts = DecisionFacts(
@@ -306,6 +344,8 @@ def _plan_decisions(
             timezone=facts.timezone, token_active=token_active,
             offer_sends={k: v + bumps[k] for k, v in facts.counters.items()},
             last_contact=dict(last_contact), sent_today=sent_today, level=facts.level,
+            last_feedback=last_feedback,
+            **facts.learned.decision_fields(sent_today - sent_before),
         )
         results = decide(EventFacts(event.type, event.geofence_id, store, event.ts),
                          candidates, decision_facts, now, rules)
@@ -318,15 +358,23 @@ def _plan_decisions(
             plan.summary.outcomes[(str(d.outcome), reason or "")] += 1
             if d.outcome in (Outcome.QUEUED, Outcome.CONTROL):
                 last_contact[d.offer_id] = now
+                if by_id[d.offer_id].trigger == Trigger.FEEDBACK:
+                    last_feedback = now
             if d.outcome is Outcome.QUEUED:
                 offer = by_id[d.offer_id]
                 title, body = render(offer.message, device["locale"], {
                     "first_name": facts.first_name,
                     "store_name": store.name if store else None,
                 })
+                delivery_id = uuid.uuid4()
+                trigger = str(event.type)
+                if offer.trigger == Trigger.FEEDBACK:
+                    trigger = str(Trigger.FEEDBACK)
+                    due = event.ts + timedelta(seconds=config.feedback.delay_s)
+                    plan.delayed.append((delivery_id, due, due + timedelta(seconds=offer.ttl_s)))
                 plan.deliveries.append((
-                    uuid.uuid4(), decision_id, event_id, d.offer_id, store_id,
-                    event.geofence_id, str(event.type), event.ts,
+                    delivery_id, decision_id, event_id, d.offer_id, store_id,
+                    event.geofence_id, trigger, event.ts,
                     event.ts + timedelta(seconds=offer.ttl_s), title, body, offer.deeplink,
                 ))
                 bumps[d.offer_id] += 1
@@ -348,6 +396,9 @@ async def _write_decisions(conn: asyncpg.Connection, device: asyncpg.Record, now
         cols = list(zip(*plan.deliveries, strict=True))
         await conn.execute(_INSERT_DELIVERIES, device_id, customer_id, now,
                            *[list(c) for c in cols])
+        if plan.delayed:
+            await conn.execute(_DELAY_FEEDBACK,
+                               *[list(c) for c in zip(*plan.delayed, strict=True)])
         await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
 
 

@@ -13,23 +13,59 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.store.preferences import ERASE_CUSTOMER as ERASE_CUSTOMER_PREFERENCES
+from geopush.store.preferences import ERASE_DEVICE as ERASE_DEVICE_PREFERENCES
+
 ERASED_DEVICE = UUID(int=0)
 
+
+def _service_statements(column: str, extra: str = "") -> tuple[str, ...]:
+    """SPEC section 14: the comment goes; answers, cases and store alerts lose who they were
+    about; an alert not yet sent is never sent (it carries the comment and first name).
+    `extra` is appended to each condition (the device statements bind a second argument)."""
+    return (
+        "UPDATE feedback_responses SET device_id = NULL, customer_id = NULL, comment = NULL"
+        f" WHERE {column} = $1{extra}",
+        "UPDATE service_cases SET device_id = NULL, customer_id = NULL"
+        f" WHERE {column} = $1{extra}",
+        "UPDATE store_alerts SET device_id = NULL, customer_id = NULL,"
+        " body = jsonb_build_object('id', body -> 'id', 'type', body -> 'type',"
+        " 'store_id', body -> 'store_id', 'erased', true),"
+        " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
+        " finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,"
+        " status = CASE WHEN status = 'queued' THEN 'failed' ELSE status END"
+        f" WHERE {column} = $1{extra}",
+    )
+
+# The device id is the distribution column on a Citus cluster, and a row's distribution
+# column cannot change there: the anonymized rows are written anew under the nil device
+# (jsonb_populate_record keeps every other column, whatever later migrations add), then the
+# originals are deleted.
+_ANONYMIZED_COPY = """
+INSERT INTO {table}
+SELECT r.* FROM {table} t,
+     LATERAL jsonb_populate_record(t, jsonb_build_object('device_id', $2::uuid{more})) r
+WHERE t.device_id = $1
+"""
+_MOVE_TO_NIL_DEVICE = (
+    ("deliveries", ", 'customer_id', NULL, 'title', NULL, 'body', NULL,"
+                   " 'fcm_message_name', NULL, 'last_error', NULL,"
+                   " 'status', CASE WHEN t.status = 'queued' THEN 'cancelled' ELSE t.status END,"
+                   " 'reason', CASE WHEN t.status = 'queued' THEN 'erased' ELSE t.reason END"),
+    ("decisions", ", 'customer_id', NULL"),
+    ("events", ""),
+)
 _ANONYMIZE_DEVICE = (
-    "UPDATE deliveries SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,"
-    " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
-    " device_id = '00000000-0000-0000-0000-000000000000', customer_id = NULL,"
-    " title = NULL, body = NULL,"
-    " fcm_message_name = NULL, last_error = NULL WHERE device_id = $1",
-    "UPDATE decisions SET device_id = '00000000-0000-0000-0000-000000000000',"
-    " customer_id = NULL WHERE device_id = $1",
-    "UPDATE events SET device_id = '00000000-0000-0000-0000-000000000000'"
-    " WHERE device_id = $1",
-    "DELETE FROM pings WHERE device_id = $1",
-    "DELETE FROM visits WHERE device_id = $1",
-    "DELETE FROM ping_batches WHERE device_id = $1",
-    "DELETE FROM consent_log WHERE device_id = $1",
-    "DELETE FROM devices WHERE device_id = $1",
+    *(_ANONYMIZED_COPY.format(table=table, more=more) for table, more in _MOVE_TO_NIL_DEVICE),
+    *(f"DELETE FROM {table} WHERE device_id = $1 AND $2::uuid IS NOT NULL"
+      for table, _ in _MOVE_TO_NIL_DEVICE),
+    "DELETE FROM pings WHERE device_id = $1 AND $2::uuid IS NOT NULL",
+    "DELETE FROM visits WHERE device_id = $1 AND $2::uuid IS NOT NULL",
+    "DELETE FROM ping_batches WHERE device_id = $1 AND $2::uuid IS NOT NULL",
+    "DELETE FROM consent_log WHERE device_id = $1 AND $2::uuid IS NOT NULL",
+    "DELETE FROM devices WHERE device_id = $1 AND $2::uuid IS NOT NULL",
+    *_service_statements("device_id", " AND $2::uuid IS NOT NULL"),
+    *ERASE_DEVICE_PREFERENCES,
 )
 
 
@@ -38,7 +74,7 @@ async def erase_device(conn: asyncpg.Connection, device_id: UUID) -> None:
     await conn.execute("SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
     await erase_loyalty(conn, f"d:{device_id}", device_id=device_id)
     for statement in _ANONYMIZE_DEVICE:
-        await conn.execute(statement, device_id)
+        await conn.execute(statement, device_id, ERASED_DEVICE)
 
 
 # Loyalty rows keep points, reason, store and time (the program's totals); the subject, the
@@ -104,4 +140,6 @@ _ERASE_CUSTOMER = (
     " WHERE subject = 'c:' || $1",
     "UPDATE challenge_completions SET subject = NULL, customer_id = NULL, device_id = NULL"
     " WHERE subject = 'c:' || $1",
+    *_service_statements("customer_id"),
+    *ERASE_CUSTOMER_PREFERENCES,
 )

@@ -35,6 +35,8 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.store.levers import offer_levers
+
 _OFFER_STORES = """
 SELECT ARRAY(
     SELECT unnest(o.store_ids)
@@ -44,12 +46,15 @@ SELECT ARRAY(
 ) AS store_ids
 FROM offers o WHERE o.offer_id = $1
 """
+# The pruned counts are joined, not a subquery in the select list: Citus cannot push one
+# down beside aggregates.
 _DECISIONS = """
-SELECT count(DISTINCT event_id) + count(*) FILTER (WHERE event_id IS NULL)
-           + (SELECT coalesce(sum(events), 0)::bigint FROM decisions_pruned WHERE offer_id = $1)
-           AS triggered,
-       count(*) FILTER (WHERE outcome = 'control') AS control
-FROM decisions WHERE offer_id = $1
+SELECT live.triggered + pruned.events AS triggered, live.control
+FROM (SELECT count(DISTINCT event_id) + count(*) FILTER (WHERE event_id IS NULL) AS triggered,
+             count(*) FILTER (WHERE outcome = 'control') AS control
+      FROM decisions WHERE offer_id = $1) AS live,
+     (SELECT coalesce(sum(events), 0)::bigint AS events FROM decisions_pruned
+      WHERE offer_id = $1) AS pruned
 """
 # Live suppressed decisions, plus those retention folded into per-day counts.
 _SUPPRESSED = """
@@ -141,6 +146,7 @@ async def offer_stats(conn: asyncpg.Connection | asyncpg.Pool, offer_id: UUID,
             "control": control,
             "lift": lift(treatment, control),
         },
+        "levers": await offer_levers(conn, offer_id, window_days),
     }
 
 

@@ -51,35 +51,41 @@ SELECT c.relname, c.reltuples FROM pg_inherits i JOIN pg_class c ON c.oid = i.in
 WHERE i.inhparent = 'pings'::regclass
 """
 _DELETE_DEFAULT_PINGS = """
-WITH gone AS (DELETE FROM pings_default WHERE ctid IN (SELECT ctid FROM pings_default
-    WHERE ts < now() - make_interval(days => $1) LIMIT $2) RETURNING 1)
+WITH gone AS (DELETE FROM pings_default p USING (
+    SELECT device_id, ts FROM pings_default
+    WHERE ts < now() - make_interval(days => $1) LIMIT $2) AS old
+    WHERE p.device_id = old.device_id AND p.ts = old.ts RETURNING 1)
 SELECT count(*) FROM gone
 """
-# Rows a batch is locking right now are skipped: that device is pinging, so its position is
-# being replaced by a fresh one anyway.
+# A device whose batch holds its row meanwhile is waited for, then checked again: its fresh
+# position is kept. (No SKIP LOCKED: on Citus it needs the distribution column.)
 _FORGET_POSITIONS = """
 WITH gone AS (
-    UPDATE devices SET last_lat = NULL, last_lon = NULL
-    WHERE device_id IN (SELECT device_id FROM devices
-                        WHERE last_ping_ts < now() - make_interval(days => $1)
-                          AND (last_lat IS NOT NULL OR last_lon IS NOT NULL)
-                        LIMIT $2 FOR UPDATE SKIP LOCKED)
+    UPDATE devices d SET last_lat = NULL, last_lon = NULL
+    FROM (SELECT device_id FROM devices
+          WHERE last_ping_ts < now() - make_interval(days => $1)
+            AND (last_lat IS NOT NULL OR last_lon IS NOT NULL)
+          LIMIT $2) AS old
+    WHERE d.device_id = old.device_id AND d.last_ping_ts < now() - make_interval(days => $1)
     RETURNING 1)
 SELECT count(*) FROM gone
 """
 _DELETE_BATCH_ANSWERS = """
-WITH gone AS (DELETE FROM ping_batches WHERE ctid IN (SELECT ctid FROM ping_batches
-    WHERE created_at < now() - make_interval(days => $1) LIMIT $2) RETURNING 1)
+WITH gone AS (DELETE FROM ping_batches b USING (
+    SELECT device_id, batch_id FROM ping_batches
+    WHERE created_at < now() - make_interval(days => $1) LIMIT $2) AS old
+    WHERE b.device_id = old.device_id AND b.batch_id = old.batch_id RETURNING 1)
 SELECT count(*) FROM gone
 """
 
 # Consent changes past their retention, each device's latest kept (what it consents to now).
 _DELETE_CONSENT_LOG = """
-WITH gone AS (DELETE FROM consent_log WHERE id IN (
-    SELECT l.id FROM consent_log l
+WITH gone AS (DELETE FROM consent_log c USING (
+    SELECT l.device_id, l.id FROM consent_log l
     WHERE l.changed_at < now() - make_interval(days => $1)
       AND EXISTS (SELECT 1 FROM consent_log n WHERE n.device_id = l.device_id AND n.id > l.id)
-    LIMIT $2) RETURNING 1)
+    LIMIT $2) AS old
+    WHERE c.device_id = old.device_id AND c.id = old.id RETURNING 1)
 SELECT count(*) FROM gone
 """
 
@@ -88,12 +94,13 @@ SELECT count(*) FROM gone
 # offer, so chunks almost never split one).
 _PRUNE_SUPPRESSED = """
 WITH gone AS (
-    DELETE FROM decisions WHERE decision_id IN (
-        SELECT decision_id FROM decisions
+    DELETE FROM decisions d USING (
+        SELECT device_id, decision_id FROM decisions
         WHERE outcome = 'suppressed' AND decided_at < now() - make_interval(days => $1)
-        LIMIT $2)
-    RETURNING offer_id, event_id, coalesce(reason, 'unknown') AS reason,
-              (decided_at AT TIME ZONE 'UTC')::date AS day
+        LIMIT $2) AS old
+    WHERE d.device_id = old.device_id AND d.decision_id = old.decision_id
+    RETURNING d.offer_id, d.event_id, coalesce(d.reason, 'unknown') AS reason,
+              (d.decided_at AT TIME ZONE 'UTC')::date AS day
 ), folded AS (
     INSERT INTO decisions_pruned (offer_id, day, reason, decisions, events)
     SELECT offer_id, day, reason, count(*),
@@ -106,12 +113,51 @@ WITH gone AS (
 SELECT count(*) FROM gone
 """
 
+# Service quality (SPEC section 14): answers keep their scores for the gap but lose the
+# comment and who gave them; cases past their recovery window lose who they were about;
+# finished store alerts (names, comments) go.
+_FORGET_ANSWERERS = """
+WITH old AS (
+    SELECT response_id FROM feedback_responses
+    WHERE created_at < now() - make_interval(days => $1)
+      AND (device_id IS NOT NULL OR customer_id IS NOT NULL OR comment IS NOT NULL)
+    LIMIT $2 FOR UPDATE SKIP LOCKED
+), done AS (
+    UPDATE feedback_responses r SET device_id = NULL, customer_id = NULL, comment = NULL
+    FROM old WHERE r.response_id = old.response_id RETURNING 1
+)
+SELECT count(*) FROM done
+"""
+_FORGET_CASE_PEOPLE = """
+WITH old AS (
+    SELECT case_id FROM service_cases
+    WHERE opened_at < now() - make_interval(days => $1)
+      AND (device_id IS NOT NULL OR customer_id IS NOT NULL)
+    LIMIT $2 FOR UPDATE SKIP LOCKED
+), done AS (
+    UPDATE service_cases c SET device_id = NULL, customer_id = NULL
+    FROM old WHERE c.case_id = old.case_id RETURNING 1
+)
+SELECT count(*) FROM done
+"""
+_DELETE_ALERTS = """
+WITH done AS (
+    DELETE FROM store_alerts WHERE alert_id IN (
+        SELECT alert_id FROM store_alerts
+        WHERE status <> 'queued' AND created_at < now() - make_interval(days => $1)
+        LIMIT $2)
+    RETURNING 1
+)
+SELECT count(*) FROM done
+"""
 # Visit events past their retention, folded into per-day counts in the same statement.
 _PRUNE_EVENTS = """
 WITH gone AS (
-    DELETE FROM events WHERE ctid IN (
-        SELECT ctid FROM events WHERE created_at < now() - make_interval(days => $1) LIMIT $2)
-    RETURNING geofence_id, type, store_id, (ts AT TIME ZONE 'UTC')::date AS day
+    DELETE FROM events e USING (
+        SELECT device_id, event_id FROM events
+        WHERE created_at < now() - make_interval(days => $1) LIMIT $2) AS old
+    WHERE e.device_id = old.device_id AND e.event_id = old.event_id
+    RETURNING e.geofence_id, e.type, e.store_id, (e.ts AT TIME ZONE 'UTC')::date AS day
 ), folded AS (
     INSERT INTO events_daily (day, geofence_id, type, store_id, events)
     SELECT day, geofence_id, type, (array_agg(store_id))[1], count(*)
@@ -137,6 +183,9 @@ class RetentionRound:
     events: int = 0
     partitions_created: int = 0
     skipped: bool = False
+    feedback_answers: int = 0
+    service_cases: int = 0
+    store_alerts: int = 0
 
 
 async def apply_retention(pool: asyncpg.Pool, config: Config) -> int:
@@ -169,6 +218,13 @@ async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
                 events=await _chunked(conn, _PRUNE_EVENTS,
                                       config.privacy.event_retention_days),
                 partitions_created=await ensure_ping_partitions(conn, now),
+                feedback_answers=await _chunked(conn, _FORGET_ANSWERERS,
+                                                config.feedback.comment_retention_days),
+                # Once the recovery window has passed, who the case was about is not needed.
+                service_cases=await _chunked(conn, _FORGET_CASE_PEOPLE,
+                                             config.feedback.recovery_window_days + 1),
+                store_alerts=await _chunked(conn, _DELETE_ALERTS,
+                                            config.alerts.retention_days),
             )
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
