@@ -234,7 +234,8 @@ def test_handlers_read_the_clock_through_the_runtime():
 # `deliveries.py` still hold theirs; a module added later should follow the clean ones.
 _SQL_FREE_HANDLERS = ("auth.py", "challenges.py", "crm.py", "devices.py", "geofences.py",
                       "health.py", "keys.py", "loyalty.py", "offer_daily.py", "offer_stats.py",
-                      "ops.py", "ops_timeseries.py", "pings.py", "stores.py")
+                      "ops.py", "ops_timeseries.py", "pings.py", "stores.py",
+                      "alerts.py", "service.py")
 
 
 @pytest.mark.parametrize("name", _SQL_FREE_HANDLERS)

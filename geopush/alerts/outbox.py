@@ -19,10 +19,16 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.store.keyset import Listing
 from geopush.timefmt import format_ts
 
 # NOTIFY on this channel wakes the alert senders: an alert was queued.
 ALERTS_CHANNEL = "geopush_alerts"
+
+# GET /v1/alerts: newest first, never the bodies (names, comments).
+LISTING = Listing("store_alerts", "alert_id, store_id, kind, status, reason, attempts,"
+                  " next_attempt_at, last_error, last_http_status, created_at, sent_at,"
+                  " finished_at", "alert_id", newest_first=True)
 
 _ENQUEUE = """
 INSERT INTO store_alerts (alert_id, store_id, kind, body, device_id, customer_id)

@@ -12,15 +12,15 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
+from geopush.alerts.outbox import LISTING
 from geopush.api.body import field_error
 from geopush.api.openapi import BY_STATS, PAGE, STORE_ID, documented, obj, page_of, text_queries
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts_or_none
 
 _STATUSES = ("queued", "sent", "failed")
-_COLUMNS = ("alert_id, store_id, kind, status, reason, attempts, next_attempt_at, last_error,"
-            " last_http_status, created_at, sent_at, finished_at")
 _TEXT = {"type": "string"}
 _OPT = {"type": ["string", "null"]}
 ALERT = obj(("id", "store_id", "type", "status", "attempts", "created_at"),
@@ -54,28 +54,17 @@ def alert_json(row: asyncpg.Record) -> dict[str, Any]:
             query=(*PAGE, STORE_ID, *text_queries("status")), response=page_of(ALERT))
 async def list_alerts(request: web.Request) -> web.Response:
     limit, cursor = page_params(request)
-    conditions: list[str] = []
-    args: list[Any] = [limit + 1]
-    status = request.query.get("status")
-    if status:
-        if status not in _STATUSES:
-            raise field_error("status", "must be one of queued, sent, failed")
-        args.append(status)
-        conditions.append(f"status = ${len(args)}")
-    raw_store = request.query.get("store_id")
-    if raw_store:
+    status = request.query.get("status") or None
+    if status is not None and status not in _STATUSES:
+        raise field_error("status", "must be one of queued, sent, failed")
+    store_id = None
+    if raw := request.query.get("store_id"):
         try:
-            args.append(UUID(raw_store))
+            store_id = UUID(raw)
         except ValueError:
             raise field_error("store_id", "must be an id") from None
-        conditions.append(f"store_id = ${len(args)}")
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(created_at, alert_id) < (${len(args) - 1}, ${len(args)})")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM store_alerts {where}"
-        " ORDER BY created_at DESC, alert_id DESC LIMIT $1", *args)
+    rows = await fetch_page(request.app[RUNTIME].pool, LISTING, limit, cursor,
+                            {"status": status, "store_id": store_id})
     return web.json_response(page([alert_json(r) for r in rows], rows, limit, "alert_id"))
 
 

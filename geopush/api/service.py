@@ -30,17 +30,19 @@ from geopush.api.openapi import (
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, RequestBody, Text, Whole
-from geopush.service.cases import COLUMNS as CASE_COLUMNS
+from geopush.service.cases import LISTING as CASES
 from geopush.service.cases import (
     STATUSES,
     parse_patch,
     patch_case,
+    period_cases,
     recovery_figures,
     refresh_recovered,
 )
-from geopush.service.feedback import parse_answer, record_answer
+from geopush.service.feedback import lock_answering_device, parse_answer, record_answer
 from geopush.service.gap import service_report
 from geopush.service.recovery import is_low, open_case
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts_or_none
 
 Score = Whole(1, 5)
@@ -125,10 +127,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     now = rt.now()
     opened = None
     async with rt.pool.acquire() as conn, conn.transaction():
-        device = await conn.fetchrow("SELECT * FROM devices WHERE device_id = $1 FOR UPDATE",
-                                     device_id)
-        if device is None:
-            raise field_error("device", "unknown device")
+        device = await lock_answering_device(conn, device_id)
         recorded = await record_answer(conn, rt.config, device, answer, now)
         if is_low(rt.config, answer.overall):
             opened = await open_case(conn, rt.config, device, answer, recorded, now)
@@ -153,41 +152,24 @@ async def get_service(request: web.Request) -> web.Response:
         await refresh_recovered(conn, fb.recovery_window_days, now)
         stores = await service_report(conn, days=days, store_id=store_id,
                                       standard=fb.standard, sla_s=fb.recovery_sla_s, now=now)
-        cases = await conn.fetch(
-            "SELECT opened_at, status, first_response_at, resolved_at, recovered_at"
-            " FROM service_cases"
-            " WHERE opened_at >= $1::timestamptz - make_interval(days => $2::int)"
-            " AND ($3::uuid IS NULL OR store_id = $3)", now, days, store_id)
+        cases = await period_cases(conn, now, days, store_id)
     return web.json_response({"days": days, "stores": stores,
-                              "recovery": recovery_figures(list(cases), fb.recovery_sla_s)})
+                              "recovery": recovery_figures(cases, fb.recovery_sla_s)})
 
 
 @documented("List recovery cases, newest first", auth=BY_STATS,
             query=(*PAGE, STORE_ID, *text_queries("status")), response=page_of(CASE))
 async def list_cases(request: web.Request) -> web.Response:
     limit, cursor = page_params(request)
-    conditions: list[str] = []
-    args: list[Any] = [limit + 1]
-    status = request.query.get("status")
-    if status:
-        if status not in STATUSES:
-            raise field_error("status", f"must be one of {', '.join(STATUSES)}")
-        args.append(status)
-        conditions.append(f"status = ${len(args)}")
+    status = request.query.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise field_error("status", f"must be one of {', '.join(STATUSES)}")
     store_id = _store_filter(request)
-    if store_id is not None:
-        args.append(store_id)
-        conditions.append(f"store_id = ${len(args)}")
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(opened_at, case_id) < (${len(args) - 1}, ${len(args)})")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn:
         await refresh_recovered(conn, rt.config.feedback.recovery_window_days, rt.now())
-        rows = await conn.fetch(
-            f"SELECT {CASE_COLUMNS}, opened_at AS created_at FROM service_cases {where}"
-            " ORDER BY opened_at DESC, case_id DESC LIMIT $1", *args)
+        rows = await fetch_page(conn, CASES, limit, cursor,
+                                {"status": status, "store_id": store_id})
     return web.json_response(page([case_json(r) for r in rows], rows, limit, "case_id"))
 
 
@@ -199,9 +181,7 @@ async def patch_case_route(request: web.Request) -> web.Response:
     status, has_resolution, resolution = parse_patch(body.given())
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
-        before = await conn.fetchval("SELECT status FROM service_cases WHERE case_id = $1",
-                                     case_id)
-        row = await patch_case(conn, case_id, status, has_resolution, resolution, rt.now())
+        before, row = await patch_case(conn, case_id, status, has_resolution, resolution, rt.now())
     if status is not None and status != before:
         metrics.CASES.labels(status).inc()
     return web.json_response(case_json(row))

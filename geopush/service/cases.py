@@ -16,11 +16,20 @@ from uuid import UUID
 import asyncpg
 
 from geopush.errors import Invalid, NotFound
+from geopush.store.keyset import Listing
 
 STATUSES = ("open", "contacted", "resolved")
 MAX_RESOLUTION = 1000
 COLUMNS = ("case_id, response_id, store_id, opened_at, status, first_response_at, resolved_at,"
            " resolution, recovered_at, updated_at")
+# GET /v1/cases: newest opened first (the keyset helper pages by created_at).
+LISTING = Listing("(SELECT *, opened_at AS created_at FROM service_cases) AS cases",
+                  COLUMNS + ", created_at", "case_id", newest_first=True)
+_PERIOD = """
+SELECT opened_at, status, first_response_at, resolved_at, recovered_at FROM service_cases
+WHERE opened_at >= $1::timestamptz - make_interval(days => $2::int)
+  AND ($3::uuid IS NULL OR store_id = $3)
+"""
 
 # Cases that may still recover: not yet recovered, opened within the window.
 _REFRESH = """
@@ -82,11 +91,21 @@ def parse_patch(body: Any) -> tuple[str | None, bool, str | None]:
 
 async def patch_case(conn: asyncpg.Connection, case_id: UUID, status: str | None,
                      has_resolution: bool, resolution: str | None,
-                     now: datetime) -> asyncpg.Record:
-    row = await conn.fetchrow(_PATCH, case_id, status, has_resolution, resolution, now)
-    if row is None:
+                     now: datetime) -> tuple[str, asyncpg.Record]:
+    """(the status before, the case after); `NotFound` for an unknown id. The caller holds
+    a transaction."""
+    before = await conn.fetchval(
+        "SELECT status FROM service_cases WHERE case_id = $1 FOR UPDATE", case_id)
+    if before is None:
         raise NotFound("case")
-    return row
+    row = await conn.fetchrow(_PATCH, case_id, status, has_resolution, resolution, now)
+    return before, row
+
+
+async def period_cases(conn: asyncpg.Connection, now: datetime, days: int,
+                       store_id: UUID | None) -> list[asyncpg.Record]:
+    """The cases opened in the last `days` (of one store, or all)."""
+    return list(await conn.fetch(_PERIOD, now, days, store_id))
 
 
 def percentile(values: list[float], q: float) -> float | None:
