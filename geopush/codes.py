@@ -67,13 +67,17 @@ class SuppressionReason(StrEnum):
     SEGMENT_MISMATCH = "segment_mismatch"
     LEVEL_MISMATCH = "level_mismatch"
     AUDIENCE_MISMATCH = "audience_mismatch"
+    RECENTLY_BOUGHT = "recently_bought"  # SPEC 15
     NO_PUSH_CONSENT = "no_push_consent"
     CATEGORY_OPT_OUT = "category_opt_out"
+    NOT_INTERESTED = "not_interested"  # SPEC 15
     STALE_EVENT = "stale_event"
     BUDGET_EXHAUSTED = "budget_exhausted"
     COOLDOWN = "cooldown"
     QUIET_HOURS = "quiet_hours"
     DAILY_CAP = "daily_cap"
+    WEEKLY_PREFERENCE = "weekly_preference"  # SPEC 15
+    FATIGUE = "fatigue"  # SPEC 15
     NO_TOKEN = "no_token"
     LOWER_PRIORITY = "lower_priority"
     CONTROL_GROUP = "control_group"

@@ -108,6 +108,14 @@ class CampaignsConfig(_Section):
     # An offer's deeplink rides in every push; only these schemes may open from it (SPEC
     # section 10): https and the retailer app's own scheme, never javascript: or data:.
     deeplink_schemes: tuple[str, ...] = ("https",)
+    # Foresight (SPEC 16): the most visit events one preview replays; beyond, a 422.
+    preview_max_events: int = Field(1_000_000, ge=1, le=50_000_000)
+    # SPEC section 15: a category whose last `fatigue_after` notifications went unopened
+    # pauses for `fatigue_days`; a category bought within `recently_bought_days` is not
+    # offered again (unless the offer sets allow_recent_buyers).
+    fatigue_after: int = Field(5, ge=1, le=1000)
+    fatigue_days: int = Field(14, ge=0, le=365)
+    recently_bought_days: int = Field(7, ge=0, le=365)
 
     @field_validator("deeplink_schemes", mode="before")
     @classmethod

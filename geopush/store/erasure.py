@@ -13,6 +13,9 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.store.preferences import ERASE_CUSTOMER as ERASE_CUSTOMER_PREFERENCES
+from geopush.store.preferences import ERASE_DEVICE as ERASE_DEVICE_PREFERENCES
+
 ERASED_DEVICE = UUID(int=0)
 
 
@@ -62,6 +65,7 @@ _ANONYMIZE_DEVICE = (
     "DELETE FROM consent_log WHERE device_id = $1 AND $2::uuid IS NOT NULL",
     "DELETE FROM devices WHERE device_id = $1 AND $2::uuid IS NOT NULL",
     *_service_statements("device_id", " AND $2::uuid IS NOT NULL"),
+    *ERASE_DEVICE_PREFERENCES,
 )
 
 
@@ -137,4 +141,5 @@ _ERASE_CUSTOMER = (
     "UPDATE challenge_completions SET subject = NULL, customer_id = NULL, device_id = NULL"
     " WHERE subject = 'c:' || $1",
     *_service_statements("customer_id"),
+    *ERASE_CUSTOMER_PREFERENCES,
 )
