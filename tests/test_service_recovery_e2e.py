@@ -109,3 +109,4 @@ async def test_bad_visit_is_heard_recovered_and_the_customer_returns(
         text = (await api.call("GET", "/metrics")).body
         assert metric_value(text, "geopush_feedback_total", overall="1") >= 1
         assert metric_value(text, "geopush_cases_total", status="contacted") >= 1
+        assert metric_value(text, "geopush_cases_total", status="recovered") >= 1
