@@ -30,19 +30,20 @@ from geopush.api.openapi import (
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, RequestBody, Text, Whole
-from geopush.service.cases import LISTING as CASES
 from geopush.service.cases import (
     STATUSES,
+    case_status,
+    case_times,
+    list_case_rows,
+    lock_device_row,
     parse_patch,
     patch_case,
-    period_cases,
     recovery_figures,
     refresh_recovered,
 )
-from geopush.service.feedback import lock_answering_device, parse_answer, record_answer
+from geopush.service.feedback import parse_answer, record_answer
 from geopush.service.gap import service_report
 from geopush.service.recovery import is_low, open_case
-from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts_or_none
 
 Score = Whole(1, 5)
@@ -127,7 +128,9 @@ async def post_feedback(request: web.Request) -> web.Response:
     now = rt.now()
     opened = None
     async with rt.pool.acquire() as conn, conn.transaction():
-        device = await lock_answering_device(conn, device_id)
+        device = await lock_device_row(conn, device_id)
+        if device is None:
+            raise field_error("device", "unknown device")
         recorded = await record_answer(conn, rt.config, device, answer, now)
         if is_low(rt.config, answer.overall):
             opened = await open_case(conn, rt.config, device, answer, recorded, now)
@@ -153,9 +156,9 @@ async def get_service(request: web.Request) -> web.Response:
             await refresh_recovered(conn, fb.recovery_window_days, now))
         stores = await service_report(conn, days=days, store_id=store_id,
                                       standard=fb.standard, sla_s=fb.recovery_sla_s, now=now)
-        cases = await period_cases(conn, now, days, store_id)
+        cases = await case_times(conn, now, days, store_id)
     return web.json_response({"days": days, "stores": stores,
-                              "recovery": recovery_figures(cases, fb.recovery_sla_s)})
+                              "recovery": recovery_figures(list(cases), fb.recovery_sla_s)})
 
 
 @documented("List recovery cases, newest first", auth=BY_STATS,
@@ -170,8 +173,7 @@ async def list_cases(request: web.Request) -> web.Response:
     async with rt.pool.acquire() as conn:
         metrics.CASES.labels("recovered").inc(await refresh_recovered(
             conn, rt.config.feedback.recovery_window_days, rt.now()))
-        rows = await fetch_page(conn, CASES, limit, cursor,
-                                {"status": status, "store_id": store_id})
+        rows = await list_case_rows(conn, limit, cursor, status, store_id)
     return web.json_response(page([case_json(r) for r in rows], rows, limit, "case_id"))
 
 
@@ -183,7 +185,8 @@ async def patch_case_route(request: web.Request) -> web.Response:
     status, has_resolution, resolution = parse_patch(body.given())
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
-        before, row = await patch_case(conn, case_id, status, has_resolution, resolution, rt.now())
+        before = await case_status(conn, case_id)
+        row = await patch_case(conn, case_id, status, has_resolution, resolution, rt.now())
     if status is not None and status != before:
         metrics.CASES.labels(status).inc()
     return web.json_response(case_json(row))

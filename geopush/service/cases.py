@@ -16,20 +16,11 @@ from uuid import UUID
 import asyncpg
 
 from geopush.errors import Invalid, NotFound
-from geopush.store.keyset import Listing
 
 STATUSES = ("open", "contacted", "resolved")
 MAX_RESOLUTION = 1000
 COLUMNS = ("case_id, response_id, store_id, opened_at, status, first_response_at, resolved_at,"
            " resolution, recovered_at, updated_at")
-# GET /v1/cases: newest opened first (the keyset helper pages by created_at).
-LISTING = Listing("(SELECT *, opened_at AS created_at FROM service_cases) AS cases",
-                  COLUMNS + ", created_at", "case_id", newest_first=True)
-_PERIOD = """
-SELECT opened_at, status, first_response_at, resolved_at, recovered_at FROM service_cases
-WHERE opened_at >= $1::timestamptz - make_interval(days => $2::int)
-  AND ($3::uuid IS NULL OR store_id = $3)
-"""
 
 # Cases that may still recover: not yet recovered, opened within the window.
 _REFRESH = """
@@ -93,21 +84,11 @@ def parse_patch(body: Any) -> tuple[str | None, bool, str | None]:
 
 async def patch_case(conn: asyncpg.Connection, case_id: UUID, status: str | None,
                      has_resolution: bool, resolution: str | None,
-                     now: datetime) -> tuple[str, asyncpg.Record]:
-    """(the status before, the case after); `NotFound` for an unknown id. The caller holds
-    a transaction."""
-    before = await conn.fetchval(
-        "SELECT status FROM service_cases WHERE case_id = $1 FOR UPDATE", case_id)
-    if before is None:
-        raise NotFound("case")
+                     now: datetime) -> asyncpg.Record:
     row = await conn.fetchrow(_PATCH, case_id, status, has_resolution, resolution, now)
-    return before, row
-
-
-async def period_cases(conn: asyncpg.Connection, now: datetime, days: int,
-                       store_id: UUID | None) -> list[asyncpg.Record]:
-    """The cases opened in the last `days` (of one store, or all)."""
-    return list(await conn.fetch(_PERIOD, now, days, store_id))
+    if row is None:
+        raise NotFound("case")
+    return row
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -140,3 +121,50 @@ def recovery_figures(cases: list[asyncpg.Record], sla_s: int) -> dict[str, Any]:
         "resolved_within_sla": within / n if n else None,
         "recovered": recovered / n if n else None,
     }
+
+
+async def lock_device_row(conn: asyncpg.Connection, device_id: UUID) -> asyncpg.Record | None:
+    """The answering device's row, locked for the transaction (one answer at a time)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
+    return row
+
+
+async def case_times(conn: asyncpg.Connection, now: datetime, days: int,
+                     store_id: UUID | None) -> list[asyncpg.Record]:
+    """The cases opened in the last `days` (of one store, or all): what the recovery
+    figures are computed from."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT opened_at, status, first_response_at, resolved_at, recovered_at"
+        " FROM service_cases"
+        " WHERE opened_at >= $1::timestamptz - make_interval(days => $2::int)"
+        " AND ($3::uuid IS NULL OR store_id = $3)", now, days, store_id)
+    return rows
+
+
+async def list_case_rows(conn: asyncpg.Connection, limit: int, cursor: Any,
+                         status: str | None, store_id: UUID | None) -> list[asyncpg.Record]:
+    """`GET /v1/cases`: a page of cases, newest first (`limit` + 1 rows), after the keyset
+    `cursor` (opened_at, case_id) if given."""
+    conditions: list[str] = []
+    args: list[Any] = [limit + 1]
+    if status is not None:
+        args.append(status)
+        conditions.append(f"status = ${len(args)}")
+    if store_id is not None:
+        args.append(store_id)
+        conditions.append(f"store_id = ${len(args)}")
+    if cursor:
+        args += list(cursor)
+        conditions.append(f"(opened_at, case_id) < (${len(args) - 1}, ${len(args)})")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {COLUMNS}, opened_at AS created_at FROM service_cases {where}"
+        " ORDER BY opened_at DESC, case_id DESC LIMIT $1", *args)
+    return rows
+
+
+async def case_status(conn: asyncpg.Connection, case_id: UUID) -> str | None:
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM service_cases WHERE case_id = $1", case_id)
+    return status

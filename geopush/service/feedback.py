@@ -118,16 +118,6 @@ def parse_answer(body: Any) -> FeedbackAnswer:
     )
 
 
-async def lock_answering_device(conn: asyncpg.Connection,
-                                device_id: UUID) -> asyncpg.Record:
-    """The whole device row, locked: a recovery offer is decided for it (caps, cooldowns)."""
-    row = await conn.fetchrow("SELECT * FROM devices WHERE device_id = $1 FOR UPDATE",
-                              device_id)
-    if row is None:
-        raise Forbidden("this device was erased", code="no_visit")
-    return row
-
-
 async def record_answer(conn: asyncpg.Connection, config: Config, device: asyncpg.Record,
                         answer: FeedbackAnswer, now: datetime) -> Recorded:
     """Store the answer to the device's latest verified visit at the store.
