@@ -118,27 +118,23 @@ def relevant_rows(offer: Offer, competitors: list[Offer], rows: list[Any],
     """The rows that can change the previewed offer's counts.
 
     What one person's events decide for the offer depends on their own cooldowns and daily
-    cap, and on the budgets (`max_sends`) of the offers it competes with, which everybody's
-    events use up. Without such a budget among its rivals, the events of people the offer
-    never reaches cannot change a count and are left out; with one, all are replayed.
+    cap, and on the budgets (`max_sends`) of the other offers, which everybody's events use
+    up: a rival's budget decides whether it beats this offer, and any budgeted offer's push
+    counts in a person's daily cap. Without any budget among the rivals, the events of
+    people the offer never reaches cannot change a count and are left out; with one, all
+    are replayed.
     """
-    sets = {o.id: (frozenset(o.geofence_ids), frozenset(o.store_ids))
-            for o in (offer, *competitors)}
-
-    def targets(o: Offer, row: Any) -> bool:
-        fences, stores = sets[o.id]
-        return str(o.trigger) == row[2] and (row[3] in fences or row[4] in stores)
+    if any(c.max_sends is not None for c in competitors):
+        return rows
+    fences, stores = frozenset(offer.geofence_ids), frozenset(offer.store_ids)
+    trigger = str(offer.trigger)
 
     def who(row: Any) -> str:
         subject = subjects.get(row[5])
         return subject.customer_id if subject and subject.customer_id else row[5]
 
-    mine = [r for r in rows if targets(offer, r)]
-    places = {(r[2], r[3], r[4]): r for r in mine}.values()
-    budgeted = [c for c in competitors if c.max_sends is not None]
-    if any(targets(c, r) for c in budgeted for r in places):
-        return rows  # a rival's budget, used up by anyone, decides who wins
-    reached = {who(r) for r in mine}
+    reached = {who(r) for r in rows
+               if r[2] == trigger and (r[3] in fences or r[4] in stores)}
     return [r for r in rows if who(r) in reached]
 
 
