@@ -40,6 +40,10 @@ class Trigger(StrEnum):
     EXIT = "exit"
     # Not a visit: a completed loyalty challenge (SPEC section 11) fires its offer.
     REWARD = "reward"
+    # SPEC section 14: a feedback request after an exit that followed a dwell, and the
+    # recovery offer a low score runs through the decision.
+    FEEDBACK = "feedback"
+    RECOVERY = "recovery"
 
 
 class OfferStatus(StrEnum):
@@ -63,16 +67,22 @@ class SuppressionReason(StrEnum):
     SEGMENT_MISMATCH = "segment_mismatch"
     LEVEL_MISMATCH = "level_mismatch"
     AUDIENCE_MISMATCH = "audience_mismatch"
+    RECENTLY_BOUGHT = "recently_bought"  # SPEC 15
     NO_PUSH_CONSENT = "no_push_consent"
     CATEGORY_OPT_OUT = "category_opt_out"
+    NOT_INTERESTED = "not_interested"  # SPEC 15
     STALE_EVENT = "stale_event"
     BUDGET_EXHAUSTED = "budget_exhausted"
     COOLDOWN = "cooldown"
     QUIET_HOURS = "quiet_hours"
     DAILY_CAP = "daily_cap"
+    WEEKLY_PREFERENCE = "weekly_preference"  # SPEC 15
+    FATIGUE = "fatigue"  # SPEC 15
     NO_TOKEN = "no_token"
     LOWER_PRIORITY = "lower_priority"
     CONTROL_GROUP = "control_group"
+    # SPEC section 14, checked right after `cooldown` (for feedback offers only).
+    FEEDBACK_RECENT = "feedback_recent"
 
 
 class DeliveryStatus(StrEnum):

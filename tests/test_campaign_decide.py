@@ -110,6 +110,9 @@ def baseline() -> Scenario:
             last_contact={"o1": NOW - timedelta(hours=2)},
             sent_today=2,
             level="silver",
+            interests=frozenset({"food", "toys"}),
+            max_per_week=5,
+            sent_week=4,
         ),
     )
 
@@ -153,13 +156,17 @@ BREAKERS: dict[SuppressionReason, Callable[[Scenario], Scenario]] = {
     R.SEGMENT_MISMATCH: with_facts(segment=Segment.AT_RISK),
     R.LEVEL_MISMATCH: with_facts(level="bronze"),
     R.AUDIENCE_MISMATCH: with_facts(purchase_categories=frozenset({"bakery", "wine"})),
+    R.RECENTLY_BOUGHT: with_facts(recent_categories=frozenset({"food"})),
     R.NO_PUSH_CONSENT: with_facts(push_consent=False),
     R.CATEGORY_OPT_OUT: with_facts(consent_categories=frozenset({"fashion"})),
+    R.NOT_INTERESTED: with_facts(interests=frozenset({"toys"})),
     R.STALE_EVENT: with_event(ts=NOW - timedelta(seconds=901)),
     R.BUDGET_EXHAUSTED: with_facts(offer_sends={"o1": 10}),
     R.COOLDOWN: with_facts(last_contact={"o1": NOW - timedelta(seconds=3599)}),
     R.QUIET_HOURS: with_facts(timezone="Asia/Tokyo"),  # 00:59 there
     R.DAILY_CAP: with_facts(sent_today=3),
+    R.WEEKLY_PREFERENCE: with_facts(sent_week=5),
+    R.FATIGUE: with_facts(fatigued_categories=frozenset({"food", "toys"})),
     R.NO_TOKEN: with_facts(token_active=False),
 }
 CHECK_ORDER = list(BREAKERS)
@@ -809,3 +816,40 @@ def test_opening_hours_are_normalized() -> None:
         "tue": [["00:00", "24:00"]],
         "sun": [],
     }
+
+
+# --- SPEC 15: the learning relationship's edges ----------------------------------------------
+
+
+def test_replenishment_offer_reaches_recent_buyers() -> None:
+    s = BREAKERS[R.RECENTLY_BOUGHT](baseline())
+    assert replace(s, offer=replace(s.offer, allow_recent_buyers=True)).reason() is None
+
+
+def test_offer_without_category_ignores_interests_recent_buys_and_fatigue() -> None:
+    s = baseline()
+    s = with_facts(interests=frozenset(), recent_categories=frozenset({"food"}),
+                   fatigued_categories=frozenset({"food"}), consent_categories=None)(s)
+    assert s.reason() == R.RECENTLY_BOUGHT
+    assert replace(s, offer=replace(s.offer, category=None)).reason() is None
+
+
+def test_no_interests_given_means_everything_interests() -> None:
+    assert with_facts(interests=None)(baseline()).reason() is None
+
+
+def test_weekly_maximum_unset_or_zero() -> None:
+    assert with_facts(max_per_week=None, sent_week=100)(baseline()).reason() is None
+    assert with_facts(max_per_week=0, sent_week=0)(baseline()).reason() == R.WEEKLY_PREFERENCE
+
+
+def test_personal_quiet_hours_replace_the_global_ones() -> None:
+    # 12:00 in Toronto: outside the global 21:00-09:00, inside a personal 11:00-13:00.
+    s = with_facts(quiet_hours=(time(11, 0), time(13, 0)))(baseline())
+    assert s.reason() == R.QUIET_HOURS
+    # In Tokyo (00:59) the global hours would silence it; personal 11:00-13:00 do not.
+    s = with_facts(timezone="Asia/Tokyo", quiet_hours=(time(11, 0), time(13, 0)))(baseline())
+    assert s.reason() is None
+    # Equal start and end: no quiet hours at all for this person.
+    s = with_facts(timezone="Asia/Tokyo", quiet_hours=(time(0, 0), time(0, 0)))(baseline())
+    assert s.reason() is None

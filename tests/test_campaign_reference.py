@@ -8,6 +8,7 @@ the week, its own hash. Domains are small so that every reason comes up often.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -92,11 +93,16 @@ def ref_reason(
             return SuppressionReason.AUDIENCE_MISMATCH
         if any(c in bought for c in offer.audience.not_bought):
             return SuppressionReason.AUDIENCE_MISMATCH
+    if (offer.category and offer.allow_recent_buyers is False
+            and any(c == offer.category for c in facts.recent_categories)):
+        return SuppressionReason.RECENTLY_BOUGHT
     if not facts.push_consent:
         return SuppressionReason.NO_PUSH_CONSENT
     consented = facts.consent_categories
     if offer.category and consented is not None and offer.category not in consented:
         return SuppressionReason.CATEGORY_OPT_OUT
+    if offer.category and facts.interests is not None and offer.category not in facts.interests:
+        return SuppressionReason.NOT_INTERESTED
     if (now - event.ts).total_seconds() > offer.ttl_s:
         return SuppressionReason.STALE_EVENT
     if offer.max_sends is not None and facts.offer_sends.get(offer.id, 0) >= offer.max_sends:
@@ -104,11 +110,22 @@ def ref_reason(
     last = facts.last_contact.get(offer.id)
     if last is not None and (now - last).total_seconds() < offer.cooldown_s:
         return SuppressionReason.COOLDOWN
+    if (offer.trigger == Trigger.FEEDBACK and facts.last_feedback is not None
+            and (now - facts.last_feedback).total_seconds()
+            < rules.feedback_min_days_between * 86_400):
+        return SuppressionReason.FEEDBACK_RECENT
     local = event.ts.astimezone(device_tz)
-    if ref_in_window(local, rules.quiet_hours_start, rules.quiet_hours_end):
+    start, end = (rules.quiet_hours_start, rules.quiet_hours_end)
+    if facts.quiet_hours is not None:
+        start, end = facts.quiet_hours
+    if ref_in_window(local, start, end):
         return SuppressionReason.QUIET_HOURS
     if facts.sent_today >= rules.daily_cap:
         return SuppressionReason.DAILY_CAP
+    if facts.max_per_week is not None and not facts.sent_week < facts.max_per_week:
+        return SuppressionReason.WEEKLY_PREFERENCE
+    if offer.category and offer.category in facts.fatigued_categories:
+        return SuppressionReason.FATIGUE
     if not facts.token_active:
         return SuppressionReason.NO_TOKEN
     return None
@@ -263,6 +280,16 @@ QUIET = Fact(S.QUIET_HOURS, st.tuples(clock(), clock()), (time(0), time(0)))
 SENT_TODAY = Fact(S.DAILY_CAP, st.integers(0, 4), 0)
 CAP = Fact(S.DAILY_CAP, st.integers(0, 4), 3)
 TOKEN = Fact(S.NO_TOKEN, st.booleans(), True)
+# SPEC section 14: a feedback offer, and the subject's last feedback request (seconds ago).
+FEEDBACK_OFFER = Fact(S.FEEDBACK_RECENT, st.just(True), False)
+LAST_FEEDBACK = Fact(S.FEEDBACK_RECENT, near(0, 14 * 86_400, low=-600, high=20 * 86_400), None)
+RECENT = Fact(S.RECENTLY_BOUGHT, categories, frozenset())
+ALLOW_RECENT = Fact(S.RECENTLY_BOUGHT, st.booleans(), False)
+INTERESTS = Fact(S.NOT_INTERESTED, st.one_of(st.none(), categories), None)
+PERSONAL_QUIET = Fact(S.QUIET_HOURS, st.one_of(st.none(), st.tuples(clock(), clock())), None)
+WEEK_MAX = Fact(S.WEEKLY_PREFERENCE, st.one_of(st.none(), st.integers(0, 4)), None)
+SENT_WEEK = Fact(S.WEEKLY_PREFERENCE, st.integers(0, 5), 0)
+FATIGUED = Fact(S.FATIGUE, categories, frozenset())
 
 
 @st.composite
@@ -275,7 +302,7 @@ def offers(draw: st.DrawFn, now: datetime, focus: S | None) -> list[Offer]:
         result.append(
             Offer(
                 id=offer_id,
-                trigger=Trigger.ENTER,
+                trigger=Trigger.FEEDBACK if FEEDBACK_OFFER.draw(draw, focus) else Trigger.ENTER,
                 message=MESSAGE,
                 created_at=BASE - timedelta(days=draw(ANY["days"])),
                 geofence_ids=("g1",),
@@ -291,6 +318,7 @@ def offers(draw: st.DrawFn, now: datetime, focus: S | None) -> list[Offer]:
                 priority=draw(ANY["priority"]),
                 control_pct=50 if focus == S.CONTROL_GROUP else draw(ANY["control"]),
                 ttl_s=draw(ANY["ttl"]),
+                allow_recent_buyers=ALLOW_RECENT.draw(draw, focus),
             )
         )
     return result
@@ -301,6 +329,10 @@ def scenarios(
     draw: st.DrawFn, focus_from: st.SearchStrategy[SuppressionReason | None] = focuses
 ) -> tuple:
     focus = draw(focus_from)
+    if focus in (S.RECENTLY_BOUGHT, S.NOT_INTERESTED, S.FATIGUE):
+        focus_category: SuppressionReason | None = S.CATEGORY_OPT_OUT
+    else:
+        focus_category = focus
     now = draw(moments) + timedelta(seconds=draw(now_seconds))
     store = None
     if focus == S.STORE_CLOSED or draw(ANY["bool"]):
@@ -309,7 +341,12 @@ def scenarios(
     age = AGE.draw(draw, focus)
     event = EventFacts(EventType.ENTER, "g1", store, now - timedelta(seconds=age))
     candidates = draw(offers(now, focus))
+    if focus != focus_category:
+        # These checks need an offer category: draw one as the opt-out focus would.
+        candidates = [replace(o, category=CATEGORY.draw(draw, focus_category) or "a")
+                      for o in candidates]
     contacts = CONTACTS.draw(draw, focus)
+    last_feedback = LAST_FEEDBACK.draw(draw, focus)
     facts = DecisionFacts(
         device_id=draw(ANY["device"]),
         customer_id=draw(ANY["customer"]),
@@ -323,6 +360,13 @@ def scenarios(
         last_contact={oid: now - timedelta(seconds=a) for oid, a in contacts.items()},
         sent_today=SENT_TODAY.draw(draw, focus),
         level=draw(ANY["level"]),
+        last_feedback=None if last_feedback is None else now - timedelta(seconds=last_feedback),
+        recent_categories=RECENT.draw(draw, focus),
+        interests=INTERESTS.draw(draw, focus),
+        quiet_hours=PERSONAL_QUIET.draw(draw, focus),
+        max_per_week=WEEK_MAX.draw(draw, focus),
+        sent_week=SENT_WEEK.draw(draw, focus),
+        fatigued_categories=FATIGUED.draw(draw, focus),
     )
     quiet_start, quiet_end = QUIET.draw(draw, focus)
     rules = CampaignRules(quiet_start, quiet_end, CAP.draw(draw, focus))

@@ -23,6 +23,7 @@ from geopush.crm.imports import import_stream
 from geopush.crm.segments import recompute_segments, segment_summary
 from geopush.loyalty.accounts import customer_loyalty
 from geopush.store.erasure import erase_customer
+from geopush.store.preferences import read_preferences, subject_of
 from geopush.timefmt import format_ts_or_none
 
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
@@ -101,6 +102,8 @@ async def get_customer(request: web.Request) -> web.Response:
     profile = profile_json(row)
     profile["loyalty"] = await customer_loyalty(
         rt.pool, rt.config.loyalty.levels, row["customer_id"])
+    prefs = await read_preferences(rt.pool, subject_of(row["customer_id"], ""))
+    profile["preferences"] = prefs.as_json()
     return web.json_response(profile)
 
 

@@ -59,6 +59,15 @@ class DecisionFacts:
       devices, else this device) was queued or held out as control for that offer.
     - `sent_today`: geopush notifications the subject got since `local_day_start(now, tz)`.
     - `level`: the subject's loyalty level (SPEC 11); None when no candidate targets levels.
+    - `recent_categories`: categories the customer bought within `[campaigns]
+      recently_bought_days` (SPEC 15); empty without customer.
+    - `interests`, `max_per_week`, `quiet_hours`: the subject's own preferences (SPEC 15);
+      None where not given. Personal quiet hours replace the global ones.
+    - `sent_week`: geopush notifications the subject got in the last 7 days (read only when
+      `max_per_week` is set).
+    - `fatigued_categories`: categories paused because their last `fatigue_after`
+      notifications went unopened within `fatigue_days` (kept up to date as pushes are sent
+      and opened, never scanned here).
     """
 
     device_id: str
@@ -74,6 +83,15 @@ class DecisionFacts:
     last_contact: Mapping[str, datetime] = field(default_factory=dict, hash=False)
     sent_today: int = 0
     level: str | None = None
+    # The last feedback request (any feedback offer) this subject was queued or held out
+    # for (SPEC section 14); None: none within `[feedback] min_days_between`.
+    last_feedback: datetime | None = None
+    recent_categories: frozenset[str] = frozenset()
+    interests: frozenset[str] | None = None
+    max_per_week: int | None = None
+    sent_week: int = 0
+    quiet_hours: tuple[time, time] | None = None
+    fatigued_categories: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,7 @@ class CampaignRules:
     quiet_hours_start: time = time(21, 0)
     quiet_hours_end: time = time(9, 0)
     daily_cap: int = 3
+    feedback_min_days_between: int = 14
 
 
 @dataclass(frozen=True)
@@ -100,15 +119,22 @@ def candidate_offers(
     event_type: EventType | str,
     geofence_id: str,
     store_id: str | None,
+    *,
+    after_dwell: bool = False,
 ) -> list[Offer]:
     """The offers an event is decided on: active, with this trigger, targeting the geofence
-    directly or through its store. Each offer once, in the given order."""
+    directly or through its store. Each offer once, in the given order.
+
+    A `feedback` offer is a candidate for an `exit` that followed a dwell (`after_dwell`).
+    """
     seen: set[str] = set()
     result: list[Offer] = []
     for offer in offers:
         if offer.id in seen or offer.status != OfferStatus.ACTIVE:
             continue
-        if offer.trigger != event_type:
+        feedback = (offer.trigger == Trigger.FEEDBACK and event_type == EventType.EXIT
+                    and after_dwell)
+        if offer.trigger != event_type and not feedback:
             continue
         if offer.trigger == Trigger.REWARD:
             # A reward answers the challenge naming it, wherever it was completed: the
@@ -178,6 +204,9 @@ def check_offer(
     if offer.audience is not None and not offer.audience.matches(
             facts.purchase_categories, facts.recommended_categories, offer.category):
         return R.AUDIENCE_MISMATCH
+    if (offer.category is not None and not offer.allow_recent_buyers
+            and offer.category in facts.recent_categories):
+        return R.RECENTLY_BOUGHT
     if not facts.push_consent:
         return R.NO_PUSH_CONSENT
     if (
@@ -186,6 +215,9 @@ def check_offer(
         and offer.category not in facts.consent_categories
     ):
         return R.CATEGORY_OPT_OUT
+    if (offer.category is not None and facts.interests is not None
+            and offer.category not in facts.interests):
+        return R.NOT_INTERESTED
     if now - event.ts > timedelta(seconds=offer.ttl_s):
         return R.STALE_EVENT
     if offer.max_sends is not None and facts.offer_sends.get(offer.id, 0) >= offer.max_sends:
@@ -193,11 +225,20 @@ def check_offer(
     last = facts.last_contact.get(offer.id)
     if last is not None and now - last < timedelta(seconds=offer.cooldown_s):
         return R.COOLDOWN
+    if (offer.trigger == Trigger.FEEDBACK and facts.last_feedback is not None
+            and now - facts.last_feedback < timedelta(days=rules.feedback_min_days_between)):
+        return R.FEEDBACK_RECENT
     event_local = event.ts.astimezone(device_zone).time()
-    if in_time_window(event_local, rules.quiet_hours_start, rules.quiet_hours_end):
+    quiet_start, quiet_end = facts.quiet_hours or (rules.quiet_hours_start,
+                                                   rules.quiet_hours_end)
+    if in_time_window(event_local, quiet_start, quiet_end):
         return R.QUIET_HOURS
     if facts.sent_today >= rules.daily_cap:
         return R.DAILY_CAP
+    if facts.max_per_week is not None and facts.sent_week >= facts.max_per_week:
+        return R.WEEKLY_PREFERENCE
+    if offer.category is not None and offer.category in facts.fatigued_categories:
+        return R.FATIGUE
     if not facts.token_active:
         return R.NO_TOKEN
     return None

@@ -131,6 +131,8 @@ class Offer:
     # Loyalty levels (SPEC 11) the offer is for; empty is everyone. Names are checked
     # against `[loyalty] levels` by the API, which knows the configuration.
     levels: tuple[str, ...] = ()
+    # SPEC 15: a replenishment offer is still made to who bought its category lately.
+    allow_recent_buyers: bool = False
 
 
 @dataclass(frozen=True)
@@ -322,6 +324,7 @@ def offer_to_json(offer: Offer) -> dict[str, Any]:
         "status": str(offer.status),
         "created_at": _iso(offer.created_at),
         "levels": list(offer.levels),
+        "allow_recent_buyers": offer.allow_recent_buyers,
     }
 
 
@@ -529,6 +532,14 @@ def _parse_deeplink(value: object, path: str) -> str | None:
     return value
 
 
+def _parse_bool(value: object, path: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise OfferError(path, "must be true or false")
+    return value
+
+
 def _parse_name(value: object, path: str) -> str | None:
     if value is None:
         return None
@@ -557,6 +568,7 @@ _FIELD_PARSERS: dict[str, Any] = {
     "status": _parse_status,
     "name": _parse_name,
     "levels": _parse_ids,
+    "allow_recent_buyers": _parse_bool,
 }
 
 

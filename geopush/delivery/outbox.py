@@ -21,6 +21,9 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.codes import DeliveryStatus
+from geopush.store.fatigue import count_sent
+
 # NOTIFY on this channel wakes the senders: a delivery was queued or made due now.
 OUTBOX_CHANNEL = "geopush_outbox"
 
@@ -243,6 +246,8 @@ async def finish(
             # The time as a value: Citus refuses now() inside CASE in an update it spreads.
             await conn.fetchval("SELECT now()"),
         )
+        await count_sent(conn, [r.delivery_id for r in results
+                                if r.status == DeliveryStatus.SENT])
     if deactivate:
         await conn.execute(_DEACTIVATE, [d for d, _ in deactivate], [t for _, t in deactivate])
 

@@ -38,13 +38,20 @@ CUSTOMER_KEYED = ("customers", "customer_recommendations")
 REFERENCE = ("api_keys", "stores", "geofences", "offers", "challenges",
              "basket_rules", "basket_runs", "segment_runs", "decisions_pruned",
              "events_daily", "transactions", "loyalty_ledger", "loyalty_badges",
-             "challenge_completions")
+             "challenge_completions",
+             # SPEC 15: keyed by subject (a device, then its customer), like the loyalty
+             # tables; one row per subject, or per subject and category, and a log of changes.
+             "preferences", "preference_log", "category_fatigue")
 # Tables no query joins with another, kept on the coordinator alone (every process goes
 # through it): the migrations' record, the rate limits' counters, the senders' pause, the
 # customer proofs already spent, and the offers' lock rows (locking a row of a reference
 # table takes Citus' own locks on every copy: two deciders deadlocked on them). Hot, tiny,
 # and a copy per node would only slow them.
-LOCAL = ("schema_migrations", "rate_windows", "sender_pause", "link_proofs", "offer_locks")
+LOCAL = ("schema_migrations", "rate_windows", "sender_pause", "link_proofs", "offer_locks",
+         # Service quality (SPEC section 14): the store alerts outbox (claimed FOR UPDATE
+         # SKIP LOCKED, which a reference table's copies would make cluster-wide), and the
+         # answers and cases, one row per rated visit, read beside it.
+         "store_alerts", "feedback_responses", "service_cases")
 
 
 async def citus_present(conn: asyncpg.Connection) -> bool:

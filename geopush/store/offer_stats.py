@@ -35,6 +35,8 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.store.levers import offer_levers
+
 _OFFER_STORES = """
 SELECT ARRAY(
     SELECT unnest(o.store_ids)
@@ -144,6 +146,7 @@ async def offer_stats(conn: asyncpg.Connection | asyncpg.Pool, offer_id: UUID,
             "control": control,
             "lift": lift(treatment, control),
         },
+        "levers": await offer_levers(conn, offer_id, window_days),
     }
 
 
