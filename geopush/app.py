@@ -29,9 +29,11 @@ MAX_HEADER_FIELD_BYTES = 64 * 1024
 
 def _route_modules() -> list:
     from geopush.api import (
+        alerts,
         challenges,
         crm,
         deliveries,
+        foresight,
         insights,
         loyalty,
         offer_daily,
@@ -41,14 +43,16 @@ def _route_modules() -> list:
         pages,
         preferences,
         reference,
+        service,
     )
 
-    return [health, keys, devices, pings, stores, geofences, offers, offer_stats, crm,
+    return [health, keys, devices, pings, stores, geofences, foresight, offers, offer_stats, crm,
             deliveries, ops,
             pages, ops_timeseries, offer_daily,
             insights,
             reference,
             loyalty, challenges,
+            alerts, service,
             preferences]
 
 
@@ -109,6 +113,9 @@ def create_app(config: Config, *, database_url: str | None = None,
                      limits_clock=limits_clock)
         app[RUNTIME] = rt
         tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
+        await rt.offer_keys.reload(pool)
+        tasks.append(asyncio.create_task(rt.offer_keys.follow(pool, url),
+                                         name="offer-keys-listener"))
         # Always: the sweeper and retention run on every node; the sender only where
         # [server] run_sender is true (Background decides).
         from geopush.background import Background

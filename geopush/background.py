@@ -15,6 +15,7 @@ connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -28,6 +29,7 @@ from geopush.config import Config
 from geopush.store.database import create_pool
 
 if TYPE_CHECKING:
+    from geopush.alerts.sender import AlertSender
     from geopush.delivery.sender import Sender
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class Background:
                                         daemon=True)
         self._started = threading.Event()
         self.sender: Sender | None = None
+        self.alert_sender: AlertSender | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -66,6 +69,8 @@ class Background:
             self._loop.call_soon_threadsafe(self._stop.set)
             if self.sender is not None:
                 self._loop.call_soon_threadsafe(self.sender.stop)
+            if self.alert_sender is not None:
+                self._loop.call_soon_threadsafe(self.alert_sender.stop)
         self._thread.join(timeout=self.config.server.shutdown_timeout_s + 5)
 
     def _main(self) -> None:
@@ -96,8 +101,19 @@ class Background:
                 _RETENTION_EVERY_S, self._retention, pool)))
             if sends:
                 tasks.append(asyncio.create_task(self._daily_segments(pool)))
+                # Store alerts (SPEC section 15): their own outbox and sender.
+                from geopush.alerts.sender import AlertSender
+
+                self.alert_sender = AlertSender(self.config.alerts, pool)
+                alert_task = asyncio.create_task(self.alert_sender.run(self.dsn))
+                tasks.append(alert_task)
             self._started.set()
             await self._stop.wait()
+            if self.alert_sender is not None:  # its batch in flight finishes and is recorded
+                self.alert_sender.stop()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(alert_task),
+                                           self.config.server.shutdown_timeout_s)
             if self.sender is not None:
                 self.sender.stop()
                 try:

@@ -40,6 +40,10 @@ class Trigger(StrEnum):
     EXIT = "exit"
     # Not a visit: a completed loyalty challenge (SPEC section 11) fires its offer.
     REWARD = "reward"
+    # SPEC section 14: a feedback request after an exit that followed a dwell, and the
+    # recovery offer a low score runs through the decision.
+    FEEDBACK = "feedback"
+    RECOVERY = "recovery"
 
 
 class OfferStatus(StrEnum):
@@ -77,6 +81,8 @@ class SuppressionReason(StrEnum):
     NO_TOKEN = "no_token"
     LOWER_PRIORITY = "lower_priority"
     CONTROL_GROUP = "control_group"
+    # SPEC section 14, checked right after `cooldown` (for feedback offers only).
+    FEEDBACK_RECENT = "feedback_recent"
 
 
 class DeliveryStatus(StrEnum):

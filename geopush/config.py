@@ -108,6 +108,8 @@ class CampaignsConfig(_Section):
     # An offer's deeplink rides in every push; only these schemes may open from it (SPEC
     # section 10): https and the retailer app's own scheme, never javascript: or data:.
     deeplink_schemes: tuple[str, ...] = ("https",)
+    # Foresight (SPEC 16): the most visit events one preview replays; beyond, a 422.
+    preview_max_events: int = Field(1_000_000, ge=1, le=50_000_000)
     # SPEC section 15: a category whose last `fatigue_after` notifications went unopened
     # pauses for `fatigue_days`; a category bought within `recently_bought_days` is not
     # offered again (unless the offer sets allow_recent_buyers).
@@ -368,6 +370,62 @@ class LoyaltyConfig(_Section):
         return dict(sorted(value.items(), key=lambda item: item[1]))
 
 
+class AlertsConfig(_Section):
+    """Store alerts (SPEC sections 14 and 15): signed JSON POSTs to a store's `alert_url`."""
+
+    # HMAC-SHA256 key of `X-Geopush-Signature`; without it alerts stay queued, unsigned
+    # alerts are never sent.
+    signing_secret: str = ""
+    # Destinations on loopback or a private network are refused (SSRF) unless this is true:
+    # tests and demos on one machine need it, production should not.
+    allow_private_addresses: bool = False
+    batch_size: int = Field(50, ge=1, le=500)
+    max_concurrency: int = Field(10, ge=1, le=200)
+    max_attempts: int = Field(8, ge=1, le=100)
+    retry_base_s: float = Field(1.0, gt=0)
+    retry_cap_s: float = Field(300.0, gt=0)
+    lease_s: float = Field(30.0, gt=0)
+    poll_interval_s: float = Field(1.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    # Finished alerts (they carry names and comments) are deleted after this many days.
+    retention_days: int = Field(30, ge=1)
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _strong_signing_secret(cls, value: str) -> str:
+        if value and len(value.encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
+        return value
+
+    @field_validator("retry_cap_s")
+    @classmethod
+    def _alert_cap_not_below_base(cls, value: float, info: ValidationInfo) -> float:
+        if value < info.data.get("retry_base_s", 0):
+            raise ValueError("must be at least retry_base_s")
+        return value
+
+
+class FeedbackConfig(_Section):
+    """Service quality and its recovery (SPEC section 14)."""
+
+    # A feedback request goes out this long after the exit it answers.
+    delay_s: int = Field(600, ge=0, le=86_400)
+    # At most one feedback request per customer (or device) in this many days.
+    min_days_between: int = Field(14, ge=0, le=365)
+    # POST /v1/feedback needs a verified visit (a dwell) at the store this recently.
+    window_days: int = Field(7, ge=1, le=90)
+    # The expectation of a dimension no customer gave one for (scores are 1-5).
+    standard: float = Field(4.0, ge=1, le=5)
+    # An overall score at or below this opens a case.
+    recovery_threshold: int = Field(2, ge=1, le=5)
+    # A case is recovered by a verified visit within this many days after it opened.
+    recovery_window_days: int = Field(30, ge=1, le=365)
+    # A case resolved within this many seconds of opening is within the SLA.
+    recovery_sla_s: int = Field(3600, ge=60)
+    # Answers lose their comment and who gave them after this many days; scores stay.
+    comment_retention_days: int = Field(365, ge=1)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -382,6 +440,8 @@ class Config(_Section):
     limits: LimitsConfig = LimitsConfig()
     console: ConsoleConfig = ConsoleConfig()
     loyalty: LoyaltyConfig = LoyaltyConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs and the dashboard, secrets hidden."""
@@ -390,6 +450,8 @@ class Config(_Section):
             data["auth"]["bootstrap_admin_key"] = "***"
         if data["auth"]["customer_link_secret"]:
             data["auth"]["customer_link_secret"] = "***"
+        if data["alerts"]["signing_secret"]:
+            data["alerts"]["signing_secret"] = "***"
         if "@" in data["database"]["url"]:
             data["database"]["url"] = "***"
         return data

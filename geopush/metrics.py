@@ -62,6 +62,20 @@ CHALLENGES_COMPLETED = Counter("geopush_challenges_completed", "Loyalty challeng
                                registry=REGISTRY)
 
 
+# Store alerts (SPEC sections 14 and 15): the second outbox's depth and each attempt's result
+# (status queued means a retry was scheduled).
+ALERTS_OUTBOX_DEPTH = Gauge("geopush_alerts_outbox_depth", "Store alerts queued and not yet"
+                            " finished", registry=REGISTRY, multiprocess_mode="livemostrecent")
+ALERT_ATTEMPTS = Counter("geopush_alert_attempts", "Store alert POST attempts, by the status"
+                         " they left the alert in and its reason", ["status", "reason"],
+                         registry=REGISTRY)
+# Service quality (SPEC section 14): answers by overall score, and cases by the status they
+# entered (open when a low score opens one).
+FEEDBACK = Counter("geopush_feedback", "Feedback answers, by overall score", ["overall"],
+                   registry=REGISTRY)
+CASES = Counter("geopush_cases", "Service recovery cases, by the status they entered",
+                ["status"], registry=REGISTRY)
+
 # The series a dashboard or alert rates from the start exist at 0 before the first ping,
 # rather than appearing only once something happened.
 PINGS.labels("accepted", "")

@@ -11,6 +11,9 @@ sends batches and reports requests/s, pings/s and the latency of each request (p
 With 20 offers, each targets 500 of the fences on `enter` (5 of them with `max_sends`), so
 events lead to decisions; the sender is off, so deliveries stay queued.
 `--code DIR` runs the server from another checkout (e.g. an older commit, for before/after).
+After each closed-loop row (its maximum), `--open-loop 0.25 0.5 0.9` offers a fixed arrival
+rate at those shares of it and reports p50/p99/p99.9 from each request's scheduled instant.
+Server CPU per request is read from /proc/<pid>/stat of the server's processes before/after.
 `--profile` records py-spy's raw stacks of the (first) worker for each run, in the temp
 directory (`pip install -e ".[bench]"`).
 """
@@ -122,6 +125,103 @@ async def load(url: str, tokens_file: str, batch: int, clients: int, seconds: fl
             "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0}
 
 
+async def open_load(url: str, tokens_file: str, batch: int, rate: float, seconds: float,
+                    max_requests: int) -> dict[str, float]:
+    """Open loop: request k leaves at `start + k / rate`, whether or not earlier answers are
+    back, and its latency counts from that scheduled instant (a late sender's wait counts
+    too). Closed-loop clients at saturation measure their own queue, not the service."""
+    devices = json.loads(Path(tokens_file).read_text())
+    rng = random.Random(batch)
+    state = [{"token": d["token"], "lon": d["lon"], "lat": d["lat"],
+              "heading": d.get("heading", rng.uniform(0, 2 * math.pi)),
+              "ts": d.get("ts", time.time() - 60)} for d in devices]
+    busy: set[int] = set()  # one request in flight per device: its pings stay in order
+    latencies: list[float] = []
+    errors = skipped = 0
+    step_s = 0.01
+
+    def next_batch(dev: dict) -> list[dict]:
+        now = time.time()
+        base = max(dev["ts"] + step_s, now - batch * step_s)
+        out = []
+        for k in range(batch):
+            ts = base + k * step_s
+            walked = 5.0 * (ts - dev["ts"])
+            dev["ts"] = ts
+            dev["lon"] += walked * math.cos(dev["heading"]) / 85_000
+            dev["lat"] += walked * math.sin(dev["heading"]) / 111_000
+            if rng.random() < 0.05:
+                dev["heading"] = rng.uniform(0, 2 * math.pi)
+            out.append({"lat": dev["lat"], "lon": dev["lon"], "accuracy_m": 10,
+                        "ts": datetime.fromtimestamp(ts, UTC).isoformat().replace(
+                            "+00:00", "Z")})
+        return out
+
+    async def one(session: aiohttp.ClientSession, i: int, due: float) -> None:
+        nonlocal errors
+        dev = state[i]
+        body = {"pings": next_batch(dev)}
+        try:
+            async with session.post(f"{url}/v1/pings", json=body,
+                                    headers={"Authorization": f"Bearer {dev['token']}"}) as r:
+                await r.read()
+                ok = r.status == 202
+        except aiohttp.ClientError:
+            ok = False
+        finally:
+            busy.discard(i)
+        if ok:
+            latencies.append(time.perf_counter() - due)
+        else:
+            errors += 1
+
+    total = min(max_requests, int(rate * seconds))
+    tasks: list[asyncio.Task[None]] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        nxt = 0
+        for k in range(total):
+            due = start + k / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for _ in range(len(state)):  # the next device with nothing in flight
+                nxt = (nxt + 1) % len(state)
+                if nxt not in busy:
+                    break
+            else:
+                skipped += 1
+                continue
+            busy.add(nxt)
+            tasks.append(asyncio.create_task(one(session, nxt, due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    Path(tokens_file).write_text(json.dumps(state))
+    latencies.sort()
+    n = len(latencies)
+
+    def q(f: float) -> float:
+        return latencies[min(n - 1, int(n * f))] * 1000 if n else 0.0
+
+    return {"requests": n, "seconds": elapsed, "rps": n / elapsed, "offered_rps": rate,
+            "pings_per_s": n * batch / elapsed, "errors": errors + skipped,
+            "p50_ms": q(0.5), "p99_ms": q(0.99), "p999_ms": q(0.999)}
+
+
+def proc_cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes, from /proc/<pid>/stat (fields 14, 15)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 # --- the harness -----------------------------------------------------------------------------
 
 
@@ -158,7 +258,10 @@ class Bench:
                "GEOPUSH_SERVER_RUN_SENDER": "false", "GEOPUSH_AUTH_BOOTSTRAP_ADMIN_KEY": ADMIN,
                "GEOPUSH_LIMITS_DEVICE_RATE_PER_S": "100000",
                "GEOPUSH_LIMITS_ADDRESS_PING_RATE_PER_S": "1000000",
-               "GEOPUSH_DATABASE_POOL_SIZE": "20"}
+               "GEOPUSH_DATABASE_POOL_SIZE": "20",
+               # The walkers' fixes are 10 ms apart (100 of them fit in a second of device
+               # time); the minimum interval between fixes is a policy, not a cost: off.
+               "GEOPUSH_GEO_MIN_PING_INTERVAL_S": "0"}
         if self.args.code:
             env["PYTHONPATH"] = str(Path(self.args.code).resolve())
         self.proc = subprocess.Popen([sys.executable, "-m", "geopush", "serve"], env=env,
@@ -223,6 +326,9 @@ class Bench:
                     g = centres[rng.randrange(len(centres))]
                     lon = g["center"][0] + rng.uniform(-0.01, 0.01)
                     lat = g["center"][1] + rng.uniform(-0.01, 0.01)
+                    if i < self.args.away * self.args.devices:
+                        lat += 0.5  # about 55 km north of every fence: the common batch
+
                     devices.append({"token": token, "lon": lon, "lat": lat})
                     rows.append((uuid.uuid4(), hashlib.sha256(token.encode()).digest(),
                                  f"fcm-bench-{i}", "android", "en", "UTC", True, True))
@@ -251,12 +357,14 @@ class Bench:
             await conn.close()
 
     def run_load(self, tokens_file: Path, batch: int, warm: bool = False,
-                 tag: str = "") -> dict[str, float]:
+                 tag: str = "", rate: float | None = None) -> dict[str, float]:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--load", self.base,
                "--tokens", str(tokens_file), "--batch", str(batch),
                "--clients", str(self.args.clients), "--seconds", str(self.args.seconds)]
         if warm:
             cmd.append("--warm")
+        if rate is not None:
+            cmd += ["--rate", f"{rate:.1f}"]
         spy = None
         if self.args.profile and self.proc is not None and not warm:
             target = self.proc.pid
@@ -271,10 +379,11 @@ class Bench:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         server = [psutil.Process(self.proc.pid)] if self.proc else []
         server += server[0].children(recursive=True) if server else []
-        cpu0 = sum(p.cpu_times().user + p.cpu_times().system for p in server)
+        pids = [p.pid for p in server]
+        cpu0 = proc_cpu_s(pids)
         result = json.loads(subprocess.run(cmd, check=True, capture_output=True,
                                            text=True).stdout)
-        cpu1 = sum(p.cpu_times().user + p.cpu_times().system for p in server)
+        cpu1 = proc_cpu_s(pids)
         result["server_cpu_s"] = cpu1 - cpu0
         result["rss_mib"] = sum(p.memory_info().rss for p in server) / 2**20
         if spy is not None:
@@ -288,6 +397,7 @@ async def harness(args: argparse.Namespace) -> None:
     started = machine()
     bench = Bench(args)
     rows = []
+    open_rows: list[list[object]] = []
     try:
         await bench.start(1)
         devices = await bench.setup_data()
@@ -319,13 +429,25 @@ async def harness(args: argparse.Namespace) -> None:
                     rows.append([workers, offers, batch, r["rps"], r["pings_per_s"],
                                  r["p50_ms"], r["p99_ms"], cpu_ms, events / r["seconds"],
                                  decisions / r["seconds"], r["errors"], r["rss_mib"]])
+                    for share in args.open_loop:
+                        o = bench.run_load(tokens_file, batch, rate=r["rps"] * share)
+                        o_cpu = o["server_cpu_s"] * 1000 / max(1, o["requests"])
+                        print(f"  open loop at {share:.0%} of the maximum "
+                              f"({o['offered_rps']:,.0f} req/s offered): {o['rps']:,.0f} "
+                              f"req/s, p50 {o['p50_ms']:.1f} ms, p99 {o['p99_ms']:.1f} ms, "
+                              f"p99.9 {o['p999_ms']:.1f} ms, errors {o['errors']}, server "
+                              f"CPU {o_cpu:.2f} ms/request", flush=True)
+                        open_rows.append([workers, offers, batch, f"{share:.0%}",
+                                          o["offered_rps"], o["rps"], o["p50_ms"],
+                                          o["p99_ms"], o["p999_ms"], o_cpu, o["errors"]])
     finally:
         bench.close()
     label = f" (server code from `{args.code}`)" if args.code else ""
     body = "\n".join([
         f"Run: {started}{label}.", "", "```", command(), "```", "",
         f"`geopush serve` (sender off) on embedded PostgreSQL, {args.fences:,} circle fences,"
-        f" {args.devices:,} devices walking at 5 m/s among them (spread as the fences are),"
+        f" {args.devices:,} devices walking at 5 m/s among them (spread as the fences are;"
+        f" {args.away:.0%} of them 55 km away from every fence),"
         f" {args.clients} clients on loopback in another process, {args.seconds:g} s per"
         " row. With 20 offers: `enter` offers on 500 fences each, 5 with `max_sends`.", "",
         table(["workers", "active offers", "pings/request", "requests/s", "pings/s",
@@ -333,6 +455,12 @@ async def harness(args: argparse.Namespace) -> None:
                "errors", "server RSS MiB"],
               rows),
     ])
+    if open_rows:
+        body += "\n\nOpen loop (a fixed arrival rate, latency from each request's scheduled" \
+                " instant) at shares of the closed-loop maximum above:\n\n" + table(
+            ["workers", "active offers", "pings/request", "share", "offered req/s",
+             "answered req/s", "p50 ms", "p99 ms", "p99.9 ms", "server CPU ms/request",
+             "errors"], open_rows)
     if not args.no_write:
         write_section("ingest" + ("-" + args.label if args.label else ""),
                       "Ingest over HTTP — `scripts/bench_ingest.py`"
@@ -348,17 +476,27 @@ def main() -> None:
     ap.add_argument("--fences", type=int, default=10_000)
     ap.add_argument("--devices", type=int, default=2_000)
     ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--away", type=float, default=0.0,
+                    help="share of devices walking far from every fence (the fences are"
+                         " dense: among them, about 4 pings in 5 are near one)")
     ap.add_argument("--max-requests", type=int, default=200_000)
     ap.add_argument("--code", help="run the server from this checkout (PYTHONPATH)")
     ap.add_argument("--label", default="", help="a separate section, e.g. 'before'")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--open-loop", type=float, nargs="*", default=[0.25, 0.5, 0.9],
+                    help="after each closed-loop maximum, open-loop runs at these shares")
     # The load generator's own arguments (the harness starts it with these).
     ap.add_argument("--load")
     ap.add_argument("--tokens")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--warm", action="store_true")
+    ap.add_argument("--rate", type=float, help="open loop: requests per second")
     args = ap.parse_args()
+    if args.load and args.rate:
+        print(json.dumps(asyncio.run(open_load(args.load, args.tokens, args.batch, args.rate,
+                                               args.seconds, args.max_requests))))
+        return
     if args.load:
         print(json.dumps(asyncio.run(load(args.load, args.tokens, args.batch, args.clients,
                                           args.seconds, args.max_requests, args.warm))))

@@ -33,9 +33,8 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geopush.api.loyalty import period_bounds
 from geopush.identity import issue_customer_proof
-from geopush.loyalty.leaderboard import _BOARD, _EARNED, _EARNED_AT_STORE, MAX_SHOWN
+from geopush.loyalty.leaderboard import _BOARD, _EARNED, _EARNED_AT_STORE, MAX_SHOWN, period_bounds
 from geopush.store.database import embedded_server, ensure_database
 from geopush.store.migrations import migrate
 from scripts.bench_ingest import call, free_port

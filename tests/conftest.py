@@ -233,8 +233,21 @@ def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Say where the browser tests left their screenshots."""
+    """Say where the browser tests left their screenshots, and what ran on Citus."""
     from tests.browser import ARTIFACTS
 
     for path in ARTIFACTS:
         terminalreporter.write_line(f"browser screenshots: {path}")
+    citus: dict[str, int] = {}
+    reasons: set[str] = set()
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "test_citus.py" in getattr(report, "nodeid", "") and report.when in (
+                    "call", "setup") and (outcome != "passed" or report.when == "call"):
+                citus[outcome] = citus.get(outcome, 0) + 1
+                if outcome == "skipped" and isinstance(report.longrepr, tuple):
+                    reasons.add(str(report.longrepr[2]))
+    if citus:
+        terminalreporter.write_line(
+            "Citus cluster tests: " + ", ".join(f"{n} {k}" for k, n in sorted(citus.items()))
+            + ("" if not reasons else " — NOT RUN: " + "; ".join(sorted(reasons))))

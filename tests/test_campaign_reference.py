@@ -110,6 +110,10 @@ def ref_reason(
     last = facts.last_contact.get(offer.id)
     if last is not None and (now - last).total_seconds() < offer.cooldown_s:
         return SuppressionReason.COOLDOWN
+    if (offer.trigger == Trigger.FEEDBACK and facts.last_feedback is not None
+            and (now - facts.last_feedback).total_seconds()
+            < rules.feedback_min_days_between * 86_400):
+        return SuppressionReason.FEEDBACK_RECENT
     local = event.ts.astimezone(device_tz)
     start, end = (rules.quiet_hours_start, rules.quiet_hours_end)
     if facts.quiet_hours is not None:
@@ -276,6 +280,9 @@ QUIET = Fact(S.QUIET_HOURS, st.tuples(clock(), clock()), (time(0), time(0)))
 SENT_TODAY = Fact(S.DAILY_CAP, st.integers(0, 4), 0)
 CAP = Fact(S.DAILY_CAP, st.integers(0, 4), 3)
 TOKEN = Fact(S.NO_TOKEN, st.booleans(), True)
+# SPEC section 14: a feedback offer, and the subject's last feedback request (seconds ago).
+FEEDBACK_OFFER = Fact(S.FEEDBACK_RECENT, st.just(True), False)
+LAST_FEEDBACK = Fact(S.FEEDBACK_RECENT, near(0, 14 * 86_400, low=-600, high=20 * 86_400), None)
 RECENT = Fact(S.RECENTLY_BOUGHT, categories, frozenset())
 ALLOW_RECENT = Fact(S.RECENTLY_BOUGHT, st.booleans(), False)
 INTERESTS = Fact(S.NOT_INTERESTED, st.one_of(st.none(), categories), None)
@@ -295,7 +302,7 @@ def offers(draw: st.DrawFn, now: datetime, focus: S | None) -> list[Offer]:
         result.append(
             Offer(
                 id=offer_id,
-                trigger=Trigger.ENTER,
+                trigger=Trigger.FEEDBACK if FEEDBACK_OFFER.draw(draw, focus) else Trigger.ENTER,
                 message=MESSAGE,
                 created_at=BASE - timedelta(days=draw(ANY["days"])),
                 geofence_ids=("g1",),
@@ -339,6 +346,7 @@ def scenarios(
         candidates = [replace(o, category=CATEGORY.draw(draw, focus_category) or "a")
                       for o in candidates]
     contacts = CONTACTS.draw(draw, focus)
+    last_feedback = LAST_FEEDBACK.draw(draw, focus)
     facts = DecisionFacts(
         device_id=draw(ANY["device"]),
         customer_id=draw(ANY["customer"]),
@@ -352,6 +360,7 @@ def scenarios(
         last_contact={oid: now - timedelta(seconds=a) for oid, a in contacts.items()},
         sent_today=SENT_TODAY.draw(draw, focus),
         level=draw(ANY["level"]),
+        last_feedback=None if last_feedback is None else now - timedelta(seconds=last_feedback),
         recent_categories=RECENT.draw(draw, focus),
         interests=INTERESTS.draw(draw, focus),
         quiet_hours=PERSONAL_QUIET.draw(draw, focus),

@@ -12,6 +12,7 @@ not run, with the reason; a failed build or start is an error.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -24,18 +25,30 @@ from tests.citus_cluster import Cluster, ClusterUnavailable
 
 # The named set, on the cluster. Imported test functions run here with this module's
 # fixtures (a database on the cluster), exactly as written.
+from tests.test_basket_pipeline import (  # noqa: F401
+    test_planted_rule_audience_and_recommended_offer,
+)
 from tests.test_core_loop import test_walk_into_circle_sends_one_french_push  # noqa: F401
 from tests.test_decisions_pipeline import (  # noqa: F401
     test_customer_with_two_phones_gets_one_push,
     test_daily_cap_counts_the_customers_every_phone,
     test_max_sends_budget_across_devices,
 )
+from tests.test_geolife_http_replay import (  # noqa: F401
+    test_geolife_replay_over_http_matches_reference,
+)
 from tests.test_loyalty_checkins import (  # noqa: F401
     test_a_checkin_counts_once_per_store_per_local_day,
+    test_badges_once_each_under_concurrent_dwells_of_one_customer,
 )
 from tests.test_privacy import (  # noqa: F401
     test_customer_erasure,
     test_device_erasure_removes_personal_data_keeps_aggregates,
+    test_pings_older_than_retention_are_deleted,
+)
+from tests.test_segments_db import test_segments_of_a_known_population  # noqa: F401
+from tests.test_sender_crash import (  # noqa: F401
+    test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch,
 )
 
 pytestmark = pytest.mark.citus
@@ -105,3 +118,33 @@ async def test_migrate_again_changes_nothing(database_url: str) -> None:
             DEVICE_KEYED) + len(CUSTOMER_KEYED) + len(REFERENCE)
     finally:
         await conn.close()
+
+
+_NODE_OF_DEVICE = """
+SELECT p.nodeport FROM pg_dist_shard_placement p
+WHERE p.shardid = get_shard_id_for_distribution_column('devices', $1::uuid)
+"""
+
+
+async def test_one_customers_phones_on_two_workers_share_cooldown_and_cap(
+    api, db: asyncpg.Connection
+) -> None:
+    """The customer lock holds across workers: the customer's phones are placed on
+    different workers on purpose, enter the same store at once, and one push goes."""
+    from tests.conftest import unique_token
+    from tests.test_decisions_pipeline import LAT, LON, _walk_in
+
+    fence = await api.circle(LAT, LON, 150)
+    offer = await api.offer(geofence_ids=[fence["id"]], cooldown_s=86400)
+    phones: dict[int, object] = {}
+    for _ in range(40):  # registration picks device ids; keep one phone per worker
+        phone = await api.device(unique_token(), customer_id="C-two-workers")
+        phones.setdefault(await db.fetchval(_NODE_OF_DEVICE, phone.device_id), phone)
+        if len(phones) == 2:
+            break
+    assert len(phones) == 2, "no two phones on different workers"
+    await asyncio.gather(*(_walk_in(api, p) for p in phones.values()))
+    rows = await db.fetch("SELECT outcome, reason FROM decisions WHERE offer_id = $1",
+                          offer["id"])
+    assert sorted((r["outcome"], r["reason"] or "") for r in rows) == [
+        ("queued", ""), ("suppressed", "cooldown")]

@@ -388,3 +388,23 @@ async def test_cli_transactions_import_refreshes_the_basket_rules(
              for r in await db.fetch("SELECT antecedent, consequent FROM basket_rules")}
     assert (("coffee",), ("bakery",)) in rules
     assert await db.fetchval("SELECT count(*) FROM basket_runs") == 1
+
+
+async def test_a_store_row_is_checked_as_the_api_checks_a_store(
+    api: Api, database_url: str, tmp_path: Path
+) -> None:
+    # One model for both (places.stores.StoreCreate). The CSV path's own checks once let a
+    # category of any length through, which POST /v1/stores refused (at most 100 chars).
+    long = "x" * 101
+    stores = tmp_path / "stores.csv"
+    stores.write_text("external_id,name,timezone,lat,lon,categories\n"
+                      f"BJ-L,Long,Asia/Shanghai,39.9,116.4,{long}\n", encoding="utf-8")
+    rc, out, err = await run_cli(database_url, tmp_path, "import", "stores", str(stores))
+    assert rc == 0, err
+    [error] = json.loads(out)["errors"]
+    assert error["line"] == 2 and error["reason"].startswith("categories.0: ")
+    answer = await api.as_role("marketer", "POST", "/v1/stores", json={
+        "external_id": "BJ-L", "name": "Long", "timezone": "Asia/Shanghai",
+        "location": {"lat": 39.9, "lon": 116.4}, "categories": [long]})
+    assert answer.status == 400
+    assert answer.body["error"]["message"] == error["reason"]

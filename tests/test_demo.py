@@ -85,7 +85,7 @@ async def test_demo_runs_the_whole_product_for_a_minute(tmp_path: Path) -> None:
                                 headers={"Authorization": f"Bearer {ops}"}) as r:
                 summary = await r.json()
             assert summary["deliveries"]["by_status"]["sent"] >= 1
-            assert len(summary["offers"]) == 4
+            assert len(summary["offers"]) == 4 + 2  # + the service story's two offers
 
         # Ctrl-C stops everything cleanly.
         proc.send_signal(signal.SIGINT)
@@ -94,6 +94,11 @@ async def test_demo_runs_the_whole_product_for_a_minute(tmp_path: Path) -> None:
         assert "geopush demo: stopped." in out
         # The summary, not the logs, is on the terminal; the logs are in the file.
         assert "pushes     sent" in out and '"level"' not in out + err
+        # The service story: a bad visit, the store's verified alert, the French recovery
+        # push, the shopper back.
+        assert "store alert: service_recovery" in out and "signature verified" in out
+        assert "recovery push: Toutes nos excuses, Camille" in out
+        assert "returned: yes, case recovered" in out
         assert (tmp_path / "data" / "demo.log").stat().st_size > 0
     finally:
         if proc.poll() is None:

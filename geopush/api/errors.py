@@ -60,8 +60,8 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
 
 def domain_status(exc: errors.DomainError) -> int:
     for cls in type(exc).__mro__:
-        if cls in DOMAIN_STATUS:
-            return DOMAIN_STATUS[cls]  # type: ignore[index]
+        if issubclass(cls, errors.DomainError) and cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]
     return 400
 
 

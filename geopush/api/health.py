@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from geopush import metrics
+from geopush.alerts.outbox import depth as alerts_depth
 from geopush.api.errors import error_response
 from geopush.api.openapi import documented
 from geopush.api.runtime import RUNTIME
@@ -48,6 +49,8 @@ async def metrics_text(request: web.Request) -> web.Response:
         async with asyncio.timeout(1):
             depth = await outbox_depth(rt.pool)
         metrics.OUTBOX_DEPTH.set(depth)
+        async with asyncio.timeout(1), rt.pool.acquire() as conn:
+            metrics.ALERTS_OUTBOX_DEPTH.set(await alerts_depth(conn))
     except Exception:  # the gauge keeps its last value; metrics answer without the database
         pass
     body = metrics.exposition()

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import Field
 
 from geopush.api.body import path_id, read_body
-from geopush.api.errors import ApiError, not_found
+from geopush.api.errors import ApiError
 from geopush.api.openapi import (
     BY_MARKETER,
     BY_STATS,
@@ -41,12 +41,19 @@ from geopush.campaigns.offers import (
     validate_offer,
 )
 from geopush.codes import OfferStatus, Segment, Trigger
-from geopush.store.keyset import Listing, fetch_page
-from geopush.store.offers import offer_from_row
+from geopush.store.keyset import fetch_page
+from geopush.store.offers import (
+    LISTING,
+    insert_offer,
+    known_targets,
+    offer_from_row,
+    offer_row,
+    remove_offer,
+    update_offer,
+)
 from geopush.timefmt import format_ts
 
-_COLUMNS = "offer_id, trigger, status, definition, created_at, updated_at"
-_LISTING = Listing("offers", _COLUMNS, "offer_id", condition="deleted_at IS NULL")
+_LISTING = LISTING
 
 
 class Translation(RequestBody):
@@ -153,10 +160,7 @@ async def _check_targets(conn: asyncpg.Connection, offer: Offer) -> tuple[list[U
     """Targets must name existing geofences and stores: a typo would silently never fire."""
     geofences = _uuids(offer.geofence_ids, "geofence_ids")
     stores = _uuids(offer.store_ids, "store_ids")
-    known_g = {r[0] for r in await conn.fetch(
-        "SELECT geofence_id FROM geofences WHERE geofence_id = ANY($1::uuid[])", geofences)}
-    known_s = {r[0] for r in await conn.fetch(
-        "SELECT store_id FROM stores WHERE store_id = ANY($1::uuid[])", stores)}
+    known_g, known_s = await known_targets(conn, geofences, stores)
     missing = [{"field": "geofence_ids", "id": str(g)} for g in geofences if g not in known_g]
     missing += [{"field": "store_ids", "id": str(s)} for s in stores if s not in known_s]
     if missing:
@@ -184,12 +188,9 @@ async def post_offer(request: web.Request) -> web.Response:
     _check_deeplink(offer, rt.config.campaigns.deeplink_schemes)
     async with rt.pool.acquire() as conn, conn.transaction():
         geofences, stores = await _check_targets(conn, offer)
-        row = await conn.fetchrow(
-            "INSERT INTO offers (offer_id, trigger, geofence_ids, store_ids, status, definition)"
-            f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
-            UUID(offer_id), str(offer.trigger), geofences, stores, str(offer.status),
-            _definition(offer),
-        )
+        row = await insert_offer(conn, UUID(offer_id), str(offer.trigger), geofences, stores,
+                                 str(offer.status), _definition(offer))
+    await rt.offer_keys.reload(rt.pool)  # this process decides with it from now on
     return web.json_response(offer_json(row), status=201)
 
 
@@ -206,12 +207,7 @@ async def list_offers(request: web.Request) -> web.Response:
 
 @documented("One offer", auth=BY_STATS, response=OFFER)
 async def get_offer(request: web.Request) -> web.Response:
-    row = await request.app[RUNTIME].pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM offers WHERE offer_id = $1 AND deleted_at IS NULL",
-        path_id(request, "offer_id", "offer"),
-    )
-    if row is None:
-        raise not_found("offer")
+    row = await offer_row(request.app[RUNTIME].pool, path_id(request, "offer_id", "offer"))
     return web.json_response(offer_json(row))
 
 
@@ -223,35 +219,23 @@ async def patch_offer(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     changes = parse_offer_fields(body, partial=True)
     async with rt.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM offers WHERE offer_id = $1 AND deleted_at IS NULL"
-            " FOR UPDATE", offer_id,
-        )
-        if row is None:
-            raise not_found("offer")
+        row = await offer_row(conn, offer_id, lock=True)
         offer = dataclasses.replace(offer_from_row(row), **changes)
         validate_offer(offer)
         _check_levels(offer, rt.config.loyalty.levels)
         _check_deeplink(offer, rt.config.campaigns.deeplink_schemes)
         geofences, stores = await _check_targets(conn, offer)
-        row = await conn.fetchrow(
-            "UPDATE offers SET trigger = $2, geofence_ids = $3, store_ids = $4, status = $5,"
-            f" definition = $6, updated_at = now() WHERE offer_id = $1 RETURNING {_COLUMNS}",
-            offer_id, str(offer.trigger), geofences, stores, str(offer.status),
-            _definition(offer),
-        )
+        row = await update_offer(conn, offer_id, str(offer.trigger), geofences, stores,
+                                 str(offer.status), _definition(offer))
+    await rt.offer_keys.reload(rt.pool)  # this process decides with it from now on
     return web.json_response(offer_json(row))
 
 
 @documented("Delete an offer (its results stay)", auth=BY_MARKETER, status=204, media=None)
 async def delete_offer(request: web.Request) -> web.Response:
     """Soft delete: the offer stops at once, its decisions and results stay readable."""
-    deleted = await request.app[RUNTIME].pool.fetchval(
-        "UPDATE offers SET deleted_at = now(), status = 'paused' WHERE offer_id = $1"
-        " AND deleted_at IS NULL RETURNING true", path_id(request, "offer_id", "offer"),
-    )
-    if not deleted:
-        raise not_found("offer")
+    await remove_offer(request.app[RUNTIME].pool, path_id(request, "offer_id", "offer"))
+    await request.app[RUNTIME].offer_keys.reload(request.app[RUNTIME].pool)
     return web.Response(status=204)
 
 

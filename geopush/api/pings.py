@@ -18,7 +18,7 @@ from geopush.api.runtime import RUNTIME, Runtime
 from geopush.api.schema import Chars, RequestBody
 from geopush.api.token_buckets import retry_after
 from geopush.geo.filters import PING_SCHEMA
-from geopush.ingest.pipeline import process_batch
+from geopush.ingest.pipeline import ingest_batch
 
 MAX_PINGS = 500
 
@@ -60,10 +60,8 @@ async def post_pings(request: web.Request) -> web.Response:
         raise ApiError(413, "too_many_pings", f"at most {MAX_PINGS} pings per batch")
 
     started = time.perf_counter()
-    async with rt.pool.acquire() as conn, conn.transaction():
-        result = await process_batch(
-            conn, rt.fences, rt.config, device_id, pings, batch_id, rt.now()
-        )
+    result = await ingest_batch(rt.pool, rt.fences, rt.config, device_id, pings, batch_id,
+                                rt.now(), rt.offer_keys)
     metrics.INGEST.observe(time.perf_counter() - started)
     if not result.replayed:
         response = result.response

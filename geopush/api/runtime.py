@@ -21,6 +21,7 @@ from geopush.insights.mining_pool import MiningPool
 from geopush.insights.refresh import RulesRefresher
 from geopush.loyalty.leaderboard import Leaderboards
 from geopush.store.geofence_index import LiveGeofenceIndex
+from geopush.store.offer_keys import LiveOfferKeys
 
 
 def utc_now() -> datetime:
@@ -50,6 +51,9 @@ class Runtime:
     # device may read them.
     leaderboards: Leaderboards = field(init=False)
     leaderboard_rate: TokenBuckets = field(init=False)
+    # The active offers' (trigger, target) keys: ingest skips the offer query for events
+    # none could match. Unknown (decide all) until app start-up loads them.
+    offer_keys: LiveOfferKeys = field(default_factory=LiveOfferKeys)
 
     def __post_init__(self) -> None:
         limits = self.config.limits

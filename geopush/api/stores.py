@@ -2,57 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import asyncpg
 from aiohttp import web
-from pydantic import Field
 
-from geopush.api.body import path_id, read_body
+from geopush.api.body import path_id, read_json
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, STORE, documented, page_of
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import Finite, NonBlank, RequestBody, TimeZone
 from geopush.places.stores import LISTING as _LISTING
-from geopush.places.stores import create_store, parse_store, store_row, update_store
+from geopush.places.stores import (
+    StoreCreate,
+    StorePatch,
+    create_store,
+    parse_store,
+    store_row,
+    update_store,
+)
 from geopush.places.stores import delete_store as remove_store
 from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts
-
-
-class Location(RequestBody):
-    lat: Annotated[float, Finite(-90, 90)]
-    lon: Annotated[float, Finite(-180, 180)]
-
-
-HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
-OpeningHours = Annotated[
-    dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-         list[Annotated[list[HHMM], Field(min_length=2, max_length=2)]]],
-    Field(description='{"mon": [["08:00", "21:00"]], ...}; a day left out is closed;'
-                      " an interval whose end is not after its start runs past midnight"),
-]
-
-
-class StoreCreate(RequestBody):
-    external_id: Annotated[str, NonBlank(200)]
-    name: Annotated[str, NonBlank(200)]
-    timezone: TimeZone
-    location: Location
-    opening_hours: OpeningHours | None = None
-    categories: list[Annotated[str, NonBlank(100)]] | None = None
-
-
-class StorePatch(RequestBody):
-    """Any of the fields; absent ones are unchanged."""
-
-    external_id: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
-    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
-    timezone: TimeZone = None  # type: ignore[assignment]
-    location: Location = None  # type: ignore[assignment]
-    opening_hours: OpeningHours | None = None
-    categories: list[Annotated[str, NonBlank(100)]] | None = None
 
 
 def store_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -66,13 +37,14 @@ def store_json(row: asyncpg.Record) -> dict[str, Any]:
         "categories": list(row["categories"]),
         "created_at": format_ts(row["created_at"]),
         "updated_at": format_ts(row["updated_at"]),
+        "alert_url": row["alert_url"],
     }
 
 
 @documented("Create a store", auth=BY_MARKETER, body=StoreCreate, status=201, errors=(409,),
             response=STORE)
 async def post_store(request: web.Request) -> web.Response:
-    fields = parse_store(await read_body(request, StoreCreate), partial=False)
+    fields = parse_store(await read_json(request), partial=False)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         row = await create_store(conn, fields)
     return web.json_response(store_json(row), status=201)
@@ -96,7 +68,7 @@ async def get_store(request: web.Request) -> web.Response:
 @documented("Change a store", auth=BY_MARKETER, body=StorePatch, errors=(409,), response=STORE)
 async def patch_store(request: web.Request) -> web.Response:
     store_id = path_id(request, "store_id", "store")
-    fields = parse_store(await read_body(request, StorePatch), partial=True)
+    fields = parse_store(await read_json(request), partial=True)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         row = await update_store(conn, store_id, fields)
     if row is None:

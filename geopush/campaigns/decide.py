@@ -83,6 +83,9 @@ class DecisionFacts:
     last_contact: Mapping[str, datetime] = field(default_factory=dict, hash=False)
     sent_today: int = 0
     level: str | None = None
+    # The last feedback request (any feedback offer) this subject was queued or held out
+    # for (SPEC section 14); None: none within `[feedback] min_days_between`.
+    last_feedback: datetime | None = None
     recent_categories: frozenset[str] = frozenset()
     interests: frozenset[str] | None = None
     max_per_week: int | None = None
@@ -99,6 +102,7 @@ class CampaignRules:
     quiet_hours_start: time = time(21, 0)
     quiet_hours_end: time = time(9, 0)
     daily_cap: int = 3
+    feedback_min_days_between: int = 14
 
 
 @dataclass(frozen=True)
@@ -115,15 +119,22 @@ def candidate_offers(
     event_type: EventType | str,
     geofence_id: str,
     store_id: str | None,
+    *,
+    after_dwell: bool = False,
 ) -> list[Offer]:
     """The offers an event is decided on: active, with this trigger, targeting the geofence
-    directly or through its store. Each offer once, in the given order."""
+    directly or through its store. Each offer once, in the given order.
+
+    A `feedback` offer is a candidate for an `exit` that followed a dwell (`after_dwell`).
+    """
     seen: set[str] = set()
     result: list[Offer] = []
     for offer in offers:
         if offer.id in seen or offer.status != OfferStatus.ACTIVE:
             continue
-        if offer.trigger != event_type:
+        feedback = (offer.trigger == Trigger.FEEDBACK and event_type == EventType.EXIT
+                    and after_dwell)
+        if offer.trigger != event_type and not feedback:
             continue
         if offer.trigger == Trigger.REWARD:
             # A reward answers the challenge naming it, wherever it was completed: the
@@ -214,6 +225,9 @@ def check_offer(
     last = facts.last_contact.get(offer.id)
     if last is not None and now - last < timedelta(seconds=offer.cooldown_s):
         return R.COOLDOWN
+    if (offer.trigger == Trigger.FEEDBACK and facts.last_feedback is not None
+            and now - facts.last_feedback < timedelta(days=rules.feedback_min_days_between)):
+        return R.FEEDBACK_RECENT
     event_local = event.ts.astimezone(device_zone).time()
     quiet_start, quiet_end = facts.quiet_hours or (rules.quiet_hours_start,
                                                    rules.quiet_hours_end)

@@ -29,6 +29,7 @@ from geopush.delivery.outbox import (
     OUTBOX_CHANNEL,
     Claimed,
     Finish,
+    Recheck,
     claim,
     finish,
     pause,
@@ -144,64 +145,37 @@ class Sender:
         return total
 
     async def send_batch(self, claimed: list[Claimed]) -> int:
-        """Send one claimed batch and record every outcome in one statement."""
-        results: list[Finish] = []
-        deactivate: list[tuple[UUID, str]] = []
-        sendable: list[Claimed] = []
+        """Send one claimed batch and record every outcome in one statement.
+
+        Gather (consent and ownership checked again, one query), a pure step (the messages
+        to send and the deliveries failed or cancelled without sending), the FCM calls,
+        then one write of every outcome."""
         # Consent may have been withdrawn (or the device erased) since the claim: check
         # again right before sending (SPEC section 10).
         async with self.pool.acquire() as conn:
             checked = await recheck(conn, claimed, LOCATION_TRIGGERS)
-        for c in checked.withdrawn:
-            results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.CANCELLED,
-                                  DeliveryReason.CONSENT_WITHDRAWN))
-        now = datetime.now(UTC)
-        for c in checked.sendable:
-            if c.token is None:
-                results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
-                                      DeliveryReason.NO_TOKEN))
-            else:
-                sendable.append(c)
-        messages = []
-        ready: list[Claimed] = []
-        for c in sendable:
-            try:
-                messages.append(fcm.build_message(
-                    token=c.token or "", title=c.title or "", body=c.body or "",
-                    delivery_id=c.delivery_id, offer_id=c.offer_id, store_id=c.store_id,
-                    geofence_id=c.geofence_id, deeplink=c.deeplink,
-                    ttl_s=(c.expires_at - now).total_seconds(), now=now,
-                ))
-                ready.append(c)
-            except fcm.DeliveryExpired:  # no time left to live: never send it
-                results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
-                                      DeliveryReason.EXPIRED))
-            except ValueError as exc:  # FCM would refuse it: fail it alone, not the batch
-                results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
-                                      DeliveryReason.INVALID_ARGUMENT, error=str(exc)))
-        sendable = ready
+        results, ready, messages = plan_sends(checked, datetime.now(UTC))
         outcomes: list[fcm.SendOutcome] = []
         chunk = SDK_CHUNK if self.transport is None else max(len(messages), 1)
         for start in range(0, len(messages), chunk):
             outcomes += await self._send_chunk(messages[start:start + chunk])
-        for c, outcome in zip(sendable, outcomes, strict=True):
+        deactivate: list[tuple[UUID, str]] = []
+        for c, outcome in zip(ready, outcomes, strict=True):
             results.append(self._outcome(c, outcome, deactivate))
         quota_waits = [self._quota_wait(o) for o in outcomes
                        if o.action is fcm.SendAction.QUOTA]
+        await self._record(results, deactivate, quota_waits)
+        _observe(claimed, results)
+        return len(results)
+
+    async def _record(self, results: list[Finish], deactivate: list[tuple[UUID, str]],
+                      quota_waits: list[float]) -> None:
+        """Every outcome of a batch, the tokens FCM called dead, and a quota pause: one
+        transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
             await finish(conn, results, deactivate)
             if quota_waits:  # FCM's quota is the project's: every sender process waits
                 await pause(conn, max(quota_waits), self.config.max_retry_after_s)
-        done_at = datetime.now(UTC)
-        for r in results:
-            if r.status != DeliveryStatus.QUEUED:
-                metrics.DELIVERIES.labels(r.status, r.reason or "").inc()
-        event_ts = {c.delivery_id: c.event_ts for c in claimed}
-        for r in results:
-            if r.status == DeliveryStatus.SENT:
-                age = (done_at - event_ts[r.delivery_id]).total_seconds()
-                metrics.EVENT_TO_SEND.observe(max(0.0, age))
-        return len(results)
 
     async def _send_chunk(self, messages: list[messaging.Message]) -> list[fcm.SendOutcome]:
         started = time.perf_counter()
@@ -249,3 +223,48 @@ class Sender:
         """How long QUOTA_EXCEEDED stops sending: Retry-After (capped), or a minute."""
         retry_after = self._retry_after(outcome)
         return retry_after if retry_after is not None else QUOTA_MIN_DELAY_S
+
+
+def plan_sends(checked: Recheck, now: datetime
+               ) -> tuple[list[Finish], list[Claimed], list[messaging.Message]]:
+    """The pure step of a batch: (outcomes known without sending -- consent withdrawn, no
+    token, expired, a message FCM would refuse --, the deliveries to send, their messages)."""
+    results: list[Finish] = []
+    for c in checked.withdrawn:
+        results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.CANCELLED,
+                              DeliveryReason.CONSENT_WITHDRAWN))
+    messages: list[messaging.Message] = []
+    ready: list[Claimed] = []
+    for c in checked.sendable:
+        if c.token is None:
+            results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
+                                  DeliveryReason.NO_TOKEN))
+            continue
+        try:
+            messages.append(fcm.build_message(
+                token=c.token or "", title=c.title or "", body=c.body or "",
+                delivery_id=c.delivery_id, offer_id=c.offer_id, store_id=c.store_id,
+                geofence_id=c.geofence_id, deeplink=c.deeplink,
+                ttl_s=(c.expires_at - now).total_seconds(), now=now,
+            ))
+            ready.append(c)
+        except fcm.DeliveryExpired:  # no time left to live: never send it
+            results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
+                                  DeliveryReason.EXPIRED))
+        except ValueError as exc:  # FCM would refuse it: fail it alone, not the batch
+            results.append(Finish(c.delivery_id, c.attempts, DeliveryStatus.FAILED,
+                                  DeliveryReason.INVALID_ARGUMENT, error=str(exc)))
+    return results, ready, messages
+
+
+def _observe(claimed: list[Claimed], results: list[Finish]) -> None:
+    """A batch's metrics, once its outcomes are committed."""
+    done_at = datetime.now(UTC)
+    for r in results:
+        if r.status != DeliveryStatus.QUEUED:
+            metrics.DELIVERIES.labels(r.status, r.reason or "").inc()
+    event_ts = {c.delivery_id: c.event_ts for c in claimed}
+    for r in results:
+        if r.status == DeliveryStatus.SENT:
+            age = (done_at - event_ts[r.delivery_id]).total_seconds()
+            metrics.EVENT_TO_SEND.observe(max(0.0, age))

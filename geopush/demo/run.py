@@ -24,6 +24,7 @@ from aiohttp import web
 from geopush.app import create_app
 from geopush.config import load_config
 from geopush.demo.phones import MAX_SPEED_MPS, Replay
+from geopush.demo.service import SIGNING_SECRET, AlertInbox, ServiceStory
 from geopush.demo.summary import Screen, Snapshot, parse_metrics
 from geopush.demo.traces import busy_places, load_trips, place_stores
 from geopush.demo.world import Client, World, build
@@ -143,7 +144,7 @@ async def _loyalty(session: aiohttp.ClientSession, base: str, world: World,
 
 async def _summary_loop(session: aiohttp.ClientSession, base: str, world: World,
                         replay: Replay, screen: Screen, app: web.Application,
-                        ends: float) -> None:
+                        ends: float, service: dict[str, Any] | None = None) -> None:
     started = time.monotonic()
     last_pings, last_t = 0.0, started
     segments: dict[str, int] = {}
@@ -165,7 +166,7 @@ async def _summary_loop(session: aiohttp.ClientSession, base: str, world: World,
         rate = (accepted - last_pings) / max(1e-6, now - last_t) if tick else 0.0
         last_pings, last_t = accepted, now
         snapshot = Snapshot(now - started, metrics, latency, segments, replay.activity, rate,
-                            {"loyalty": loyalty})
+                            {"loyalty": loyalty, "service": service})
         screen.show(snapshot)
         if now >= ends:
             return
@@ -208,6 +209,10 @@ async def _main(port: int, duration: float, data_dir: Path, speedup: float,
                               # The demo app opens its offers at app://offers/...
                               "deeplink_schemes": ["https", "app"]},
                 "limits": {"device_rate_per_s": 50},
+                # The service story: the store's system listens on loopback.
+                "alerts": {"signing_secret": SIGNING_SECRET, "allow_private_addresses": True,
+                           "poll_interval_s": 0.2},
+                "feedback": {"delay_s": 30},
             })
             app = create_app(config, database_url=url)
             runner = web.AppRunner(app, access_log=None)
@@ -236,13 +241,23 @@ async def _main(port: int, duration: float, data_dir: Path, speedup: float,
                     replay = Replay(client, world, trips, speedup, emu.state.messages)
                     ends = time.monotonic() + duration if duration > 0 else float("inf")
                     phones = asyncio.create_task(replay.run(), name="demo-phones")
+                    inbox = AlertInbox()
+                    await inbox.start()
+                    story = ServiceStory(client, world, inbox, link_secret,
+                                         emu.state.messages)
+                    told = asyncio.create_task(story.run(), name="demo-service")
                     try:
-                        await _summary_loop(session, base, world, replay, screen, app, ends)
+                        await _summary_loop(session, base, world, replay, screen, app, ends,
+                                            story.status)
                     finally:
                         screen.final()
                         phones.cancel()
+                        told.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await phones
+                        with contextlib.suppress(Exception, asyncio.CancelledError):
+                            await told
+                        await inbox.stop()
                     if phones.done() and not phones.cancelled() and phones.exception():
                         raise phones.exception()  # type: ignore[misc]
                     return 0 if replay.activity.pushes_seen > 0 else 1

@@ -130,9 +130,23 @@ def loyalty_panel(s: Snapshot) -> list[str]:
     return ["loyalty    " + "  ".join(f"{k} {v}" for k, v in loyalty.items())]
 
 
+def service_panel(s: Snapshot) -> list[str]:
+    """The service story (SPEC section 14): answers, the store's alert, the recovery."""
+    service = s.extra.get("service")
+    if not service:
+        return []
+    lines = ["service    " + "  ".join(f"{k} {v}" for k, v in service.items()
+                                       if k in ("answers", "case"))]
+    for k in ("store alert", "recovery push", "returned"):
+        if k in service:
+            lines.append(f"  {k}: {service[k]}")
+    return lines
+
+
 Panel = Callable[[Snapshot], list[str]]
 PANELS: list[Panel] = [pings_panel, visits_panel, decisions_panel, pushes_panel,
-                       latency_panel, segments_panel, shoppers_panel, loyalty_panel]
+                       latency_panel, segments_panel, shoppers_panel, loyalty_panel,
+                       service_panel]
 
 
 class Screen:

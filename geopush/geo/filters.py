@@ -103,6 +103,13 @@ def filter_pings(
     return FilterResult(accepted=accepted, rejected=rejected, last=last)
 
 
+def accepted_after(ping: Ping, last: LastFix | None, rules: PingRules) -> bool:
+    """Whether `ping` passes the sequential checks after `last`. When a batch's earliest
+    accepted ping (filtered with no last fix) passes them, the batch's filtering after
+    `last` is the same: callers reuse it rather than filter again."""
+    return _sequential_reason(ping, last, rules) is None
+
+
 # What a well-formed ping is, written once: `parse_ping` checks these bounds, and the API
 # documents the same ones as the JSON schema of a batch's items.
 LAT_RANGE = (-90.0, 90.0)

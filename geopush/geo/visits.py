@@ -26,7 +26,7 @@ would otherwise be free.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from geopush.codes import EventType
@@ -59,6 +59,8 @@ class VisitEvent:
     type: EventType
     geofence_id: str
     ts: datetime
+    # An exit of a visit that had its dwell: what a feedback request answers (SPEC 14).
+    after_dwell: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ _HOUR_S = 3600.0
 
 def _close_all(open_visits: dict[str, OpenVisit], at: datetime) -> list[VisitEvent]:
     """Rule 1: the device went silent too long; its visits ended at its last ping."""
-    events = [VisitEvent(EventType.EXIT, gid, at) for gid in sorted(open_visits)]
+    events = [VisitEvent(EventType.EXIT, gid, at, after_dwell=open_visits[gid].dwell_fired)
+              for gid in sorted(open_visits)]
     open_visits.clear()
     return events
 
@@ -142,8 +145,9 @@ def _step(
     events: list[VisitEvent] = []
     for gid in sorted(open_visits):
         if gid not in near:
-            del open_visits[gid]
-            events.append(VisitEvent(EventType.EXIT, gid, step.ts))
+            closed = open_visits.pop(gid)
+            events.append(VisitEvent(EventType.EXIT, gid, step.ts,
+                                     after_dwell=closed.dwell_fired))
     for gid in sorted(step.inside):
         if gid in dwell_s and gid not in open_visits and enters.take(step.ts):
             open_visits[gid] = OpenVisit(gid, step.ts, dwell_fired=False, last_inside=True)

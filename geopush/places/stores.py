@@ -9,21 +9,23 @@ again under a new id, count for conversions as soon as the store is there.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
+from pydantic import Field
 
+from geopush.alerts.destination import url_problem
 from geopush.campaigns.errors import OfferError
 from geopush.campaigns.opening_hours import parse_opening_hours
-from geopush.config import is_timezone
 from geopush.errors import Conflict, NotFound
+from geopush.fields import Finite, NonBlank, RequestBody, TimeZone, check_body
 from geopush.store.geofence_index import notify_changed
 from geopush.store.keyset import Listing
-from geopush.validate import field_error, get_number, get_str
+from geopush.validate import field_error
 
 COLUMNS = ("store_id, external_id, name, timezone, lat, lon, opening_hours, categories,"
-           " created_at, updated_at")
+           " created_at, updated_at, alert_url")
 # Its list (GET /v1/stores): oldest first, by keyset.
 LISTING = Listing("stores", COLUMNS, "store_id")
 
@@ -40,39 +42,75 @@ WHERE store_id = $1 AND store_external_id IS DISTINCT FROM $2
 _UNLINK = "UPDATE transactions SET store_id = NULL WHERE store_id = $1"
 
 
-def parse_store(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    """Validated columns from a create (all required) or edit (any) body; `Invalid` if not."""
-    out: dict[str, Any] = {}
-    required = not partial
-    for key in ("external_id", "name"):
-        if key in body or required:
-            out[key] = get_str(body, key, required=True, max_len=200)
-    if "timezone" in body or required:
-        tz = get_str(body, "timezone", required=True, max_len=64)
-        if not is_timezone(tz):
-            raise field_error("timezone", f"unknown IANA time zone {tz!r}")
-        out["timezone"] = tz
-    if "location" in body or required:
-        loc = body.get("location")
-        if not isinstance(loc, dict):
-            raise field_error("location", "must be an object {lat, lon}")
-        out["lat"] = get_number(loc, "lat", required=True, lo=-90, hi=90)
-        out["lon"] = get_number(loc, "lon", required=True, lo=-180, hi=180)
-    if "opening_hours" in body:
+# The one definition of a store's fields, for `POST`/`PATCH /v1/stores` (and the OpenAPI
+# document) and for a row of the stores CSV alike.
+
+class Location(RequestBody):
+    lat: Annotated[float, Finite(-90, 90)]
+    lon: Annotated[float, Finite(-180, 180)]
+
+
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+OpeningHours = Annotated[
+    dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+         list[Annotated[list[HHMM], Field(min_length=2, max_length=2)]]],
+    Field(description='{"mon": [["08:00", "21:00"]], ...}; a day left out is closed;'
+                      " an interval whose end is not after its start runs past midnight"),
+]
+
+AlertUrl = Annotated[str, Field(max_length=2000, description="Where store alerts are POSTed"
+                                " (SPEC section 15): https, or http on a loopback host")]
+
+
+class StoreCreate(RequestBody):
+    external_id: Annotated[str, NonBlank(200)]
+    name: Annotated[str, NonBlank(200)]
+    timezone: TimeZone
+    location: Location
+    opening_hours: OpeningHours | None = None
+    categories: list[Annotated[str, NonBlank(100)]] | None = None
+    alert_url: AlertUrl | None = None
+
+
+class StorePatch(RequestBody):
+    """Any of the fields; absent ones are unchanged."""
+
+    external_id: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
+    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
+    timezone: TimeZone = None  # type: ignore[assignment]
+    location: Location = None  # type: ignore[assignment]
+    opening_hours: OpeningHours | None = None
+    categories: list[Annotated[str, NonBlank(100)]] | None = None
+    alert_url: AlertUrl | None = None
+
+
+def parse_store(body: Any, *, partial: bool) -> dict[str, Any]:
+    """Columns from a create (all required) or edit (any) body, checked by `StoreCreate` or
+    `StorePatch`; `Invalid` naming every bad field otherwise. Opening hours are then read
+    for what a pattern cannot say (an interval's end after its start, or past midnight)."""
+    checked = check_body(StorePatch if partial else StoreCreate, body)
+    given = checked.model_dump(mode="json", exclude_unset=True)
+    out: dict[str, Any] = {k: given[k] for k in ("external_id", "name", "timezone")
+                           if k in given}
+    if "location" in given:
+        out["lat"], out["lon"] = given["location"]["lat"], given["location"]["lon"]
+    if "opening_hours" in given:
         try:
             out["opening_hours"] = (
-                None if body["opening_hours"] is None
-                else parse_opening_hours(body["opening_hours"])
+                None if given["opening_hours"] is None
+                else parse_opening_hours(given["opening_hours"])
             )
         except (OfferError, ValueError) as exc:
             raise field_error("opening_hours", str(exc)) from None
-    if "categories" in body:
-        cats = body["categories"]
-        if cats is None:
-            cats = []
-        if not isinstance(cats, list) or not all(isinstance(c, str) and c for c in cats):
-            raise field_error("categories", "must be a list of category names")
-        out["categories"] = cats
+    if "categories" in given:
+        out["categories"] = given["categories"] or []
+    if "alert_url" in given:
+        url = given["alert_url"]
+        if url is not None:
+            problem = url_problem(url)
+            if problem is not None:
+                raise field_error("alert_url", problem)
+        out["alert_url"] = url
     return out
 
 

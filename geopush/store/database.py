@@ -107,6 +107,29 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+# Server pids of pool connections whose last user left no session state behind (ingest:
+# transaction-scoped locks only, no LISTEN, no SET), so their release skips asyncpg's reset
+# query, one round trip of every ping request.
+_CLEAN: set[int] = set()
+
+
+def release_without_reset(conn: asyncpg.Connection) -> None:
+    """Mark `conn` (acquired from a pool made by `create_pool`) as left clean: its next
+    release skips the reset round trip. Call it only after the work is done and committed."""
+    _CLEAN.add(conn.get_server_pid())
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: asyncpg's (one round trip) unless the connection was
+    marked clean and is not inside a transaction."""
+    pid = conn.get_server_pid()
+    if pid in _CLEAN:
+        _CLEAN.discard(pid)
+        if not conn.is_in_transaction():
+            return
+    await conn.reset()
+
+
 class PoolTimeout(Exception):
     """No pool connection became free within the acquire timeout (the API answers 503)."""
 
@@ -143,6 +166,7 @@ async def create_pool(url: str, size: int, *, acquire_timeout: float | None = No
         max_inactive_connection_lifetime=300.0, loop=None,
         connection_class=asyncpg.Connection, record_class=asyncpg.Record,
         init=_init_connection, command_timeout=60, acquire_timeout=acquire_timeout,
+        reset=_reset,
     )
     await pool
     return pool

@@ -47,7 +47,11 @@ REFERENCE = ("api_keys", "stores", "geofences", "offers", "challenges",
 # customer proofs already spent, and the offers' lock rows (locking a row of a reference
 # table takes Citus' own locks on every copy: two deciders deadlocked on them). Hot, tiny,
 # and a copy per node would only slow them.
-LOCAL = ("schema_migrations", "rate_windows", "sender_pause", "link_proofs", "offer_locks")
+LOCAL = ("schema_migrations", "rate_windows", "sender_pause", "link_proofs", "offer_locks",
+         # Service quality (SPEC section 14): the store alerts outbox (claimed FOR UPDATE
+         # SKIP LOCKED, which a reference table's copies would make cluster-wide), and the
+         # answers and cases, one row per rated visit, read beside it.
+         "store_alerts", "feedback_responses", "service_cases")
 
 
 async def citus_present(conn: asyncpg.Connection) -> bool:

@@ -18,6 +18,25 @@ from geopush.store.preferences import ERASE_DEVICE as ERASE_DEVICE_PREFERENCES
 
 ERASED_DEVICE = UUID(int=0)
 
+
+def _service_statements(column: str, extra: str = "") -> tuple[str, ...]:
+    """SPEC section 14: the comment goes; answers, cases and store alerts lose who they were
+    about; an alert not yet sent is never sent (it carries the comment and first name).
+    `extra` is appended to each condition (the device statements bind a second argument)."""
+    return (
+        "UPDATE feedback_responses SET device_id = NULL, customer_id = NULL, comment = NULL"
+        f" WHERE {column} = $1{extra}",
+        "UPDATE service_cases SET device_id = NULL, customer_id = NULL"
+        f" WHERE {column} = $1{extra}",
+        "UPDATE store_alerts SET device_id = NULL, customer_id = NULL,"
+        " body = jsonb_build_object('id', body -> 'id', 'type', body -> 'type',"
+        " 'store_id', body -> 'store_id', 'erased', true),"
+        " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
+        " finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,"
+        " status = CASE WHEN status = 'queued' THEN 'failed' ELSE status END"
+        f" WHERE {column} = $1{extra}",
+    )
+
 # The device id is the distribution column on a Citus cluster, and a row's distribution
 # column cannot change there: the anonymized rows are written anew under the nil device
 # (jsonb_populate_record keeps every other column, whatever later migrations add), then the
@@ -45,6 +64,7 @@ _ANONYMIZE_DEVICE = (
     "DELETE FROM ping_batches WHERE device_id = $1 AND $2::uuid IS NOT NULL",
     "DELETE FROM consent_log WHERE device_id = $1 AND $2::uuid IS NOT NULL",
     "DELETE FROM devices WHERE device_id = $1 AND $2::uuid IS NOT NULL",
+    *_service_statements("device_id", " AND $2::uuid IS NOT NULL"),
     *ERASE_DEVICE_PREFERENCES,
 )
 
@@ -120,5 +140,6 @@ _ERASE_CUSTOMER = (
     " WHERE subject = 'c:' || $1",
     "UPDATE challenge_completions SET subject = NULL, customer_id = NULL, device_id = NULL"
     " WHERE subject = 'c:' || $1",
+    *_service_statements("customer_id"),
     *ERASE_CUSTOMER_PREFERENCES,
 )

@@ -1,12 +1,16 @@
-"""Offers and stores as the pure campaign code sees them, read from their rows."""
+"""Offers and stores as the pure campaign code sees them, read from their rows; and the
+offers table's statements for the API's routes."""
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
 from geopush.campaigns.offers import Offer, StoreInfo, offer_from_json
+from geopush.errors import NotFound
+from geopush.store.keyset import Listing
 from geopush.timefmt import format_ts
 
 
@@ -21,3 +25,60 @@ def offer_from_row(row: asyncpg.Record | dict[str, Any]) -> Offer:
 def store_from_row(row: asyncpg.Record) -> StoreInfo:
     return StoreInfo(id=str(row["store_id"]), name=row["name"], timezone=row["timezone"],
                      opening_hours=row["opening_hours"])
+
+
+# --- the offers table, as the API's routes change it ---------------------------------------
+
+COLUMNS = "offer_id, trigger, status, definition, created_at, updated_at"
+# Its list (GET /v1/offers): oldest first, by keyset, deleted offers left out.
+LISTING = Listing("offers", COLUMNS, "offer_id", condition="deleted_at IS NULL")
+
+
+async def known_targets(conn: asyncpg.Connection, geofences: list[UUID], stores: list[UUID]
+                        ) -> tuple[set[UUID], set[UUID]]:
+    """Which of these geofence and store ids exist."""
+    known_g = {r[0] for r in await conn.fetch(
+        "SELECT geofence_id FROM geofences WHERE geofence_id = ANY($1::uuid[])", geofences)}
+    known_s = {r[0] for r in await conn.fetch(
+        "SELECT store_id FROM stores WHERE store_id = ANY($1::uuid[])", stores)}
+    return known_g, known_s
+
+
+async def offer_row(conn: asyncpg.Connection | asyncpg.Pool, offer_id: UUID | str, *,
+                    lock: bool = False) -> asyncpg.Record:
+    """An offer not deleted; `NotFound` otherwise."""
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM offers WHERE offer_id = $1 AND deleted_at IS NULL"
+        + (" FOR UPDATE" if lock else ""), offer_id)
+    if row is None:
+        raise NotFound("offer")
+    return row
+
+
+async def insert_offer(conn: asyncpg.Connection, offer_id: UUID, trigger: str,
+                       geofences: list[UUID], stores: list[UUID], status: str,
+                       definition: dict[str, Any]) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        "INSERT INTO offers (offer_id, trigger, geofence_ids, store_ids, status, definition)"
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}",
+        offer_id, trigger, geofences, stores, status, definition)
+    return row
+
+
+async def update_offer(conn: asyncpg.Connection, offer_id: UUID | str, trigger: str,
+                       geofences: list[UUID], stores: list[UUID], status: str,
+                       definition: dict[str, Any]) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        "UPDATE offers SET trigger = $2, geofence_ids = $3, store_ids = $4, status = $5,"
+        f" definition = $6, updated_at = now() WHERE offer_id = $1 RETURNING {COLUMNS}",
+        offer_id, trigger, geofences, stores, status, definition)
+    return row
+
+
+async def remove_offer(pool: asyncpg.Pool, offer_id: UUID | str) -> None:
+    """Soft delete: the offer stops at once, its decisions and results stay readable;
+    `NotFound` when there is none."""
+    if not await pool.fetchval(
+            "UPDATE offers SET deleted_at = now(), status = 'paused' WHERE offer_id = $1"
+            " AND deleted_at IS NULL RETURNING true", offer_id):
+        raise NotFound("offer")

@@ -113,6 +113,43 @@ WITH gone AS (
 SELECT count(*) FROM gone
 """
 
+# Service quality (SPEC section 14): answers keep their scores for the gap but lose the
+# comment and who gave them; cases past their recovery window lose who they were about;
+# finished store alerts (names, comments) go.
+_FORGET_ANSWERERS = """
+WITH old AS (
+    SELECT response_id FROM feedback_responses
+    WHERE created_at < now() - make_interval(days => $1)
+      AND (device_id IS NOT NULL OR customer_id IS NOT NULL OR comment IS NOT NULL)
+    LIMIT $2 FOR UPDATE SKIP LOCKED
+), done AS (
+    UPDATE feedback_responses r SET device_id = NULL, customer_id = NULL, comment = NULL
+    FROM old WHERE r.response_id = old.response_id RETURNING 1
+)
+SELECT count(*) FROM done
+"""
+_FORGET_CASE_PEOPLE = """
+WITH old AS (
+    SELECT case_id FROM service_cases
+    WHERE opened_at < now() - make_interval(days => $1)
+      AND (device_id IS NOT NULL OR customer_id IS NOT NULL)
+    LIMIT $2 FOR UPDATE SKIP LOCKED
+), done AS (
+    UPDATE service_cases c SET device_id = NULL, customer_id = NULL
+    FROM old WHERE c.case_id = old.case_id RETURNING 1
+)
+SELECT count(*) FROM done
+"""
+_DELETE_ALERTS = """
+WITH done AS (
+    DELETE FROM store_alerts WHERE alert_id IN (
+        SELECT alert_id FROM store_alerts
+        WHERE status <> 'queued' AND created_at < now() - make_interval(days => $1)
+        LIMIT $2)
+    RETURNING 1
+)
+SELECT count(*) FROM done
+"""
 # Visit events past their retention, folded into per-day counts in the same statement.
 _PRUNE_EVENTS = """
 WITH gone AS (
@@ -146,6 +183,9 @@ class RetentionRound:
     events: int = 0
     partitions_created: int = 0
     skipped: bool = False
+    feedback_answers: int = 0
+    service_cases: int = 0
+    store_alerts: int = 0
 
 
 async def apply_retention(pool: asyncpg.Pool, config: Config) -> int:
@@ -178,6 +218,13 @@ async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
                 events=await _chunked(conn, _PRUNE_EVENTS,
                                       config.privacy.event_retention_days),
                 partitions_created=await ensure_ping_partitions(conn, now),
+                feedback_answers=await _chunked(conn, _FORGET_ANSWERERS,
+                                                config.feedback.comment_retention_days),
+                # Once the recovery window has passed, who the case was about is not needed.
+                service_cases=await _chunked(conn, _FORGET_CASE_PEOPLE,
+                                             config.feedback.recovery_window_days + 1),
+                store_alerts=await _chunked(conn, _DELETE_ALERTS,
+                                            config.alerts.retention_days),
             )
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)

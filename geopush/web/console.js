@@ -24,18 +24,21 @@
     for (const id of ["main", "tabs", "forget"]) $(id).classList.add("hidden");
     setStatus(text, false);
   }
+  // Every tab the page has (the Service tab's script adds its own behaviour).
+  const TABS = [...document.querySelectorAll("#tabs [role=tab]")].map((b) => b.id.slice(8));
   function selectTab(name) {
-    for (const t of ["map", "offers", "results"]) {
+    for (const t of TABS) {
       $("tab-" + t).classList.toggle("hidden", t !== name);
       $("tab-btn-" + t).setAttribute("aria-selected", String(t === name));
       $("tab-btn-" + t).tabIndex = t === name ? 0 : -1;
     }
     if (name === "map" && map) setTimeout(() => map.invalidateSize(), 0);
     if (name === "results") loadResults();
+    document.dispatchEvent(new CustomEvent("geopush:tab", { detail: name }));
     location.hash = name;
   }
   $("tabs").addEventListener("keydown", (ev) => {
-    const order = ["map", "offers", "results"];
+    const order = TABS;
     const i = order.findIndex((t) => $("tab-btn-" + t).getAttribute("aria-selected") === "true");
     const d = ev.key === "ArrowRight" ? 1 : ev.key === "ArrowLeft" ? -1 : 0;
     if (!d) return;
@@ -43,7 +46,7 @@
     selectTab(next);
     $("tab-btn-" + next).focus();
   });
-  for (const t of ["map", "offers", "results"]) {
+  for (const t of TABS) {
     $("tab-btn-" + t).addEventListener("click", () => selectTab(t));
   }
 
@@ -749,7 +752,7 @@
       $("o-trigger").append(el("option", {}, "reward"));
     }
     const tab = (location.hash || "#map").slice(1);
-    selectTab(["map", "offers", "results"].includes(tab) ? tab : "map");
+    selectTab(TABS.includes(tab) ? tab : "map");
     setStatus(`${state.stores.length} stores, ${state.fences.length} geofences, ` +
               `${state.offers.length} offers`, false);
     document.body.dataset.loaded = "1";

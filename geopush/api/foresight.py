@@ -1,0 +1,50 @@
+"""Foresight routes (SPEC section 16): preview an offer over past visits, send a test push."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from geopush.api.body import read_body
+from geopush.api.offers import OfferCreate
+from geopush.api.openapi import BY_MARKETER, documented
+from geopush.api.schema import RequestBody, Whole
+from geopush.foresight.draft import draft_offer
+from geopush.foresight.load import preview_job
+from geopush.ingest.decisions import campaign_rules
+from geopush.runtime import RUNTIME
+
+MAX_DAYS = 30
+
+
+class PreviewBody(RequestBody):
+    """An offer as the composer has it (not saved; `id` of a saved one previews an edit of
+    it in its place) and how many days back to replay."""
+
+    offer: OfferCreate
+    days: Whole(1, MAX_DAYS) = 7  # type: ignore[valid-type]
+
+
+@documented("What an offer would have done over the past days (nothing written or sent)",
+            auth=BY_MARKETER, body=PreviewBody, errors=(422, 429))
+async def post_preview(request: web.Request) -> web.Response:
+    body = await read_body(request, PreviewBody)
+    rt = request.app[RUNTIME]
+    now = rt.now()
+    offer = draft_offer(body["offer"], now)
+
+    def abandoned() -> bool:
+        transport = request.transport
+        return transport is None or transport.is_closing()
+
+    config = rt.config
+    result = await rt.miner.query(
+        preview_job, rt.database_url, offer, int(body.get("days", 7)), now,
+        campaign_rules(config), config.campaigns.preview_max_events,
+        config.segments.lookback_days, dict(config.loyalty.levels), abandoned=abandoned)
+    return web.json_response(result)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/v1/offers/preview", post_preview),
+    ]

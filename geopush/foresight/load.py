@@ -1,0 +1,156 @@
+"""Gathering what a preview replays, in a child process: offers, events, devices, customers.
+
+Only the events that can have a candidate at all are read: a trigger and a target (geofence
+or store) of the previewed offer or of a competing offer, within the window; everything else
+could not change any count. Columns are fetched as text and timestamps only, in one query
+bounded by `[campaigns] preview_max_events` (one more row than the bound tells that it is
+exceeded, without counting first).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from geopush.campaigns.decide import CampaignRules
+from geopush.campaigns.offers import Offer
+from geopush.codes import EventType, Segment, Trigger
+from geopush.errors import Invalid, Unprocessable
+from geopush.foresight.replay import Preview, ReplayEvent, Subject, replay
+from geopush.loyalty.levels import subject_totals
+from geopush.loyalty.rules import level_for, subject_of
+from geopush.store.offers import offer_from_row, store_from_row
+
+log = logging.getLogger(__name__)
+
+VISIT_TRIGGERS = (Trigger.ENTER, Trigger.DWELL, Trigger.EXIT)
+
+_COMPETITORS = """
+SELECT * FROM offers
+WHERE deleted_at IS NULL AND status = 'active' AND trigger = ANY($1::text[])
+  AND offer_id::text <> $2
+"""
+_EVENTS = """
+SELECT created_at, ts, type, geofence_id::text, store_id::text, device_id::text
+FROM events
+WHERE created_at >= $1 AND created_at <= $2 AND type = ANY($3::text[])
+  AND (geofence_id = ANY($4::uuid[]) OR store_id = ANY($5::uuid[]))
+ORDER BY created_at, device_id, ts, event_id
+LIMIT $6
+"""
+_DEVICES = """
+SELECT device_id::text, customer_id, consent_push, consent_categories, timezone,
+       (fcm_token IS NOT NULL AND fcm_token <> '' AND fcm_token_active) AS token_active
+FROM devices WHERE device_id = ANY($1::uuid[])
+"""
+_CUSTOMERS = """
+SELECT c.customer_id, c.segment,
+       ARRAY(SELECT DISTINCT t.category FROM transactions t
+             WHERE t.customer_id = c.customer_id AND t.category IS NOT NULL
+               AND t.ts >= $2::timestamptz - make_interval(days => $3)) AS categories,
+       coalesce((SELECT r.categories FROM customer_recommendations r
+                 WHERE r.customer_id = c.customer_id), '{}') AS recommended
+FROM customers c WHERE c.customer_id = ANY($1::text[])
+"""
+_STORES = "SELECT store_id, name, timezone, opening_hours FROM stores"
+
+
+def check_previewable(offer: Offer) -> None:
+    """Only visit offers replay visits; targets must be ids (a typo matches nothing)."""
+    if offer.trigger not in VISIT_TRIGGERS:
+        raise Unprocessable("only enter, dwell and exit offers can be previewed: the others"
+                            " answer rewards, feedback and recoveries, not visits",
+                            code="not_previewable")
+    for name, ids in (("geofence_ids", offer.geofence_ids), ("store_ids", offer.store_ids)):
+        for i, value in enumerate(ids):
+            try:
+                UUID(value)
+            except ValueError:
+                raise Invalid(f"offer.{name}[{i}]", "not an id") from None
+
+
+async def preview_offer(
+    conn: asyncpg.Connection,
+    offer: Offer,
+    days: int,
+    now: datetime,
+    rules: CampaignRules,
+    max_events: int,
+    lookback_days: int,
+    levels: dict[str, int],
+) -> dict[str, Any]:
+    """The preview of `offer` over the `days` before `now`: reads only, never writes."""
+    started = time.perf_counter()
+    competitors = [offer_from_row(r) for r in await conn.fetch(
+        _COMPETITORS, [str(t) for t in VISIT_TRIGGERS], offer.id)]
+    offers = [offer, *competitors]
+    triggers = sorted({str(o.trigger) for o in offers})
+    geofences = sorted({g for o in offers for g in o.geofence_ids})
+    store_ids = sorted({s for o in offers for s in o.store_ids})
+    rows = await conn.fetch(_EVENTS, now - timedelta(days=days), now, triggers, geofences,
+                            store_ids, max_events + 1)
+    if len(rows) > max_events:
+        raise Unprocessable(
+            f"more than {max_events} visit events of the last {days} days concern this offer"
+            " or the offers it competes with; preview fewer days",
+            code="preview_too_large", details=[{"field": "days", "max_events": max_events}])
+    fetched = time.perf_counter()
+    subjects = await _subjects(conn, {r[5] for r in rows}, now, lookback_days, offers, levels)
+    stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES)}
+    by_type = {str(t): t for t in EventType}
+    events = [ReplayEvent(r[0], r[1], by_type[r[2]], r[3], r[4], r[5]) for r in rows]
+    created = {o.id: o.created_at for o in competitors}
+    result: Preview = replay(offer.id, offers, events, subjects, stores, rules, created)
+    log.info("preview replayed %d events (fetch %.2f s, replay %.2f s)", len(rows),
+             fetched - started, time.perf_counter() - fetched)
+    return result.as_json()
+
+
+async def _subjects(conn: asyncpg.Connection, device_ids: set[str], now: datetime,
+                    lookback_days: int, offers: list[Offer], levels: dict[str, int],
+                    ) -> dict[str, Subject]:
+    devices = await conn.fetch(_DEVICES, sorted(device_ids))
+    customer_ids = sorted({d["customer_id"] for d in devices if d["customer_id"]})
+    customers = {r["customer_id"]: r for r in await conn.fetch(
+        _CUSTOMERS, customer_ids, now, lookback_days)}
+    with_levels = any(o.levels for o in offers)
+    out: dict[str, Subject] = {}
+    for d in devices:
+        customer = customers.get(d["customer_id"]) if d["customer_id"] else None
+        level = None
+        if with_levels:
+            _, lifetime = await subject_totals(
+                conn, subject_of(d["customer_id"], UUID(d["device_id"])))
+            level = level_for(lifetime, levels)
+        out[d["device_id"]] = Subject(
+            device_id=d["device_id"], push_consent=d["consent_push"],
+            token_active=d["token_active"], customer_id=d["customer_id"],
+            segment=Segment(customer["segment"]) if customer else Segment.UNKNOWN,
+            purchase_categories=frozenset(customer["categories"]) if customer else frozenset(),
+            recommended_categories=tuple(customer["recommended"]) if customer else (),
+            consent_categories=(None if d["consent_categories"] is None
+                                else frozenset(d["consent_categories"])),
+            timezone=d["timezone"] or "UTC", level=level,
+        )
+    return out
+
+
+async def preview_job(dsn: str, offer: Offer, days: int, now: datetime, rules: CampaignRules,
+                      max_events: int, lookback_days: int, levels: dict[str, int],
+                      ) -> dict[str, Any]:
+    """The child process's entry: its own connection, one read-only transaction."""
+    from geopush.store.database import _init_connection
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await _init_connection(conn)
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
+            return await preview_offer(conn, offer, days, now, rules, max_events,
+                                       lookback_days, levels)
+    finally:
+        await conn.close()

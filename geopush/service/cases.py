@@ -1,0 +1,121 @@
+"""A recovery case from opening to resolution, and whether the customer came back.
+
+A case is `recovered` by a verified visit (a dwell, at any store) of the customer — any of
+their devices — or, without a customer, of the device, after it opened and within
+`[feedback] recovery_window_days`. That is read from the visits geopush already records and
+stamped on the case the first time it is seen (`refresh_recovered`), so no ingest path has
+to know about cases. Time to first response runs from opening to the first move off `open`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from geopush.errors import Invalid, NotFound
+
+STATUSES = ("open", "contacted", "resolved")
+MAX_RESOLUTION = 1000
+COLUMNS = ("case_id, response_id, store_id, opened_at, status, first_response_at, resolved_at,"
+           " resolution, recovered_at, updated_at")
+
+# Cases that may still recover: not yet recovered, opened within the window.
+_REFRESH = """
+UPDATE service_cases c SET recovered_at = v.ts
+FROM (
+    SELECT c2.case_id, (
+        SELECT min(e.ts) FROM events e
+        WHERE e.type = 'dwell' AND e.ts > c2.opened_at
+          AND e.ts <= c2.opened_at + make_interval(days => $1::int)
+          AND (e.device_id = c2.device_id
+               OR (c2.customer_id IS NOT NULL AND e.device_id IN (
+                   SELECT d.device_id FROM devices d WHERE d.customer_id = c2.customer_id)))
+    ) AS ts
+    FROM service_cases c2
+    WHERE c2.recovered_at IS NULL
+      AND c2.opened_at >= $2::timestamptz - make_interval(days => $1::int)
+      AND (c2.device_id IS NOT NULL OR c2.customer_id IS NOT NULL)
+) v
+WHERE c.case_id = v.case_id AND v.ts IS NOT NULL
+"""
+_PATCH = f"""
+UPDATE service_cases SET
+    status = coalesce($2, status),
+    resolution = CASE WHEN $3 THEN $4 ELSE resolution END,
+    first_response_at = CASE WHEN $2 IS NOT NULL AND $2 <> 'open'
+                             THEN coalesce(first_response_at, $5) ELSE first_response_at END,
+    resolved_at = CASE WHEN $2 = 'resolved' THEN coalesce(resolved_at, $5)
+                       WHEN $2 IS NOT NULL THEN NULL ELSE resolved_at END,
+    updated_at = $5
+WHERE case_id = $1
+RETURNING {COLUMNS}
+"""
+
+
+async def refresh_recovered(conn: asyncpg.Connection, window_days: int, now: datetime) -> None:
+    await conn.execute(_REFRESH, window_days, now)
+
+
+def parse_patch(body: Any) -> tuple[str | None, bool, str | None]:
+    """(status or None, resolution given, resolution) from a PATCH body; `Invalid` if bad."""
+    if not isinstance(body, dict):
+        raise Invalid(None, "the body must be a JSON object")
+    for key in body:
+        if key not in ("status", "resolution"):
+            raise Invalid(key, "unknown field")
+    status = body.get("status")
+    if status is not None and status not in STATUSES:
+        raise Invalid("status", f"must be one of {', '.join(STATUSES)}")
+    resolution = body.get("resolution")
+    if resolution is not None:
+        if not isinstance(resolution, str):
+            raise Invalid("resolution", "must be text")
+        if len(resolution) > MAX_RESOLUTION or "\x00" in resolution:
+            raise Invalid("resolution", f"must be at most {MAX_RESOLUTION} characters of text")
+    if status is None and "resolution" not in body:
+        raise Invalid(None, "nothing to change: give status and/or resolution")
+    return status, "resolution" in body, resolution
+
+
+async def patch_case(conn: asyncpg.Connection, case_id: UUID, status: str | None,
+                     has_resolution: bool, resolution: str | None,
+                     now: datetime) -> asyncpg.Record:
+    row = await conn.fetchrow(_PATCH, case_id, status, has_resolution, resolution, now)
+    if row is None:
+        raise NotFound("case")
+    return row
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default, PostgreSQL's
+    percentile_cont)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def recovery_figures(cases: list[asyncpg.Record], sla_s: int) -> dict[str, Any]:
+    """Time to first response (p50, p90, seconds), share resolved within the SLA, share
+    recovered, over `cases` (rows with opened_at, first_response_at, resolved_at,
+    recovered_at)."""
+    waits = [(c["first_response_at"] - c["opened_at"]).total_seconds()
+             for c in cases if c["first_response_at"] is not None]
+    n = len(cases)
+    within = sum(1 for c in cases if c["resolved_at"] is not None
+                 and c["resolved_at"] - c["opened_at"] <= timedelta(seconds=sla_s))
+    recovered = sum(1 for c in cases if c["recovered_at"] is not None)
+    return {
+        "cases": n,
+        "open": sum(1 for c in cases if c["status"] == "open"),
+        "first_response_p50_s": percentile(waits, 0.5),
+        "first_response_p90_s": percentile(waits, 0.9),
+        "resolved_within_sla": within / n if n else None,
+        "recovered": recovered / n if n else None,
+    }
