@@ -39,6 +39,7 @@ from geopush.config import Config
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.geo.visits import VisitEvent
 from geopush.ingest.learning import LearningFacts, learning_facts
+from geopush.ingest.recognition import recognize_arrivals
 from geopush.loyalty.levels import subject_level
 from geopush.outcomes import DecisionSummary, lock_customer
 from geopush.store.offer_keys import LiveOfferKeys
@@ -198,6 +199,7 @@ async def decide_events(
             _CANCEL_LEFT, device_id, list(exits), list(exits.values())
         )
         summary.cancelled = len(cancelled)
+    await recognize_arrivals(conn, config, store_of, device, events)  # SPEC 15
     return summary
 
 
