@@ -18,6 +18,7 @@ from geopush.api.runtime import RUNTIME, Runtime, utc_now
 from geopush.config import Config
 from geopush.identity import CustomerLinkKeys
 from geopush.store.database import create_pool, resolve_database_url
+from geopush.store.distribution import tables_distributed
 from geopush.store.geofence_index import LiveGeofenceIndex
 from geopush.store.keys import hash_secret
 from geopush.store.migrations import migrate
@@ -96,6 +97,7 @@ def create_app(config: Config, *, database_url: str | None = None,
                                  acquire_timeout=config.database.acquire_timeout_s)
         async with pool.acquire() as conn:
             await migrate(conn, distributed=config.database.distributed)
+            on_citus = await tables_distributed(conn)
         fences = LiveGeofenceIndex(buffer_m=config.geo.exit_buffer_m)
         await fences.reload(pool)
         bootstrap = config.auth.bootstrap_admin_key
@@ -109,7 +111,7 @@ def create_app(config: Config, *, database_url: str | None = None,
                      link_keys=CustomerLinkKeys.from_config(
                          config.auth.customer_link_secret,
                          config.auth.customer_link_public_key_file),
-                     limits_clock=limits_clock)
+                     limits_clock=limits_clock, on_citus=on_citus)
         app[RUNTIME] = rt
         tasks = [asyncio.create_task(fences.follow(pool, url), name="geofence-listener")]
         await rt.offer_keys.reload(pool)

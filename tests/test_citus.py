@@ -100,7 +100,10 @@ async def test_the_tables_are_laid_out_as_section_9_says(db: asyncpg.Connection)
     tables = {r["relname"] for r in await db.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition")}
-    assert tables - set(layout) == set(LOCAL)
+    # The rest stays on the coordinator (Citus may record one as a "citus local" table,
+    # when it references a reference table: still on the coordinator alone).
+    assert tables - set(layout) <= set(LOCAL) and set(LOCAL) <= tables
+    assert not [t for t in LOCAL if t in layout and layout[t]["method"] == "h"]
     # Both workers hold shards of the device-keyed tables.
     nodes = await db.fetchval(
         "SELECT count(DISTINCT nodeport) FROM pg_dist_shard_placement p"
@@ -112,10 +115,8 @@ async def test_migrate_again_changes_nothing(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         assert await migrate(conn, distributed=True) == []
-        assert await conn.fetchval(
-            "SELECT count(*) FROM pg_dist_partition p JOIN pg_class c"
-            " ON c.oid = p.logicalrelid WHERE NOT c.relispartition") == len(
-            DEVICE_KEYED) + len(CUSTOMER_KEYED) + len(REFERENCE)
+        laid = {r["t"] for r in await conn.fetch(_LAYOUT)}
+        assert set(DEVICE_KEYED) | set(CUSTOMER_KEYED) | set(REFERENCE) <= laid
     finally:
         await conn.close()
 

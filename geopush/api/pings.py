@@ -61,7 +61,7 @@ async def post_pings(request: web.Request) -> web.Response:
 
     started = time.perf_counter()
     result = await ingest_batch(rt.pool, rt.fences, rt.config, device_id, pings, batch_id,
-                                rt.now(), rt.offer_keys)
+                                rt.now(), rt.offer_keys, common=not rt.on_citus)
     metrics.INGEST.observe(time.perf_counter() - started)
     if not result.replayed:
         response = result.response

@@ -54,6 +54,9 @@ class Runtime:
     # The active offers' (trigger, target) keys: ingest skips the offer query for events
     # none could match. Unknown (decide all) until app start-up loads them.
     offer_keys: LiveOfferKeys = field(default_factory=LiveOfferKeys)
+    # The tables are laid out on a Citus cluster: ingest takes the full path for every batch
+    # (the common batch's one-statement function crashes Citus 14.0.1's coordinator).
+    on_citus: bool = False
 
     def __post_init__(self) -> None:
         limits = self.config.limits

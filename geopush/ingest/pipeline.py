@@ -131,6 +131,7 @@ async def ingest_batch(
     batch_id: str | None,
     now: datetime,
     offer_keys: LiveOfferKeys | None = None,
+    common: bool = True,
 ) -> BatchResult:
     """Apply one batch for one device and return its answer once it is committed.
 
@@ -141,8 +142,8 @@ async def ingest_batch(
     """
     pre = prejudge(fences, config, raw_pings, now)
     async with pool.acquire() as conn:
-        result = await common_batch(conn, config, device_id, batch_id, pre) if pre.common \
-            else None
+        result = await common_batch(conn, config, device_id, batch_id, pre) \
+            if common and pre.common else None
         if result is None:
             async with conn.transaction():
                 result = await process_batch(conn, fences, config, device_id, raw_pings,

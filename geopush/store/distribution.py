@@ -60,6 +60,14 @@ async def citus_present(conn: asyncpg.Connection) -> bool:
         "SELECT true FROM pg_extension WHERE extname = 'citus'"))
 
 
+async def tables_distributed(conn: asyncpg.Connection) -> bool:
+    """Whether this database's tables are laid out on Citus (`devices` is distributed)."""
+    if not await citus_present(conn):
+        return False
+    return bool(await conn.fetchval(
+        "SELECT true FROM pg_dist_partition WHERE logicalrelid = 'devices'::regclass"))
+
+
 async def distribute(conn: asyncpg.Connection, distributed: Distributed = "auto") -> list[str]:
     """Lay out the tables on Citus as the module says; return the tables laid out now.
 
