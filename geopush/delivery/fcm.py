@@ -101,7 +101,7 @@ def build_message(
     # firebase-admin 7 deprecates `Message(token=...)` (with a DeprecationWarning per
     # message) in favour of `fid`, a Firebase installation id — a different identifier the
     # app does not send us. FCM v1 still takes `token` on the wire, so set the attribute
-    # the encoder reads; tests/test_fcm_sdk_contract.py checks it still reaches the wire.
+    # the encoder reads; tests/api/test_fcm_sdk_contract.py checks it still reaches the wire.
     message.token = token
     return message
 
@@ -114,7 +114,7 @@ def _sdk_changed(what: str) -> RuntimeError:
         f"firebase-admin {firebase_admin.__version__} changed: {what}. geopush sets the FCM "
         "endpoint, turns off the SDK's retries and keeps its OAuth flow from resending "
         "THIRD_PARTY_AUTH_ERROR through private attributes; update "
-        "geopush/delivery/fcm.py (tests/test_fcm_sdk_contract.py shows what it expects)."
+        "geopush/delivery/fcm.py (tests/api/test_fcm_sdk_contract.py shows what it expects)."
     )
 
 

@@ -9,7 +9,7 @@ message; aiohttp moves the same bytes for a fraction of that. What stays the SDK
   encoder, so a message the SDK would refuse is refused here the same way, before sending;
 - the errors: an FCM error answer, a network failure or a timeout becomes the exception the
   SDK would raise (its parser and its exception classes), so `fcm.classify` reads both
-  paths alike. `tests/test_fcm_transport_contract.py` sends every SPEC section 6 outcome
+  paths alike. `tests/api/test_fcm_transport_contract.py` sends every SPEC section 6 outcome
   through both and compares.
 
 The auth flow is the SDK's, as geopush configures it (`fcm.configure_messaging`): a 401

@@ -21,33 +21,33 @@ import pytest
 
 from geopush.store.distribution import CUSTOMER_KEYED, DEVICE_KEYED, LOCAL, REFERENCE
 from geopush.store.migrations import migrate
-from tests.citus_cluster import Cluster, ClusterUnavailable
 
 # The named set, on the cluster. Imported test functions run here with this module's
 # fixtures (a database on the cluster), exactly as written.
-from tests.test_basket_pipeline import (  # noqa: F401
+from tests.api.test_basket_pipeline import (  # noqa: F401
     test_planted_rule_audience_and_recommended_offer,
 )
-from tests.test_core_loop import test_walk_into_circle_sends_one_french_push  # noqa: F401
-from tests.test_decisions_pipeline import (  # noqa: F401
+from tests.api.test_core_loop import test_walk_into_circle_sends_one_french_push  # noqa: F401
+from tests.api.test_decisions_pipeline import (  # noqa: F401
     test_customer_with_two_phones_gets_one_push,
     test_daily_cap_counts_the_customers_every_phone,
     test_max_sends_budget_across_devices,
 )
-from tests.test_geolife_http_replay import (  # noqa: F401
+from tests.api.test_geolife_http_replay import (  # noqa: F401
     test_geolife_replay_over_http_matches_reference,
 )
-from tests.test_loyalty_checkins import (  # noqa: F401
+from tests.api.test_loyalty_checkins import (  # noqa: F401
     test_a_checkin_counts_once_per_store_per_local_day,
     test_badges_once_each_under_concurrent_dwells_of_one_customer,
 )
-from tests.test_privacy import (  # noqa: F401
+from tests.api.test_privacy import (  # noqa: F401
     test_customer_erasure,
     test_device_erasure_removes_personal_data_keeps_aggregates,
     test_pings_older_than_retention_are_deleted,
 )
-from tests.test_segments_db import test_segments_of_a_known_population  # noqa: F401
-from tests.test_sender_crash import (  # noqa: F401
+from tests.api.test_segments_db import test_segments_of_a_known_population  # noqa: F401
+from tests.citus_cluster import Cluster, ClusterUnavailable
+from tests.e2e.test_sender_crash import (  # noqa: F401
     test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch,
 )
 
@@ -132,8 +132,8 @@ async def test_one_customers_phones_on_two_workers_share_cooldown_and_cap(
 ) -> None:
     """The customer lock holds across workers: the customer's phones are placed on
     different workers on purpose, enter the same store at once, and one push goes."""
+    from tests.api.test_decisions_pipeline import LAT, LON, _walk_in
     from tests.conftest import unique_token
-    from tests.test_decisions_pipeline import LAT, LON, _walk_in
 
     fence = await api.circle(LAT, LON, 150)
     offer = await api.offer(geofence_ids=[fence["id"]], cooldown_s=86400)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from geopush.campaigns.decide import candidate_offers, check_offer
 from geopush.codes import EventType, SuppressionReason, Trigger
-from tests.test_campaign_decide import NOW, baseline
+from tests.unit.test_campaign_decide import NOW, baseline
 
 R = SuppressionReason
 

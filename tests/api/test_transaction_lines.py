@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from tests.api.test_crm_imports import RECENT, TX_HEADER, post_csv
 from tests.api_client import Api, iso
-from tests.test_crm_imports import RECENT, TX_HEADER, post_csv
 
 LINES_HEADER = "transaction_id,line,customer_id,store_external_id,ts,amount,category,product\n"
 

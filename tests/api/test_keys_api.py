@@ -6,9 +6,9 @@ import asyncio
 import time
 from pathlib import Path
 
+from tests.api.test_crm_imports import run_cli
 from tests.api_client import Api
 from tests.conftest import ADMIN_KEY
-from tests.test_crm_imports import run_cli
 
 
 async def test_list_never_shows_the_key(api: Api, db) -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import asyncpg
 
+from tests.api.test_crm_imports import post_csv
 from tests.api_client import Api, emulator_messages, iso
 from tests.conftest import unique_token
 from tests.delivery_scenario import finished_delivery, open_shop, sender_idle, walk_in
 from tests.eventually import eventually
-from tests.test_crm_imports import post_csv
 
 HEADER = "transaction_id,line,customer_id,store_external_id,ts,amount,category,product\n"
 RECENT = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
@@ -197,7 +197,7 @@ async def test_recommended_audience_needs_the_offers_category(api: Api) -> None:
 async def test_cli_recompute_mines_and_writes_recommendations(
     database_url: str, db: asyncpg.Connection, tmp_path
 ) -> None:
-    from tests.test_crm_imports import run_cli
+    from tests.api.test_crm_imports import run_cli
 
     path = tmp_path / "transactions.csv"
     path.write_text(_transactions(), encoding="utf-8")

@@ -8,7 +8,7 @@ import pytest
 
 from tests.api_client import Api
 from tests.browser import artifacts_dir, chromium, watched_page
-from tests.test_console_browser import _open_console
+from tests.browser.test_console_browser import _open_console
 
 pytestmark = pytest.mark.slow
 

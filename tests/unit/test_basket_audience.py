@@ -6,7 +6,7 @@ import pytest
 
 from geopush.campaigns.offers import Audience, OfferError, parse_offer_fields
 from geopush.codes import SuppressionReason as R
-from tests.test_campaign_decide import baseline, with_facts, with_offer
+from tests.unit.test_campaign_decide import baseline, with_facts, with_offer
 
 RECOMMENDED = ("printer", "ink", "paper", "cables")
 

@@ -21,7 +21,7 @@ from tests.api_client import Api
 from tests.conftest import ADMIN_KEY, unique_token
 from tests.geo_reference import RefVisitState, Tri, ref_fence, ref_filter, ref_locate, ref_visits
 from tests.geolife import Fix, geolife_fixes
-from tests.test_geo_geolife import ReferenceGrid, store_geometries, trace_polygons
+from tests.unit.test_geo_geolife import ReferenceGrid, store_geometries, trace_polygons
 
 FIXES_PER_USER = 20_000
 BATCH = 500

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests.api.test_crm_imports import run_cli
 from tests.api_client import Api
 from tests.browser import artifacts_dir, chromium, watched_page
-from tests.test_crm_imports import run_cli
 
 pytestmark = pytest.mark.slow
 

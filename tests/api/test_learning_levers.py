@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import asyncpg
 
+from tests.api.test_offer_stats import CSV, T0, TX_HEADER, decide, stats
 from tests.api_client import Api, iso
 from tests.conftest import unique_token
-from tests.test_offer_stats import CSV, T0, TX_HEADER, decide, stats
 
 DAY = timedelta(days=1)
 WINDOW = 7  # [campaigns] conversion_window_days, the default

@@ -16,7 +16,7 @@ import pytest
 from geopush import errors
 from geopush.api.errors import DOMAIN_STATUS, domain_status
 
-PACKAGE = Path(__file__).resolve().parents[1] / "geopush"
+PACKAGE = Path(__file__).resolve().parents[2] / "geopush"
 DOMAIN = ("geo", "campaigns", "crm", "ingest", "delivery", "places", "store", "insights",
           "loyalty")
 # Modules allowed to compose the HTTP layer besides the API itself: the app factory, and the

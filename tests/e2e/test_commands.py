@@ -1,6 +1,6 @@
 """Every `geopush` command as an operator runs it (a real process against a real database),
 and the daily segment recompute as the server schedules it. `geopush demo` has its own
-test (tests/test_demo.py); `import` is covered in tests/test_crm_imports.py."""
+test (tests/e2e/test_demo.py); `import` is covered in tests/api/test_crm_imports.py."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ import pytest
 
 from geopush.store.migrations import available
 from tests.conftest import ADMIN_KEY
+from tests.e2e.test_migrations import empty_url  # noqa: F401  (fixture)
+from tests.e2e.test_multiprocess import _free_port, _wait_ready
 from tests.eventually import eventually
-from tests.test_migrations import empty_url  # noqa: F401  (fixture)
-from tests.test_multiprocess import _free_port, _wait_ready
 
 
 def _geopush(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from geopush.codes import Role
 from tests.api_client import Api
 from tests.conftest import RunningServer
 
-API = Path(__file__).resolve().parents[1] / "geopush" / "api"
+API = Path(__file__).resolve().parents[2] / "geopush" / "api"
 SOME_ID = "00000000-0000-4000-8000-000000000000"
 
 

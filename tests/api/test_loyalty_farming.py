@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from tests.api.test_loyalty_checkins import _zone_past_midnight
 from tests.api_client import Api
 from tests.conftest import ADMIN_KEY, unique_token
 from tests.loyalty_scenario import check_in, hours_ago, import_customers, loyalty, open_shop
-from tests.test_loyalty_checkins import _zone_past_midnight
 
 
 async def test_changing_its_own_time_zone_wins_a_phone_no_second_day(api: Api) -> None:

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from tests.conftest import ADMIN_KEY
-from tests.test_multiprocess import _free_port, _wait_ready
+from tests.e2e.test_multiprocess import _free_port, _wait_ready
 
 
 def _serve(tmp_path: Path, data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:

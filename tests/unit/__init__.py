@@ -1,0 +1,1 @@
+"""Pure units: no database, no server, no process; each runs in milliseconds."""
