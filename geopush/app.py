@@ -52,8 +52,7 @@ def _route_modules() -> list:
             insights,
             reference,
             loyalty, challenges,
-            alerts, service,
-            preferences]
+            alerts, service, preferences]
 
 
 def _freeze_startup_objects() -> None:

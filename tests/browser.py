@@ -39,8 +39,14 @@ class WatchedPage:
         self.errors: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
-        page.on("requestfailed",
-                lambda req: self.errors.append(f"requestfailed: {req.url} {req.failure}"))
+        page.on("requestfailed", self._request_failed)
+
+    def _request_failed(self, req: Any) -> None:
+        # The composer's foresight aborts its request in flight when the offer changes:
+        # that is the design (a newer edit wins), not a failure.
+        if "/v1/offers/preview" in req.url and "ERR_ABORTED" in str(req.failure):
+            return
+        self.errors.append(f"requestfailed: {req.url} {req.failure}")
 
     def _console(self, msg: Any) -> None:
         if msg.type in ("error", "assert"):

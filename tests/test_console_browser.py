@@ -184,7 +184,7 @@ async def test_console_draws_geofences_and_composes_an_offer(gp: Api, tmp_path: 
         for k in ("id", "created_at", "updated_at"):
             made.pop(k)
         made.pop("levels", None)
-        assert made.pop("allow_recent_buyers", False) is False  # SPEC 15's default
+        assert made.pop("allow_recent_buyers") is False  # SPEC 15: the default
         assert made == {
             "name": "Pastry after coffee", "trigger": "exit", "status": "paused",
             "store_ids": [shop.store["id"]], "geofence_ids": [circle["id"]],
@@ -225,7 +225,8 @@ async def test_console_draws_geofences_and_composes_an_offer(gp: Api, tmp_path: 
         # Chromium logs every 4xx answer to a fetch as a console error: the one refused
         # offer above is the only one expected.
         assert [e for e in w.errors if "status of 400" not in e or "/v1/offers" not in e] == []
-        assert len(w.errors) == 1
+        # (The composer's foresight may also be refused while the offer is half-typed.)
+        assert len([e for e in w.errors if "/v1/offers/preview" not in e]) == 1
 
     async with chromium() as browser, watched_page(browser, 768, 1024) as w:
         page = w.page

@@ -87,6 +87,18 @@ async def test_demo_runs_the_whole_product_for_a_minute(tmp_path: Path) -> None:
             assert summary["deliveries"]["by_status"]["sent"] >= 1
             assert len(summary["offers"]) == 4 + 2  # + the service story's two offers
 
+            # Foresight (SPEC 16): the shoppers' visits so far are history enough for a
+            # preview to say something real: the demo's offers, replayed, meet visitors.
+            async with http.get(f"http://127.0.0.1:{port}/v1/offers", headers=auth) as r:
+                offers = (await r.json())["items"]
+            triggered = 0
+            for offer in offers:
+                async with http.post(f"http://127.0.0.1:{port}/v1/offers/preview",
+                                     headers=auth, json={"offer": offer, "days": 1}) as r:
+                    assert r.status == 200, await r.text()
+                    triggered += (await r.json())["triggered"]
+            assert triggered > 0
+
         # Ctrl-C stops everything cleanly.
         proc.send_signal(signal.SIGINT)
         out, err = await asyncio.to_thread(proc.communicate, timeout=60)

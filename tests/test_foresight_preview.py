@@ -107,3 +107,22 @@ async def test_preview_of_a_new_offer_counts_its_targets_and_refuses_bad_bodies(
     assert reward.status in (400, 422)
     assert (await gp.as_role("ops", "POST", "/v1/offers/preview",
                              json={"offer": draft})).status == 403
+
+
+async def test_a_preview_beyond_the_bound_is_refused_with_422_saying_why(
+        start_server: Any, db: asyncpg.Connection) -> None:
+    from tests.conftest import ADMIN_KEY
+    from tests.delivery_scenario import sections
+
+    server = await start_server(**sections(campaigns={"preview_max_events": 1}))
+    async with Api(server.url, ADMIN_KEY) as gp:
+        shop = await open_shop(gp, name="Busy")
+        for i in range(2):
+            device = await gp.device(f"tok-fs-bound-{i}")
+            await _walk_visit(gp, db, shop, device,
+                              datetime.now(UTC) - timedelta(minutes=10 - i))
+        reply = await gp.as_role("marketer", "POST", "/v1/offers/preview",
+                                 json={"offer": shop.offer, "days": 1})
+    assert reply.status == 422
+    assert reply.body["error"]["code"] == "preview_too_large"
+    assert "fewer days" in reply.body["error"]["message"]

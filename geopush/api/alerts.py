@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
-from geopush.api.auth import STATS, require_role
+from geopush.alerts.outbox import list_alert_rows
 from geopush.api.body import field_error
 from geopush.api.openapi import BY_STATS, PAGE, STORE_ID, documented, obj, page_of, text_queries
 from geopush.api.pagination import page, page_params
@@ -20,8 +20,6 @@ from geopush.api.runtime import RUNTIME
 from geopush.timefmt import format_ts_or_none
 
 _STATUSES = ("queued", "sent", "failed")
-_COLUMNS = ("alert_id, store_id, kind, status, reason, attempts, next_attempt_at, last_error,"
-            " last_http_status, created_at, sent_at, finished_at")
 _TEXT = {"type": "string"}
 _OPT = {"type": ["string", "null"]}
 ALERT = obj(("id", "store_id", "type", "status", "attempts", "created_at"),
@@ -54,30 +52,18 @@ def alert_json(row: asyncpg.Record) -> dict[str, Any]:
 @documented("List store alerts, newest first, with their attempts", auth=BY_STATS,
             query=(*PAGE, STORE_ID, *text_queries("status")), response=page_of(ALERT))
 async def list_alerts(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
     limit, cursor = page_params(request)
-    conditions: list[str] = []
-    args: list[Any] = [limit + 1]
-    status = request.query.get("status")
-    if status:
-        if status not in _STATUSES:
-            raise field_error("status", "must be one of queued, sent, failed")
-        args.append(status)
-        conditions.append(f"status = ${len(args)}")
+    status = request.query.get("status") or None
+    if status is not None and status not in _STATUSES:
+        raise field_error("status", "must be one of queued, sent, failed")
+    store_id = None
     raw_store = request.query.get("store_id")
     if raw_store:
         try:
-            args.append(UUID(raw_store))
+            store_id = UUID(raw_store)
         except ValueError:
             raise field_error("store_id", "must be an id") from None
-        conditions.append(f"store_id = ${len(args)}")
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(created_at, alert_id) < (${len(args) - 1}, ${len(args)})")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = await request.app[RUNTIME].pool.fetch(
-        f"SELECT {_COLUMNS} FROM store_alerts {where}"
-        " ORDER BY created_at DESC, alert_id DESC LIMIT $1", *args)
+    rows = await list_alert_rows(request.app[RUNTIME].pool, limit, cursor, status, store_id)
     return web.json_response(page([alert_json(r) for r in rows], rows, limit, "alert_id"))
 
 

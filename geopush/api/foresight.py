@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from aiohttp import web
 
-from geopush.api.body import read_body
+from geopush.api.body import path_id, read_body, read_model
+from geopush.api.errors import not_found
 from geopush.api.offers import OfferCreate
 from geopush.api.openapi import BY_MARKETER, documented
-from geopush.api.schema import RequestBody, Whole
+from geopush.api.schema import RequestBody, Text, Whole
 from geopush.foresight.draft import draft_offer
 from geopush.foresight.load import preview_job
+from geopush.foresight.test_push import send_test_push
 from geopush.ingest.decisions import campaign_rules
 from geopush.runtime import RUNTIME
 
@@ -44,7 +48,29 @@ async def post_preview(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+class TestPushBody(RequestBody):
+    """The device the test push goes to (a marketer's own phone, typically)."""
+
+    device_id: Text(100)  # type: ignore[valid-type]
+
+
+@documented("Send an offer's message to one device now, as a test (counted nowhere)",
+            auth=BY_MARKETER, body=TestPushBody, errors=(422,))
+async def post_test_push(request: web.Request) -> web.Response:
+    offer_id = path_id(request, "offer_id", "offer")
+    body = await read_model(request, TestPushBody)
+    try:
+        device_id = UUID(body.device_id)
+    except ValueError:
+        raise not_found("device") from None
+    rt = request.app[RUNTIME]
+    async with rt.pool.acquire() as conn:
+        result = await send_test_push(conn, rt.config.fcm, offer_id, device_id, rt.now())
+    return web.json_response(result)
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/v1/offers/preview", post_preview),
+        web.post("/v1/offers/{offer_id}/test", post_test_push),
     ]

@@ -14,7 +14,7 @@ import asyncpg
 from aiohttp import web
 
 from geopush import metrics
-from geopush.api.auth import STATS, require_device, require_role
+from geopush.api.auth import require_device
 from geopush.api.body import field_error, path_id, query_int, read_model
 from geopush.api.openapi import (
     BY_DEVICE,
@@ -30,9 +30,12 @@ from geopush.api.openapi import (
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, RequestBody, Text, Whole
-from geopush.service.cases import COLUMNS as CASE_COLUMNS
 from geopush.service.cases import (
     STATUSES,
+    case_status,
+    case_times,
+    list_case_rows,
+    lock_device_row,
     parse_patch,
     patch_case,
     recovery_figures,
@@ -125,8 +128,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     now = rt.now()
     opened = None
     async with rt.pool.acquire() as conn, conn.transaction():
-        device = await conn.fetchrow("SELECT * FROM devices WHERE device_id = $1 FOR UPDATE",
-                                     device_id)
+        device = await lock_device_row(conn, device_id)
         if device is None:
             raise field_error("device", "unknown device")
         recorded = await record_answer(conn, rt.config, device, answer, now)
@@ -144,21 +146,17 @@ async def post_feedback(request: web.Request) -> web.Response:
 @documented("The service gap per store and dimension, worst first, with recovery figures",
             auth=BY_STATS, query=(int_query("days", 1, 365), STORE_ID), response=SERVICE)
 async def get_service(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
     days = query_int(request, "days", 30, 1, 365)
     store_id = _store_filter(request)
     rt = request.app[RUNTIME]
     fb = rt.config.feedback
     now = rt.now()
     async with rt.pool.acquire() as conn:
-        await refresh_recovered(conn, fb.recovery_window_days, now)
+        metrics.CASES.labels("recovered").inc(
+            await refresh_recovered(conn, fb.recovery_window_days, now))
         stores = await service_report(conn, days=days, store_id=store_id,
                                       standard=fb.standard, sla_s=fb.recovery_sla_s, now=now)
-        cases = await conn.fetch(
-            "SELECT opened_at, status, first_response_at, resolved_at, recovered_at"
-            " FROM service_cases"
-            " WHERE opened_at >= $1::timestamptz - make_interval(days => $2::int)"
-            " AND ($3::uuid IS NULL OR store_id = $3)", now, days, store_id)
+        cases = await case_times(conn, now, days, store_id)
     return web.json_response({"days": days, "stores": stores,
                               "recovery": recovery_figures(list(cases), fb.recovery_sla_s)})
 
@@ -166,44 +164,28 @@ async def get_service(request: web.Request) -> web.Response:
 @documented("List recovery cases, newest first", auth=BY_STATS,
             query=(*PAGE, STORE_ID, *text_queries("status")), response=page_of(CASE))
 async def list_cases(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
     limit, cursor = page_params(request)
-    conditions: list[str] = []
-    args: list[Any] = [limit + 1]
-    status = request.query.get("status")
-    if status:
-        if status not in STATUSES:
-            raise field_error("status", f"must be one of {', '.join(STATUSES)}")
-        args.append(status)
-        conditions.append(f"status = ${len(args)}")
+    status = request.query.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise field_error("status", f"must be one of {', '.join(STATUSES)}")
     store_id = _store_filter(request)
-    if store_id is not None:
-        args.append(store_id)
-        conditions.append(f"store_id = ${len(args)}")
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(opened_at, case_id) < (${len(args) - 1}, ${len(args)})")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn:
-        await refresh_recovered(conn, rt.config.feedback.recovery_window_days, rt.now())
-        rows = await conn.fetch(
-            f"SELECT {CASE_COLUMNS}, opened_at AS created_at FROM service_cases {where}"
-            " ORDER BY opened_at DESC, case_id DESC LIMIT $1", *args)
+        metrics.CASES.labels("recovered").inc(await refresh_recovered(
+            conn, rt.config.feedback.recovery_window_days, rt.now()))
+        rows = await list_case_rows(conn, limit, cursor, status, store_id)
     return web.json_response(page([case_json(r) for r in rows], rows, limit, "case_id"))
 
 
 @documented("Record the staff's response to a case", auth=BY_STATS, body=CasePatch,
             response=CASE)
 async def patch_case_route(request: web.Request) -> web.Response:
-    await require_role(request, *STATS)
     case_id = path_id(request, "case_id", "case")
     body = await read_model(request, CasePatch)
     status, has_resolution, resolution = parse_patch(body.given())
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn, conn.transaction():
-        before = await conn.fetchval("SELECT status FROM service_cases WHERE case_id = $1",
-                                     case_id)
+        before = await case_status(conn, case_id)
         row = await patch_case(conn, case_id, status, has_resolution, resolution, rt.now())
     if status is not None and status != before:
         metrics.CASES.labels(status).inc()

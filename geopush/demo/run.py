@@ -233,6 +233,8 @@ async def _main(port: int, duration: float, data_dir: Path, speedup: float,
                         f"console:   {base}/console   (marketer key: {world.keys['marketer']})",
                         f"dashboard: {base}/dashboard   (ops key: {world.keys['ops']})",
                         f"FCM emulator: {emu.base_url}/messages   logs: {data_dir / 'demo.log'}",
+                        "foresight: Offers > New offer (or Edit) in the console replays it"
+                        " over the shoppers' visits so far: who it would reach, what holds it",
                         "Ctrl-C stops everything." if duration <= 0
                         else f"Stops by itself after {duration:g} s (Ctrl-C stops it sooner).",
                     ]

@@ -38,10 +38,11 @@ WHERE deleted_at IS NULL AND status = 'active' AND trigger = ANY($1::text[])
 _EVENTS = """
 SELECT created_at, ts, type, geofence_id::text, store_id::text, device_id::text
 FROM events
-WHERE created_at >= $1 AND created_at <= $2 AND type = ANY($3::text[])
-  AND (geofence_id = ANY($4::uuid[]) OR store_id = ANY($5::uuid[]))
+WHERE created_at >= $1 AND created_at <= $2
+  AND ((type, geofence_id) IN (SELECT * FROM unnest($3::text[], $4::uuid[]))
+       OR (type, store_id) IN (SELECT * FROM unnest($5::text[], $6::uuid[])))
 ORDER BY created_at, device_id, ts, event_id
-LIMIT $6
+LIMIT $7
 """
 _DEVICES = """
 SELECT device_id::text, customer_id, consent_push, consent_categories, timezone,
@@ -89,11 +90,11 @@ async def preview_offer(
     competitors = [offer_from_row(r) for r in await conn.fetch(
         _COMPETITORS, [str(t) for t in VISIT_TRIGGERS], offer.id)]
     offers = [offer, *competitors]
-    triggers = sorted({str(o.trigger) for o in offers})
-    geofences = sorted({g for o in offers for g in o.geofence_ids})
-    store_ids = sorted({s for o in offers for s in o.store_ids})
-    rows = await conn.fetch(_EVENTS, now - timedelta(days=days), now, triggers, geofences,
-                            store_ids, max_events + 1)
+    by_fence = sorted({(str(o.trigger), g) for o in offers for g in o.geofence_ids})
+    by_store = sorted({(str(o.trigger), s) for o in offers for s in o.store_ids})
+    rows = await conn.fetch(_EVENTS, now - timedelta(days=days), now,
+                            [t for t, _ in by_fence], [g for _, g in by_fence],
+                            [t for t, _ in by_store], [s for _, s in by_store], max_events + 1)
     if len(rows) > max_events:
         raise Unprocessable(
             f"more than {max_events} visit events of the last {days} days concern this offer"
@@ -103,12 +104,38 @@ async def preview_offer(
     subjects = await _subjects(conn, {r[5] for r in rows}, now, lookback_days, offers, levels)
     stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES)}
     by_type = {str(t): t for t in EventType}
-    events = [ReplayEvent(r[0], r[1], by_type[r[2]], r[3], r[4], r[5]) for r in rows]
+    events = [ReplayEvent(r[0], r[1], by_type[r[2]], r[3], r[4], r[5])
+              for r in relevant_rows(offer, competitors, rows, subjects)]
     created = {o.id: o.created_at for o in competitors}
     result: Preview = replay(offer.id, offers, events, subjects, stores, rules, created)
     log.info("preview replayed %d events (fetch %.2f s, replay %.2f s)", len(rows),
              fetched - started, time.perf_counter() - fetched)
     return result.as_json()
+
+
+def relevant_rows(offer: Offer, competitors: list[Offer], rows: list[Any],
+                  subjects: dict[str, Subject]) -> list[Any]:
+    """The rows that can change the previewed offer's counts.
+
+    What one person's events decide for the offer depends on their own cooldowns and daily
+    cap, and on the budgets (`max_sends`) of the other offers, which everybody's events use
+    up: a rival's budget decides whether it beats this offer, and any budgeted offer's push
+    counts in a person's daily cap. Without any budget among the rivals, the events of
+    people the offer never reaches cannot change a count and are left out; with one, all
+    are replayed.
+    """
+    if any(c.max_sends is not None for c in competitors):
+        return rows
+    fences, stores = frozenset(offer.geofence_ids), frozenset(offer.store_ids)
+    trigger = str(offer.trigger)
+
+    def who(row: Any) -> str:
+        subject = subjects.get(row[5])
+        return subject.customer_id if subject and subject.customer_id else row[5]
+
+    reached = {who(r) for r in rows
+               if r[2] == trigger and (r[3] in fences or r[4] in stores)}
+    return [r for r in rows if who(r) in reached]
 
 
 async def _subjects(conn: asyncpg.Connection, device_ids: set[str], now: datetime,

@@ -19,7 +19,7 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from geopush.campaigns.decide import (
@@ -97,7 +97,7 @@ class Preview:
     total: Tally = field(default_factory=Tally)
     by_segment: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
     by_store: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
-    by_day: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    by_day: dict[date, Tally] = field(default_factory=lambda: defaultdict(Tally))
 
     def as_json(self) -> dict[str, Any]:
         total = self.total.as_json()
@@ -110,7 +110,7 @@ class Preview:
             "customers": total["customers"],
             "by_segment": {k: v.as_json() for k, v in sorted(self.by_segment.items())},
             "by_store": {k: v.as_json() for k, v in sorted(self.by_store.items())},
-            "by_day": {k: v.as_json() for k, v in sorted(self.by_day.items())},
+            "by_day": {k.isoformat(): v.as_json() for k, v in sorted(self.by_day.items())},
         }
 
 
@@ -129,13 +129,21 @@ def replay(
     decided after that (live, it did not exist before)."""
     created = created or {}
     result = Preview()
+    # candidate_offers itself, once per (trigger, geofence, store): events repeat them.
+    candidates_of: dict[tuple[EventType, str, str | None], list[Offer]] = {}
+    day_starts: dict[tuple[str, int], datetime] = {}
+    facts_of: dict[tuple[str, int], DecisionFacts] = {}
     sends: Counter[str] = Counter()  # per offer: queued so far (max_sends)
     last_contact: dict[str, dict[str, datetime]] = defaultdict(dict)  # subject → offer → at
     sent_at: dict[str, list[datetime]] = defaultdict(list)  # subject → queued times, in order
     unknown = Subject(device_id="", push_consent=False, token_active=False)
     for event in events:
         result.events += 1
-        candidates = candidate_offers(offers, event.type, event.geofence_id, event.store_id)
+        key = (event.type, event.geofence_id, event.store_id)
+        candidates = candidates_of.get(key)  # type: ignore[assignment]
+        if candidates is None:
+            candidates = candidates_of[key] = candidate_offers(
+                offers, event.type, event.geofence_id, event.store_id)
         if created:
             candidates = [o for o in candidates
                           if o.id not in created or created[o.id] <= event.now]
@@ -146,18 +154,26 @@ def replay(
         times = sent_at.get(who)
         sent_today = 0
         if times:
-            sent_today = len(times) - bisect_left(
-                times, local_day_start(event.now, subject.timezone))
+            # Day starts fall on quarter hours in every zone: one per zone and quarter.
+            quarter = (subject.timezone, int(event.now.timestamp()) // 900)
+            day_start = day_starts.get(quarter)
+            if day_start is None:
+                day_start = day_starts[quarter] = local_day_start(event.now, subject.timezone)
+            sent_today = len(times) - bisect_left(times, day_start)
         contacts = last_contact[who]
-        facts = DecisionFacts(
-            device_id=event.device_id, push_consent=subject.push_consent,
-            token_active=subject.token_active, customer_id=subject.customer_id,
-            segment=subject.segment, purchase_categories=subject.purchase_categories,
-            recommended_categories=subject.recommended_categories,
-            consent_categories=subject.consent_categories, timezone=subject.timezone,
-            offer_sends=sends, last_contact=contacts, sent_today=sent_today,
-            level=subject.level,
-        )
+        # `sends` and `contacts` are the live dicts, so one facts value per device and
+        # count of today's sends serves every event until that count changes.
+        facts = facts_of.get((event.device_id, sent_today))
+        if facts is None:
+            facts = facts_of[(event.device_id, sent_today)] = DecisionFacts(
+                device_id=event.device_id, push_consent=subject.push_consent,
+                token_active=subject.token_active, customer_id=subject.customer_id,
+                segment=subject.segment, purchase_categories=subject.purchase_categories,
+                recommended_categories=subject.recommended_categories,
+                consent_categories=subject.consent_categories, timezone=subject.timezone,
+                offer_sends=sends, last_contact=contacts, sent_today=sent_today,
+                level=subject.level,
+            )
         store = stores.get(event.store_id) if event.store_id else None
         decisions = decide(EventFacts(event.type, event.geofence_id, store, event.ts),
                            candidates, facts, event.now, rules)
@@ -172,6 +188,6 @@ def replay(
                 segment = str(subject.segment if subject.customer_id else Segment.UNKNOWN)
                 for tally in (result.total, result.by_segment[segment],
                               result.by_store[event.store_id or "none"],
-                              result.by_day[event.now.date().isoformat()]):
+                              result.by_day[event.now.date()]):
                     tally.add(d.outcome, reason, who)
     return result

@@ -55,8 +55,10 @@ RETURNING {COLUMNS}
 """
 
 
-async def refresh_recovered(conn: asyncpg.Connection, window_days: int, now: datetime) -> None:
-    await conn.execute(_REFRESH, window_days, now)
+async def refresh_recovered(conn: asyncpg.Connection, window_days: int, now: datetime) -> int:
+    """Stamp the cases whose customer has come back since they were last read; how many."""
+    status = await conn.execute(_REFRESH, window_days, now)
+    return int(status.split()[-1])
 
 
 def parse_patch(body: Any) -> tuple[str | None, bool, str | None]:
@@ -119,3 +121,50 @@ def recovery_figures(cases: list[asyncpg.Record], sla_s: int) -> dict[str, Any]:
         "resolved_within_sla": within / n if n else None,
         "recovered": recovered / n if n else None,
     }
+
+
+async def lock_device_row(conn: asyncpg.Connection, device_id: UUID) -> asyncpg.Record | None:
+    """The answering device's row, locked for the transaction (one answer at a time)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
+    return row
+
+
+async def case_times(conn: asyncpg.Connection, now: datetime, days: int,
+                     store_id: UUID | None) -> list[asyncpg.Record]:
+    """The cases opened in the last `days` (of one store, or all): what the recovery
+    figures are computed from."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT opened_at, status, first_response_at, resolved_at, recovered_at"
+        " FROM service_cases"
+        " WHERE opened_at >= $1::timestamptz - make_interval(days => $2::int)"
+        " AND ($3::uuid IS NULL OR store_id = $3)", now, days, store_id)
+    return rows
+
+
+async def list_case_rows(conn: asyncpg.Connection, limit: int, cursor: Any,
+                         status: str | None, store_id: UUID | None) -> list[asyncpg.Record]:
+    """`GET /v1/cases`: a page of cases, newest first (`limit` + 1 rows), after the keyset
+    `cursor` (opened_at, case_id) if given."""
+    conditions: list[str] = []
+    args: list[Any] = [limit + 1]
+    if status is not None:
+        args.append(status)
+        conditions.append(f"status = ${len(args)}")
+    if store_id is not None:
+        args.append(store_id)
+        conditions.append(f"store_id = ${len(args)}")
+    if cursor:
+        args += list(cursor)
+        conditions.append(f"(opened_at, case_id) < (${len(args) - 1}, ${len(args)})")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {COLUMNS}, opened_at AS created_at FROM service_cases {where}"
+        " ORDER BY opened_at DESC, case_id DESC LIMIT $1", *args)
+    return rows
+
+
+async def case_status(conn: asyncpg.Connection, case_id: UUID) -> str | None:
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM service_cases WHERE case_id = $1", case_id)
+    return status

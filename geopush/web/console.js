@@ -444,6 +444,7 @@
     form.classList.remove("hidden");
     audienceMode();
     preview();
+    scheduleForesight();
     selectTab("offers");
     $("o-name").focus();
   }
@@ -565,6 +566,92 @@
     $("p-first").value = r.status === 200 ? (r.body.first_name || "") : "";
     if (r.status !== 200) setStatus("no customer " + id, true);
     preview();
+  });
+
+  // ------------------------------------------------------------------ foresight
+  // SPEC 16: the offer as composed, replayed over the last days, debounced as the marketer
+  // types; a newer edit aborts the request in flight (the server stops its replay too).
+  const REASON_LABEL = { quiet_hours: "held by quiet hours", daily_cap: "held by the daily cap",
+    cooldown: "in cooldown", lower_priority: "beaten by another offer",
+    no_push_consent: "without push consent", segment_mismatch: "other segments" };
+  let foresightTimer = null;
+  let foresightAbort = null;
+  function scheduleForesight() {
+    clearTimeout(foresightTimer);
+    foresightTimer = setTimeout(runForesight, 600);
+  }
+  async function runForesight() {
+    if ($("offer-form").classList.contains("hidden")) return;
+    if (foresightAbort) foresightAbort.abort();
+    const abort = new AbortController();
+    foresightAbort = abort;
+    const offer = composedOffer();
+    if (state.editingOffer) offer.id = state.editingOffer;
+    const days = Number($("f-days").value);
+    const summary = $("f-summary");
+    const untitled = Object.values(offer.message.translations).some((t) => !t.title || !t.body);
+    if (!offer.store_ids.length && !offer.geofence_ids.length || untitled) {
+      // Not an offer yet: the answer would be a 400, so say what is missing instead.
+      if (foresightAbort) foresightAbort.abort();
+      foresightAbort = null;
+      summary.classList.remove("busy");
+      summary.textContent = untitled ? "write the message to see what it would have done"
+        : "pick a store or geofence to see what the offer would have done";
+      $("f-bars").replaceChildren();
+      return;
+    }
+    summary.classList.add("busy");
+    summary.textContent = "replaying the last " + days + " days…";
+    let resp;
+    try {
+      resp = await fetch("/v1/offers/preview", { method: "POST", signal: abort.signal,
+        cache: "no-store", headers: { "Authorization": "Bearer " + key.get(),
+                                      "Content-Type": "application/json" },
+        body: JSON.stringify({ offer, days }) });
+    } catch (e) {
+      return;  // aborted by a newer edit, or the network: the next edit tries again
+    }
+    const body = await resp.json().catch(() => null);
+    if (abort !== foresightAbort) return;
+    foresightAbort = null;
+    summary.classList.remove("busy");
+    if (resp.status !== 200) {
+      summary.textContent = "no preview: " + GP.errorMessage({ status: resp.status, body });
+      $("f-bars").replaceChildren();
+      return;
+    }
+    showForesight(body, days);
+  }
+  function showForesight(p, days) {
+    const held = Object.entries(p.suppressed).sort((a, b) => b[1] - a[1]);
+    const parts = [num(p.customers) + " customers", num(p.would_send) + " sends"];
+    if (p.control) parts.push(num(p.control) + " held out as control");
+    for (const [reason, n] of held.slice(0, 2)) {
+      parts.push(num(n) + " " + (REASON_LABEL[reason] || reason.replaceAll("_", " ")));
+    }
+    $("f-summary").textContent = `last ${days} day${days === 1 ? "" : "s"}: ` + parts.join(", ")
+      + (held.length > 2 ? "…" : "");
+    const rows = [["would_send", p.would_send], ["control", p.control], ...held];
+    const max = Math.max(1, ...rows.map((r) => r[1]));
+    $("f-bars").replaceChildren(...rows.filter((r) => r[1] > 0 || r[0] === "would_send").map(
+      ([reason, n]) => el("div", { class: "f-bar-row", "data-reason": reason },
+        el("span", {}, reason.replaceAll("_", " ")),
+        el("div", { class: "f-bar", style: `width:${Math.max(0.5, 100 * n / max)}%` }),
+        el("span", { class: "num" }, num(n)))));
+  }
+  $("offer-form").addEventListener("input", scheduleForesight);
+  $("offer-form").addEventListener("change", scheduleForesight);
+  $("f-test").addEventListener("click", async () => {
+    const out = $("f-test-status");
+    const device = $("f-device").value.trim();
+    if (!state.editingOffer) {
+      out.textContent = "save the offer first: a test sends the saved message";
+      return;
+    }
+    const r = await call("POST", `/v1/offers/${state.editingOffer}/test`, { device_id: device });
+    out.textContent = r.status === 200
+      ? (r.body.sent ? `test sent: “${r.body.title}”` : "FCM refused it: " + r.body.error)
+      : GP.errorMessage(r);
   });
 
   // ------------------------------------------------------------------ results
