@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from geopush.campaigns.errors import OfferError
@@ -426,6 +427,14 @@ class FeedbackConfig(_Section):
     comment_retention_days: int = Field(365, ge=1)
 
 
+class RecognitionConfig(_Section):
+    """SPEC section 15: staff are alerted when a customer at or above this loyalty level
+    (or in segment `best`) who consented to recognition enters their store."""
+
+    enabled: bool = True
+    min_level: str = Field("gold", min_length=1, max_length=50)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -442,6 +451,14 @@ class Config(_Section):
     loyalty: LoyaltyConfig = LoyaltyConfig()
     alerts: AlertsConfig = AlertsConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    recognition: RecognitionConfig = RecognitionConfig()
+
+    @model_validator(mode="after")
+    def _recognition_level(self) -> Config:
+        if self.recognition.min_level not in self.loyalty.levels:
+            raise ValueError(f"[recognition] min_level {self.recognition.min_level!r} is not"
+                             f" one of [loyalty] levels ({', '.join(self.loyalty.levels)})")
+        return self
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs and the dashboard, secrets hidden."""

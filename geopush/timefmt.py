@@ -31,8 +31,16 @@ def parse_rfc3339(text: str) -> datetime | None:
     match = _RFC3339.fullmatch(text)
     if match is None:
         return None
-    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    year, month, day, hour, minute, second = map(int, match.group(1, 2, 3, 4, 5, 6))
     micro = int((match[7] or "0")[:6].ljust(6, "0"))
+    if match[9] is None and second != 60:
+        # `Z`, as phones send it: already UTC, no conversion (the most common case, once
+        # per ping of every batch).
+        try:
+            ts = datetime(year, month, day, hour, minute, second, micro, UTC)
+        except ValueError:
+            return None
+        return ts if MIN_YEAR <= ts.year <= MAX_YEAR else None
     offset = timedelta(0)
     if match[9] is not None:
         off_h, off_m = int(match[10]), int(match[11])

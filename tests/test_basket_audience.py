@@ -22,7 +22,8 @@ def test_recommended_matches_the_top_three(category: str | None,
                                            recommended: tuple[str, ...],
                                            reason: R | None) -> None:
     s = with_offer(audience=Audience(recommended=True), category=category)(baseline())
-    s = with_facts(recommended_categories=recommended, consent_categories=None)(s)
+    s = with_facts(recommended_categories=recommended, consent_categories=None,
+                   interests=None)(s)
     assert s.reason() == reason
 
 

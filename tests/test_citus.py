@@ -148,3 +148,58 @@ async def test_one_customers_phones_on_two_workers_share_cooldown_and_cap(
                           offer["id"])
     assert sorted((r["outcome"], r["reason"] or "") for r in rows) == [
         ("queued", ""), ("suppressed", "cooldown")]
+
+
+async def test_a_stopped_worker_fails_only_its_devices_and_loses_nothing(
+    cluster: Cluster, api, db: asyncpg.Connection, report
+) -> None:
+    """One worker stops during ingest: the devices whose shards live there get 503 with
+    Retry-After, the others go on; once it is back, they recover without restarting
+    geopush, and every acknowledged ping is in the database."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.conftest import unique_token
+    from tests.eventually import eventually
+
+    phones = [await api.device(unique_token()) for _ in range(8)]
+    node = {p.device_id: await db.fetchval(_NODE_OF_DEVICE, p.device_id) for p in phones}
+    down = cluster.workers[1]
+    on_down = [p for p in phones if node[p.device_id] == down.port]
+    on_up = [p for p in phones if node[p.device_id] != down.port]
+    assert on_down and on_up, "both workers hold some of the devices"
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    acknowledged = 0
+    step = 0
+
+    async def ping(phone) -> int:
+        nonlocal acknowledged, step
+        step += 1
+        reply = await api.pings(phone, [(39.9, 116.4, start + timedelta(seconds=10 * step))])
+        if reply.status == 202:
+            acknowledged += reply.body["accepted"]
+        return reply.status
+
+    assert {await ping(p) for p in phones} == {202}
+    cluster.stop_node(down)
+    try:
+        refused = []
+        for phone in phones:
+            status = await ping(phone)
+            if phone in on_up:
+                assert status == 202
+            else:
+                refused.append(status)
+        assert set(refused) == {503}
+        reply = await api.pings(on_down[0], [(39.9, 116.4, datetime.now(UTC))])
+        assert reply.status == 503 and reply.headers.get("Retry-After")
+    finally:
+        cluster.start_node(down)
+
+    async def recovered() -> bool:
+        return all([await ping(p) == 202 for p in on_down])
+
+    await eventually(recovered, within=60, every=0.5)
+    stored = await db.fetchval("SELECT count(*) FROM pings")
+    report(f"worker stopped: {len(on_up)} devices kept going, {len(on_down)} got 503 until"
+           f" it came back; {acknowledged} pings acknowledged, {stored} stored")
+    assert stored == acknowledged

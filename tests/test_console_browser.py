@@ -184,6 +184,7 @@ async def test_console_draws_geofences_and_composes_an_offer(gp: Api, tmp_path: 
         for k in ("id", "created_at", "updated_at"):
             made.pop(k)
         made.pop("levels", None)
+        assert made.pop("allow_recent_buyers") is False  # SPEC 15: the default
         assert made == {
             "name": "Pastry after coffee", "trigger": "exit", "status": "paused",
             "store_ids": [shop.store["id"]], "geofence_ids": [circle["id"]],

@@ -111,6 +111,9 @@ async def test_demo_runs_the_whole_product_for_a_minute(tmp_path: Path) -> None:
         assert "store alert: service_recovery" in out and "signature verified" in out
         assert "recovery push: Toutes nos excuses, Camille" in out
         assert "returned: yes, case recovered" in out
+        # The learning story: a shopper's interests, a gold customer greeted by name.
+        assert "preferences: Ana wants bakery, at most 3 a week" in out
+        assert "vip arrival: Mei (gold" in out and "staff alerted" in out
         assert (tmp_path / "data" / "demo.log").stat().st_size > 0
     finally:
         if proc.poll() is None:

@@ -147,3 +147,13 @@ async def test_no_discount_on_the_appliance_bought_at_full_price_yesterday(
     stranger = await api.device(unique_token(), customer_id="C-B")
     await _walk_in(api, stranger)
     assert sorted(await _reasons(db, discount)) == ["queued", "recently_bought"]
+
+
+async def test_device_erasure_takes_its_preferences_and_their_log(
+        api: Api, db: asyncpg.Connection) -> None:
+    dev = await api.device(unique_token())
+    (await _prefs(api, dev, {"interests": ["toys"]})).ok(200)
+    assert await db.fetchval("SELECT count(*) FROM preference_log") == 1
+    assert (await api.call("DELETE", "/v1/devices/me", key=dev.token)).status == 204
+    for table in ("preferences", "preference_log", "category_fatigue"):
+        assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table

@@ -51,7 +51,7 @@ async def test_bad_visit_is_heard_recovered_and_the_customer_returns(
         shop = await rated_store(api, alert_url=receiver.url)
         recovery = await api.offer(trigger="recovery", store_ids=[shop.store["id"]],
                                    message=SORRY, name="Sorry coffee", ttl_s=3600)
-        await import_customers(api, [("cust-e2e", "Amélie")])
+        await import_customers(api, [("cust-e2e", "Amélie", "Poulain")], last_names=True)
         phone = await api.device(unique_token("e2e"), locale="fr-CA", customer_id="cust-e2e")
 
         # The visit, then the answer: 1/5, empathy 1 where 5 was expected.
@@ -75,6 +75,7 @@ async def test_bad_visit_is_heard_recovered_and_the_customer_returns(
         assert alert["overall"] == 1 and alert["dimensions"]["empathy"] == 1
         assert alert["comment"] == "Personne ne m'a aidée à la caisse."
         assert alert["language"] == "fr-CA" and alert["first_name"] == "Amélie"
+        assert "Poulain" not in str(alert)  # the first name, never the surname
 
         # The recovery offer reaches the phone, in French.
         async def pushed() -> list[dict[str, Any]]:
@@ -108,3 +109,4 @@ async def test_bad_visit_is_heard_recovered_and_the_customer_returns(
         text = (await api.call("GET", "/metrics")).body
         assert metric_value(text, "geopush_feedback_total", overall="1") >= 1
         assert metric_value(text, "geopush_cases_total", status="contacted") >= 1
+        assert metric_value(text, "geopush_cases_total", status="recovered") >= 1

@@ -30,7 +30,6 @@ from geopush.delivery.records import (
     requeue,
 )
 from geopush.store.erasure import ERASED_DEVICE
-from geopush.store.fatigue import reset as reset_fatigue
 from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts_or_none
 
@@ -137,7 +136,6 @@ async def _mark(request: web.Request, what: str) -> web.Response:
     device_id = await require_device(request)
     delivery_id = path_id(request, "delivery_id", "delivery")
     await report(request.app[RUNTIME].pool, delivery_id, device_id, what)
-    await reset_fatigue(request.app[RUNTIME].pool, delivery_id)  # SPEC 15: a response
     return web.Response(status=204)
 
 

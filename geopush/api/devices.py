@@ -25,6 +25,7 @@ from geopush.store.devices import (
     lock_device,
     set_consent,
     set_leaderboard_consent,
+    set_recognition_consent,
     update_device,
 )
 from geopush.store.link_proofs import spend_proof
@@ -44,6 +45,7 @@ def device_json(row: asyncpg.Record) -> dict[str, Any]:
             "push": row["consent_push"],
             "categories": row["consent_categories"],
             "leaderboard": row["consent_leaderboard"],
+            "recognition": row["consent_recognition"],
         },
         "created_at": format_ts(row["created_at"]),
         "updated_at": format_ts(row["updated_at"]),
@@ -82,6 +84,7 @@ class Consent(RequestBody):
     push: bool
     categories: list[Annotated[str, NonBlank(100)]] | None = None
     leaderboard: bool | None = None
+    recognition: bool | None = None  # SPEC 15: staff may greet this customer by name
 
 
 def _check_link(rt: Runtime, customer_id: str | None, proof: str | None
@@ -172,7 +175,9 @@ async def put_consent(request: web.Request) -> web.Response:
     async with pool.acquire() as conn, conn.transaction():
         # The device row is locked first, as ingest and the sweeper lock it.
         now = await device_row(conn, device_id, lock=True)
-        if _same_consent(now, location, push, categories, leaderboard):
+        same_recognition = consent.recognition is None or (
+            now is not None and now["consent_recognition"] == consent.recognition)
+        if _same_consent(now, location, push, categories, leaderboard) and same_recognition:
             # Apps send their consent at every start: an unchanged one is no change to
             # log, so replaying it cannot grow the log.
             return web.json_response(device_json(now))
@@ -182,6 +187,8 @@ async def put_consent(request: web.Request) -> web.Response:
         if leaderboard is not None:
             row = await set_leaderboard_consent(conn, device_id, leaderboard)
             rt.leaderboards.invalidate()
+        if consent.recognition is not None:
+            row = await set_recognition_consent(conn, device_id, consent.recognition)
     withdrawal.observe()
     return web.json_response(device_json(row))
 

@@ -20,6 +20,7 @@ from geopush.insights.audiences import cross_sell_audiences, stored_rules, upsel
 from geopush.insights.basket_data import LEVELS
 from geopush.insights.basket_rules import configured_params, lookback_start, mine_job
 from geopush.insights.rules import Rule, RuleParams
+from geopush.store.value import GROUPINGS, customer_value
 from geopush.timefmt import format_ts
 
 #: Most rules one answer lists (best lift first); `truncated` tells when more passed.
@@ -145,6 +146,21 @@ async def get_upsell(request: web.Request) -> web.Response:
     return web.json_response(await upsell(rt.pool, since, _query_store(request)))
 
 
+@documented("Customer value on the three levers, per segment or store", auth=BY_MARKETER,
+            query=(Query("by", {"enum": list(GROUPINGS)}, "segment (default) or store"),))
+async def get_value(request: web.Request) -> web.Response:
+    """`GET /v1/insights/value?by=segment|store` (SPEC section 15): frequency × basket ×
+    relationship length, per group, best value first."""
+    rt = request.app[RUNTIME]
+    by = request.query.get("by", "segment")
+    if by not in GROUPINGS:
+        raise field_error("by", "must be segment or store")
+    lookback = rt.config.segments.lookback_days
+    items = await customer_value(rt.pool, "store" if by == "store" else "segment", rt.now(),
+                                 lookback)
+    return web.json_response({"by": by, "lookback_days": lookback, "items": items})
+
+
 @documented("Mine the rules the decisions use, now", auth=BY_MARKETER)
 async def post_recompute(request: web.Request) -> web.Response:
     """`POST /v1/insights/recompute`: mine the rules the decisions use now; the summary."""
@@ -157,4 +173,5 @@ def routes() -> list[web.RouteDef]:
         web.get("/v1/insights/cross-sell", get_cross_sell),
         web.get("/v1/insights/upsell", get_upsell),
         web.post("/v1/insights/recompute", post_recompute),
+        web.get("/v1/insights/value", get_value),
     ]

@@ -152,7 +152,8 @@ async def get_service(request: web.Request) -> web.Response:
     fb = rt.config.feedback
     now = rt.now()
     async with rt.pool.acquire() as conn:
-        await refresh_recovered(conn, fb.recovery_window_days, now)
+        metrics.CASES.labels("recovered").inc(
+            await refresh_recovered(conn, fb.recovery_window_days, now))
         stores = await service_report(conn, days=days, store_id=store_id,
                                       standard=fb.standard, sla_s=fb.recovery_sla_s, now=now)
         cases = await case_times(conn, now, days, store_id)
@@ -170,7 +171,8 @@ async def list_cases(request: web.Request) -> web.Response:
     store_id = _store_filter(request)
     rt = request.app[RUNTIME]
     async with rt.pool.acquire() as conn:
-        await refresh_recovered(conn, rt.config.feedback.recovery_window_days, rt.now())
+        metrics.CASES.labels("recovered").inc(await refresh_recovered(
+            conn, rt.config.feedback.recovery_window_days, rt.now()))
         rows = await list_case_rows(conn, limit, cursor, status, store_id)
     return web.json_response(page([case_json(r) for r in rows], rows, limit, "case_id"))
 

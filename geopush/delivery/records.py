@@ -14,6 +14,7 @@ from geopush.campaigns.offers import DEFAULT_TTL_S
 from geopush.codes import DeliveryStatus
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.errors import Conflict, NotFound
+from geopush.store.fatigue import reset as reset_fatigue
 from geopush.store.keyset import Listing
 from geopush.timefmt import parse_rfc3339
 
@@ -155,3 +156,4 @@ async def report(pool: asyncpg.Pool, delivery_id: UUID, device_id: UUID, what: s
         raise NotFound("delivery")
     if status != DeliveryStatus.SENT:
         raise Conflict(f"this delivery was not sent (it is {status})", code="not_sent")
+    await reset_fatigue(pool, delivery_id)  # SPEC 15: a response resets the category

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from geopush.app import create_app
 from geopush.config import load_config
+from geopush.demo.learning import LearningStory
 from geopush.demo.phones import MAX_SPEED_MPS, Replay
 from geopush.demo.service import SIGNING_SECRET, AlertInbox, ServiceStory
 from geopush.demo.summary import Screen, Snapshot, parse_metrics
@@ -144,7 +145,8 @@ async def _loyalty(session: aiohttp.ClientSession, base: str, world: World,
 
 async def _summary_loop(session: aiohttp.ClientSession, base: str, world: World,
                         replay: Replay, screen: Screen, app: web.Application,
-                        ends: float, service: dict[str, Any] | None = None) -> None:
+                        ends: float, service: dict[str, Any] | None = None,
+                        learning: dict[str, Any] | None = None) -> None:
     started = time.monotonic()
     last_pings, last_t = 0.0, started
     segments: dict[str, int] = {}
@@ -166,7 +168,8 @@ async def _summary_loop(session: aiohttp.ClientSession, base: str, world: World,
         rate = (accepted - last_pings) / max(1e-6, now - last_t) if tick else 0.0
         last_pings, last_t = accepted, now
         snapshot = Snapshot(now - started, metrics, latency, segments, replay.activity, rate,
-                            {"loyalty": loyalty, "service": service})
+                            {"loyalty": loyalty, "service": service,
+                             "learning": learning})
         screen.show(snapshot)
         if now >= ends:
             return
@@ -248,17 +251,22 @@ async def _main(port: int, duration: float, data_dir: Path, speedup: float,
                     story = ServiceStory(client, world, inbox, link_secret,
                                          emu.state.messages)
                     told = asyncio.create_task(story.run(), name="demo-service")
+                    learning = LearningStory(client, world, inbox, link_secret)
+                    learned = asyncio.create_task(learning.run(), name="demo-learning")
                     try:
                         await _summary_loop(session, base, world, replay, screen, app, ends,
-                                            story.status)
+                                            story.status, learning.status)
                     finally:
                         screen.final()
                         phones.cancel()
                         told.cancel()
+                        learned.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await phones
                         with contextlib.suppress(Exception, asyncio.CancelledError):
                             await told
+                        with contextlib.suppress(Exception, asyncio.CancelledError):
+                            await learned
                         await inbox.stop()
                     if phones.done() and not phones.cancelled() and phones.exception():
                         raise phones.exception()  # type: ignore[misc]

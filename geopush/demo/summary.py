@@ -143,10 +143,18 @@ def service_panel(s: Snapshot) -> list[str]:
     return lines
 
 
+def learning_panel(s: Snapshot) -> list[str]:
+    """The learning story (SPEC section 15): preferences given, a VIP greeted by name."""
+    learning = s.extra.get("learning")
+    if not learning:
+        return []
+    return ["learning"] + [f"  {k}: {v}" for k, v in learning.items()]
+
+
 Panel = Callable[[Snapshot], list[str]]
 PANELS: list[Panel] = [pings_panel, visits_panel, decisions_panel, pushes_panel,
                        latency_panel, segments_panel, shoppers_panel, loyalty_panel,
-                       service_panel]
+                       service_panel, learning_panel]
 
 
 class Screen:

@@ -38,7 +38,8 @@ from geopush.codes import EventType, Outcome, Segment, Trigger
 from geopush.config import Config
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.geo.visits import VisitEvent
-from geopush.ingest.learning import learning_facts
+from geopush.ingest.learning import LearningFacts, learning_facts
+from geopush.ingest.recognition import recognize_arrivals
 from geopush.loyalty.levels import subject_level
 from geopush.outcomes import DecisionSummary, lock_customer
 from geopush.store.offer_keys import LiveOfferKeys
@@ -198,6 +199,7 @@ async def decide_events(
             _CANCEL_LEFT, device_id, list(exits), list(exits.values())
         )
         summary.cancelled = len(cancelled)
+    await recognize_arrivals(conn, config, store_of, device, events)  # SPEC 15
     return summary
 
 
@@ -216,7 +218,7 @@ class _Facts:
     level: Any
     timezone: str
     last_feedback: datetime | None = None
-    learned: Any = None  # SPEC 15's facts (preferences, fatigue, recent purchases)
+    learned: LearningFacts = field(default_factory=LearningFacts)  # SPEC 15
 
 
 @dataclass
@@ -291,6 +293,7 @@ async def _gather_facts(
     else:
         sent_today = await conn.fetchval(_SENT_TODAY_DEVICE, device_id, day_start)
     level = await subject_level(conn, config, customer_id, device_id, offers)
+    learned = await learning_facts(conn, config, customer_id, device_id, now)
     last_feedback = None
     if any(o.trigger == Trigger.FEEDBACK for o in offers):
         since = now - timedelta(days=config.feedback.min_days_between)
@@ -298,7 +301,6 @@ async def _gather_facts(
             last_feedback = await conn.fetchval(_LAST_FEEDBACK_CUSTOMER, customer_id, since)
         else:
             last_feedback = await conn.fetchval(_LAST_FEEDBACK_DEVICE, device_id, since)
-    learned = await learning_facts(conn, config, customer_id, device_id, now)
     return _Facts(counters=counters, stores=stores, segment=segment, first_name=first_name,
                   bought=bought, recommended=recommended,
                   last_contact={str(r["offer_id"]): r["at"] for r in contacts},
@@ -324,7 +326,6 @@ def _plan_decisions(
     last_contact = dict(facts.last_contact)
     sent_today = facts.sent_today
     last_feedback = facts.last_feedback
-    sent_before = sent_today
     rules = campaign_rules(config)
     token_active = bool(device["fcm_token"]) and device["fcm_token_active"]
     bumps: Counter[str] = Counter()
@@ -345,7 +346,7 @@ def _plan_decisions(
             offer_sends={k: v + bumps[k] for k, v in facts.counters.items()},
             last_contact=dict(last_contact), sent_today=sent_today, level=facts.level,
             last_feedback=last_feedback,
-            **facts.learned.decision_fields(sent_today - sent_before),
+            **facts.learned.decision_fields(sent_today - facts.sent_today),
         )
         results = decide(EventFacts(event.type, event.geofence_id, store, event.ts),
                          candidates, decision_facts, now, rules)

@@ -55,8 +55,10 @@ RETURNING {COLUMNS}
 """
 
 
-async def refresh_recovered(conn: asyncpg.Connection, window_days: int, now: datetime) -> None:
-    await conn.execute(_REFRESH, window_days, now)
+async def refresh_recovered(conn: asyncpg.Connection, window_days: int, now: datetime) -> int:
+    """Stamp the cases whose customer has come back since they were last read; how many."""
+    status = await conn.execute(_REFRESH, window_days, now)
+    return int(status.split()[-1])
 
 
 def parse_patch(body: Any) -> tuple[str | None, bool, str | None]:

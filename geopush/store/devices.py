@@ -17,7 +17,7 @@ import asyncpg
 COLUMNS = (
     "device_id, platform, locale, timezone, customer_id, fcm_token_active, "
     "fcm_token IS NOT NULL AS has_fcm_token, consent_location, consent_push, "
-    "consent_categories, created_at, updated_at, consent_leaderboard"
+    "consent_categories, created_at, updated_at, consent_leaderboard, consent_recognition"
 )
 _ONE = f"SELECT {COLUMNS} FROM devices WHERE device_id = $1"
 _INSERT = """
@@ -87,6 +87,26 @@ async def set_leaderboard_consent(conn: asyncpg.Connection, device_id: UUID,
     their phones, so a withdrawal anywhere takes them off every leaderboard at once."""
     await conn.execute(_SET_LEADERBOARD, device_id, leaderboard)
     await conn.execute(_LOG_LEADERBOARD, device_id, leaderboard)
+    row: asyncpg.Record = await conn.fetchrow(_ONE, device_id)
+    return row
+
+
+_SET_RECOGNITION = """
+UPDATE devices SET consent_recognition = $2 WHERE device_id = $1
+   OR customer_id = (SELECT customer_id FROM devices WHERE device_id = $1)
+"""
+_LOG_RECOGNITION = """
+UPDATE consent_log SET recognition = $2
+WHERE id = (SELECT max(id) FROM consent_log WHERE device_id = $1)
+"""
+
+
+async def set_recognition_consent(conn: asyncpg.Connection, device_id: UUID,
+                                  recognition: bool) -> asyncpg.Record:
+    """Consent to be greeted by name in stores (SPEC 15) is the customer's, as leaderboard
+    consent is: set on one phone, it holds on all of theirs."""
+    await conn.execute(_SET_RECOGNITION, device_id, recognition)
+    await conn.execute(_LOG_RECOGNITION, device_id, recognition)
     row: asyncpg.Record = await conn.fetchrow(_ONE, device_id)
     return row
 

@@ -41,7 +41,8 @@ REFERENCE = ("api_keys", "stores", "geofences", "offers", "challenges",
              "challenge_completions",
              # SPEC 15: keyed by subject (a device, then its customer), like the loyalty
              # tables; one row per subject, or per subject and category, and a log of changes.
-             "preferences", "preference_log", "category_fatigue")
+             "preferences", "preference_log", "category_fatigue",
+             "recognition_arrivals")
 # Tables no query joins with another, kept on the coordinator alone (every process goes
 # through it): the migrations' record, the rate limits' counters, the senders' pause, the
 # customer proofs already spent, and the offers' lock rows (locking a row of a reference

@@ -3,8 +3,9 @@
 A batch's events are decided only when some active offer could match one of them. Knowing
 that from memory saves the offer query of every batch whose events nobody targets (an exit
 where only `enter` offers run, a fence no offer names). Every statement that changes
-`offers` sends NOTIFY on `geopush_offers` (a trigger, migration 0051, so no writer can
-forget it); each process LISTENs and re-reads the keys, as the geofence index does. The
+`offers` sends NOTIFY on `geopush_offers` (`store/offers.py: notify_offers_changed`, in
+the writer's transaction; not a trigger, which Citus refuses on reference tables); each
+process LISTENs and re-reads the keys, as the geofence index does. The
 handlers that change offers also reload before answering, so their own process never lags.
 
 Until the first load, and while the listener is lost, the keys are unknown and every event

@@ -11,6 +11,7 @@ import asyncpg
 from geopush.campaigns.offers import Offer, StoreInfo, offer_from_json
 from geopush.errors import NotFound
 from geopush.store.keyset import Listing
+from geopush.store.offer_keys import CHANNEL as OFFERS_CHANNEL
 from geopush.timefmt import format_ts
 
 
@@ -62,6 +63,7 @@ async def insert_offer(conn: asyncpg.Connection, offer_id: UUID, trigger: str,
         "INSERT INTO offers (offer_id, trigger, geofence_ids, store_ids, status, definition)"
         f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}",
         offer_id, trigger, geofences, stores, status, definition)
+    await notify_offers_changed(conn)
     return row
 
 
@@ -72,6 +74,7 @@ async def update_offer(conn: asyncpg.Connection, offer_id: UUID | str, trigger: 
         "UPDATE offers SET trigger = $2, geofence_ids = $3, store_ids = $4, status = $5,"
         f" definition = $6, updated_at = now() WHERE offer_id = $1 RETURNING {COLUMNS}",
         offer_id, trigger, geofences, stores, status, definition)
+    await notify_offers_changed(conn)
     return row
 
 
@@ -82,3 +85,12 @@ async def remove_offer(pool: asyncpg.Pool, offer_id: UUID | str) -> None:
             "UPDATE offers SET deleted_at = now(), status = 'paused' WHERE offer_id = $1"
             " AND deleted_at IS NULL RETURNING true", offer_id):
         raise NotFound("offer")
+    await notify_offers_changed(pool)
+
+
+async def notify_offers_changed(conn: asyncpg.Connection | asyncpg.Pool) -> None:
+    """Tell every process to re-read the active offers' keys (store/offer_keys.py);
+    delivered when the caller's transaction commits. Every statement that changes
+    `offers` calls it (a trigger would do it for all, but Citus refuses triggers on
+    reference tables)."""
+    await conn.execute("SELECT pg_notify($1, '')", OFFERS_CHANNEL)

@@ -106,4 +106,5 @@ ERASE_CUSTOMER = (
     "DELETE FROM preferences WHERE subject = 'c:' || $1",
     "DELETE FROM category_fatigue WHERE subject = 'c:' || $1",
     "DELETE FROM preference_log WHERE subject = 'c:' || $1",
+    "DELETE FROM recognition_arrivals WHERE subject = 'c:' || $1",
 )

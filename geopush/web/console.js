@@ -674,7 +674,7 @@
       selected: o.id === current }, (o.name || o.id.slice(0, 8)) + " (" + o.status + ")")));
     if (!sel.value && state.offers.length) sel.value = state.offers[0].id;
     await Promise.all([offerResults(sel.value), segmentResults(), basketResults(),
-                       loyaltyResults()]);
+                       loyaltyResults(), valueResults()]);
   }
   $("r-offer").addEventListener("change", () => offerResults($("r-offer").value));
   async function offerResults(id) {
@@ -705,6 +705,19 @@
       el("p", { "data-lift": "" }, "Lift: ", el("strong", {},
         c.lift === null ? "not measurable yet (needs control customers who converted)"
           : (c.lift >= 0 ? "+" : "") + (100 * c.lift).toFixed(1) + " %")));
+    const lv = st.levers;
+    if (lv) {
+      const fig = (v, digits) => v === null || v === undefined ? "–" : v.toFixed(digits);
+      const share = (v) => v === null || v === undefined ? "–" : (100 * v).toFixed(1) + " %";
+      $("r-levers").replaceChildren(el("h3", {}, `The three levers within ${lv.window_days} days`),
+        table(["group", "customers", "visits per customer", "average basket", "retained"], [
+          ["treatment", num(lv.treatment.customers), fig(lv.treatment.visits_per_customer, 2),
+           fig(lv.treatment.average_basket, 2), share(lv.treatment.retained)],
+          ["control", num(lv.control.customers), fig(lv.control.visits_per_customer, 2),
+           fig(lv.control.average_basket, 2), share(lv.control.retained)],
+          ["treatment ÷ control", "", fig(lv.ratio.visits_per_customer, 2),
+           fig(lv.ratio.average_basket, 2), fig(lv.ratio.retained, 2)]], [1, 2, 3, 4]));
+    }
     if (d.status === 200) {
       const xs = d.body.days.map((day) => Date.parse(day + "T12:00:00Z") / 1000);
       chart($("r-daily"), "Per day: sends, opens, redemptions", xs,
@@ -712,6 +725,41 @@
              { label: "redeemed", values: d.body.redeemed }], { height: 190 });
     }
   }
+  async function valueResults() {
+    if (!hasRoute("GET", "/v1/insights/value")) return;
+    const r = await call("GET", "/v1/insights/value?by=" + $("v-by").value);
+    if (r.status !== 200) {
+      $("r-value").replaceChildren(el("div", { class: "na" }, GP.errorMessage(r)));
+      return;
+    }
+    const f = (v) => v === null ? "–" : v.toFixed(2);
+    $("r-value").replaceChildren(r.body.items.length ? table(
+      ["group", "customers", "purchases / month", "average basket", "months", "value"],
+      r.body.items.map((i) => [i.name || i.group, num(i.customers), f(i.frequency_per_month),
+                               f(i.average_basket), f(i.relationship_months), f(i.value)]),
+      [1, 2, 3, 4, 5]) : el("div", { class: "empty" }, "no transactions yet"));
+  }
+  $("v-by").addEventListener("change", valueResults);
+  $("c-lookup").addEventListener("change", async () => {
+    const id = $("c-lookup").value.trim();
+    if (!id) return;
+    const r = await call("GET", "/v1/customers/" + encodeURIComponent(id));
+    if (r.status !== 200) {
+      $("c-profile").replaceChildren(el("div", { class: "na" }, GP.errorMessage(r)));
+      return;
+    }
+    const c = r.body;
+    const p = c.preferences || {};
+    const q = p.quiet_hours;
+    $("c-profile").replaceChildren(table(["", ""], [
+      ["name", c.first_name || "–"], ["segment", c.segment],
+      ["level", c.loyalty && c.loyalty.level ? c.loyalty.level : "–"],
+      ["recommended", (c.recommended_categories || []).join(", ") || "–"],
+      ["interests", p.interests ? p.interests.join(", ") || "none" : "all"],
+      ["weekly maximum", p.max_per_week === null || p.max_per_week === undefined
+        ? "–" : String(p.max_per_week)],
+      ["quiet hours", q ? q.start + "–" + q.end : "the global ones"]], []));
+  });
   async function segmentResults() {
     const r = await call("GET", "/v1/segments");
     if (r.status !== 200) {
