@@ -12,7 +12,7 @@ from geopush.api.offers import OfferCreate
 from geopush.api.openapi import BY_MARKETER, documented
 from geopush.api.schema import RequestBody, Text, Whole
 from geopush.foresight.draft import draft_offer
-from geopush.foresight.load import preview_job
+from geopush.foresight.load import LearningRules, preview_job
 from geopush.foresight.test_push import send_test_push
 from geopush.ingest.decisions import campaign_rules
 from geopush.runtime import RUNTIME
@@ -44,7 +44,9 @@ async def post_preview(request: web.Request) -> web.Response:
     result = await rt.miner.query(
         preview_job, rt.database_url, offer, int(body.get("days", 7)), now,
         campaign_rules(config), config.campaigns.preview_max_events,
-        config.segments.lookback_days, dict(config.loyalty.levels), abandoned=abandoned)
+        config.segments.lookback_days, dict(config.loyalty.levels),
+        LearningRules(config.campaigns.fatigue_after, config.campaigns.fatigue_days,
+                      config.campaigns.recently_bought_days), abandoned=abandoned)
     return web.json_response(result)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -25,6 +26,8 @@ from geopush.foresight.replay import Preview, ReplayEvent, Subject, replay
 from geopush.loyalty.levels import subject_totals
 from geopush.loyalty.rules import level_for, subject_of
 from geopush.store.offers import offer_from_row, store_from_row
+from geopush.store.preferences import preferences_from_row
+from geopush.store.preferences import subject_of as pref_subject
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,29 @@ SELECT c.customer_id, c.segment,
 FROM customers c WHERE c.customer_id = ANY($1::text[])
 """
 _STORES = "SELECT store_id, name, timezone, opening_hours FROM stores"
+# SPEC 15's facts for every person at once (ingest reads them per batch: learning.py).
+_PREFERENCES = """
+SELECT subject, interests, max_per_week, quiet_start, quiet_end FROM preferences
+WHERE subject = ANY($1::text[])
+"""
+_FATIGUED = """
+SELECT subject, array_agg(category) AS categories FROM category_fatigue
+WHERE subject = ANY($1::text[]) AND unopened >= $2 AND last_sent_at > $3 GROUP BY subject
+"""
+_RECENT = """
+SELECT customer_id, array_agg(DISTINCT category) AS categories FROM transactions
+WHERE customer_id = ANY($1::text[]) AND category IS NOT NULL AND ts >= $2
+GROUP BY customer_id
+"""
+
+
+@dataclass(frozen=True)
+class LearningRules:
+    """The `[campaigns]` settings of SPEC 15 the facts are read with."""
+
+    fatigue_after: int = 5
+    fatigue_days: int = 14
+    recently_bought_days: int = 7
 
 
 def check_previewable(offer: Offer) -> None:
@@ -84,6 +110,7 @@ async def preview_offer(
     max_events: int,
     lookback_days: int,
     levels: dict[str, int],
+    learning: LearningRules | None = None,
 ) -> dict[str, Any]:
     """The preview of `offer` over the `days` before `now`: reads only, never writes."""
     started = time.perf_counter()
@@ -101,7 +128,8 @@ async def preview_offer(
             " or the offers it competes with; preview fewer days",
             code="preview_too_large", details=[{"field": "days", "max_events": max_events}])
     fetched = time.perf_counter()
-    subjects = await _subjects(conn, {r[5] for r in rows}, now, lookback_days, offers, levels)
+    subjects = await _subjects(conn, {r[5] for r in rows}, now, lookback_days, offers, levels,
+                               learning or LearningRules())
     stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES)}
     by_type = {str(t): t for t in EventType}
     events = [ReplayEvent(r[0], r[1], by_type[r[2]], r[3], r[4], r[5])
@@ -140,15 +168,24 @@ def relevant_rows(offer: Offer, competitors: list[Offer], rows: list[Any],
 
 async def _subjects(conn: asyncpg.Connection, device_ids: set[str], now: datetime,
                     lookback_days: int, offers: list[Offer], levels: dict[str, int],
-                    ) -> dict[str, Subject]:
+                    learning: LearningRules) -> dict[str, Subject]:
     devices = await conn.fetch(_DEVICES, sorted(device_ids))
     customer_ids = sorted({d["customer_id"] for d in devices if d["customer_id"]})
     customers = {r["customer_id"]: r for r in await conn.fetch(
         _CUSTOMERS, customer_ids, now, lookback_days)}
+    keys = sorted({pref_subject(d["customer_id"], d["device_id"]) for d in devices})
+    prefs = {r["subject"]: preferences_from_row(r)
+             for r in await conn.fetch(_PREFERENCES, keys)}
+    fatigued = {r["subject"]: frozenset(r["categories"]) for r in await conn.fetch(
+        _FATIGUED, keys, learning.fatigue_after,
+        now - timedelta(days=learning.fatigue_days))}
+    recent = {r["customer_id"]: frozenset(r["categories"]) for r in await conn.fetch(
+        _RECENT, customer_ids, now - timedelta(days=learning.recently_bought_days))}
     with_levels = any(o.levels for o in offers)
     out: dict[str, Subject] = {}
     for d in devices:
         customer = customers.get(d["customer_id"]) if d["customer_id"] else None
+        key = pref_subject(d["customer_id"], d["device_id"])
         level = None
         if with_levels:
             _, lifetime = await subject_totals(
@@ -163,13 +200,24 @@ async def _subjects(conn: asyncpg.Connection, device_ids: set[str], now: datetim
             consent_categories=(None if d["consent_categories"] is None
                                 else frozenset(d["consent_categories"])),
             timezone=d["timezone"] or "UTC", level=level,
+            **_learned(prefs.get(key), fatigued.get(key, frozenset()),
+                       recent.get(d["customer_id"], frozenset())),
         )
+    return out
+
+
+def _learned(prefs: Any, fatigued: frozenset[str], recent: frozenset[str]
+             ) -> dict[str, Any]:
+    out: dict[str, Any] = {"fatigued_categories": fatigued, "recent_categories": recent}
+    if prefs is not None:
+        out |= {"interests": None if prefs.interests is None else frozenset(prefs.interests),
+                "max_per_week": prefs.max_per_week, "quiet_hours": prefs.quiet_hours}
     return out
 
 
 async def preview_job(dsn: str, offer: Offer, days: int, now: datetime, rules: CampaignRules,
                       max_events: int, lookback_days: int, levels: dict[str, int],
-                      ) -> dict[str, Any]:
+                      learning: LearningRules | None = None) -> dict[str, Any]:
     """The child process's entry: its own connection, one read-only transaction."""
     from geopush.store.database import _init_connection
 
@@ -178,6 +226,6 @@ async def preview_job(dsn: str, offer: Offer, days: int, now: datetime, rules: C
         await _init_connection(conn)
         async with conn.transaction(readonly=True, isolation="repeatable_read"):
             return await preview_offer(conn, offer, days, now, rules, max_events,
-                                       lookback_days, levels)
+                                       lookback_days, levels, learning)
     finally:
         await conn.close()

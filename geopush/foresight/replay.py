@@ -19,7 +19,7 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from geopush.campaigns.decide import (
@@ -32,6 +32,8 @@ from geopush.campaigns.decide import (
 )
 from geopush.campaigns.offers import Offer, StoreInfo
 from geopush.codes import EventType, Outcome, Segment
+
+_WEEK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,12 @@ class Subject:
     consent_categories: frozenset[str] | None = None
     timezone: str = "UTC"
     level: str | None = None
+    # SPEC 15, as today: own preferences, categories paused by fatigue, bought lately.
+    interests: frozenset[str] | None = None
+    max_per_week: int | None = None
+    quiet_hours: tuple[time, time] | None = None
+    fatigued_categories: frozenset[str] = frozenset()
+    recent_categories: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -132,7 +140,7 @@ def replay(
     # candidate_offers itself, once per (trigger, geofence, store): events repeat them.
     candidates_of: dict[tuple[EventType, str, str | None], list[Offer]] = {}
     day_starts: dict[tuple[str, int], datetime] = {}
-    facts_of: dict[tuple[str, int], DecisionFacts] = {}
+    facts_of: dict[tuple[str, int, int], DecisionFacts] = {}
     sends: Counter[str] = Counter()  # per offer: queued so far (max_sends)
     last_contact: dict[str, dict[str, datetime]] = defaultdict(dict)  # subject → offer → at
     sent_at: dict[str, list[datetime]] = defaultdict(list)  # subject → queued times, in order
@@ -152,8 +160,9 @@ def replay(
         subject = subjects.get(event.device_id) or unknown
         who = subject.customer_id if subject.customer_id is not None else event.device_id
         times = sent_at.get(who)
-        sent_today = 0
+        sent_today = sent_week = 0
         if times:
+            sent_week = len(times) - bisect_left(times, event.now - _WEEK)
             # Day starts fall on quarter hours in every zone: one per zone and quarter.
             quarter = (subject.timezone, int(event.now.timestamp()) // 900)
             day_start = day_starts.get(quarter)
@@ -163,16 +172,19 @@ def replay(
         contacts = last_contact[who]
         # `sends` and `contacts` are the live dicts, so one facts value per device and
         # count of today's sends serves every event until that count changes.
-        facts = facts_of.get((event.device_id, sent_today))
+        facts = facts_of.get((event.device_id, sent_today, sent_week))
         if facts is None:
-            facts = facts_of[(event.device_id, sent_today)] = DecisionFacts(
+            facts = facts_of[(event.device_id, sent_today, sent_week)] = DecisionFacts(
                 device_id=event.device_id, push_consent=subject.push_consent,
                 token_active=subject.token_active, customer_id=subject.customer_id,
                 segment=subject.segment, purchase_categories=subject.purchase_categories,
                 recommended_categories=subject.recommended_categories,
                 consent_categories=subject.consent_categories, timezone=subject.timezone,
                 offer_sends=sends, last_contact=contacts, sent_today=sent_today,
-                level=subject.level,
+                level=subject.level, interests=subject.interests,
+                max_per_week=subject.max_per_week, quiet_hours=subject.quiet_hours,
+                fatigued_categories=subject.fatigued_categories,
+                recent_categories=subject.recent_categories, sent_week=sent_week,
             )
         store = stores.get(event.store_id) if event.store_id else None
         decisions = decide(EventFacts(event.type, event.geofence_id, store, event.ts),

@@ -94,10 +94,16 @@ async def test_preview_of_a_new_offer_counts_its_targets_and_refuses_bad_bodies(
              "status": "paused",
              "message": {"default_locale": "en",
                          "translations": {"en": {"title": "Hi", "body": "Coffee"}}}}
+    # A shopper who asked for quiet all day (SPEC 15's own quiet hours) walks in too.
+    quiet = await gp.device("tok-fs-quiet")
+    (await gp.call("PUT", "/v1/devices/me/preferences", key=quiet.token,
+                   json={"quiet_hours": {"start": "00:00", "end": "23:59"}})).ok(200)
+    await _walk_visit(gp, db, shop, quiet, datetime.now(UTC) - timedelta(minutes=4))
     preview = (await gp.as_role("marketer", "POST", "/v1/offers/preview",
                                 json={"offer": draft})).ok(200)
-    assert preview["triggered"] == 1
-    assert preview["suppressed"] == {"lower_priority": 1}  # the shop's own offer wins
+    assert preview["triggered"] == 2
+    # The shop's own offer wins the first; the second shopper's quiet hours hold both.
+    assert preview["suppressed"] == {"lower_priority": 1, "quiet_hours": 1}
 
     bad = await gp.as_role("marketer", "POST", "/v1/offers/preview",
                            json={"offer": draft, "days": 31})
