@@ -31,12 +31,14 @@ from geopush.timefmt import format_ts
 
 ALERT_TYPE = "vip_arrival"
 
+# Two reads, not a join: devices are distributed by device and customers by customer on a
+# Citus cluster, which cannot join them in one statement.
+_CONSENT = "SELECT consent_recognition FROM devices WHERE device_id = $1"
 _WHO = """
-SELECT d.consent_recognition, c.first_name, coalesce(c.segment, 'unknown') AS segment,
+SELECT c.first_name, coalesce(c.segment, 'unknown') AS segment,
        coalesce((SELECT r.categories FROM customer_recommendations r
-                 WHERE r.customer_id = d.customer_id), '{}') AS recommended
-FROM devices d LEFT JOIN customers c ON c.customer_id = d.customer_id
-WHERE d.device_id = $1
+                 WHERE r.customer_id = c.customer_id), '{}') AS recommended
+FROM customers c WHERE c.customer_id = $1
 """
 _STORE_ZONES = "SELECT store_id, timezone FROM stores WHERE store_id = ANY($1::uuid[])"
 _CLAIM_DAY = """
@@ -74,9 +76,11 @@ async def recognize_arrivals(conn: asyncpg.Connection, config: Config,
             arrivals[store_id] = e.ts
     if not arrivals:
         return 0
-    who = await conn.fetchrow(_WHO, device["device_id"])
-    if who is None or not who["consent_recognition"]:
+    if not await conn.fetchval(_CONSENT, device["device_id"]):
         return 0
+    row = await conn.fetchrow(_WHO, customer_id)
+    who: dict[str, Any] = dict(row) if row is not None else {
+        "first_name": None, "segment": "unknown", "recommended": []}
     subject = f"c:{customer_id}"
     _, lifetime = await subject_totals(conn, subject)
     level = level_for(lifetime, config.loyalty.levels)

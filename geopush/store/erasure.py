@@ -19,20 +19,26 @@ from geopush.store.preferences import ERASE_DEVICE as ERASE_DEVICE_PREFERENCES
 ERASED_DEVICE = UUID(int=0)
 
 
-def _service_statements(column: str, extra: str = "") -> tuple[str, ...]:
+def _service_statements(column: str, extra: str = "", at: str = "$2") -> tuple[str, ...]:
     """SPEC section 14: the comment goes; answers, cases and store alerts lose who they were
     about; an alert not yet sent is never sent (it carries the comment and first name).
-    `extra` is appended to each condition (the device statements bind a second argument)."""
+    `extra` is appended to each condition (the device statements bind a second argument);
+    `at` is the parameter holding the time."""
     return (
         "UPDATE feedback_responses SET device_id = NULL, customer_id = NULL, comment = NULL"
         f" WHERE {column} = $1{extra}",
         "UPDATE service_cases SET device_id = NULL, customer_id = NULL"
         f" WHERE {column} = $1{extra}",
         "UPDATE store_alerts SET device_id = NULL, customer_id = NULL,"
-        " body = jsonb_build_object('id', body -> 'id', 'type', body -> 'type',"
-        " 'store_id', body -> 'store_id', 'erased', true),"
+        # Only its id, type and store stay (immutable functions only: Citus refuses a
+        # stable one such as jsonb_build_object over the rows).
+        " body = jsonb_set(jsonb_set(jsonb_set('{\"erased\": true}'::jsonb,"
+        " '{id}', coalesce(body -> 'id', 'null')), '{type}', coalesce(body -> 'type', 'null')),"
+        " '{store_id}', coalesce(body -> 'store_id', 'null')),"
         " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
-        " finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,"
+        # The time as a value (the transaction's now()): Citus refuses now() inside CASE.
+        f" finished_at = CASE WHEN status = 'queued' THEN {at}::timestamptz"
+        " ELSE finished_at END,"
         " status = CASE WHEN status = 'queued' THEN 'failed' ELSE status END"
         f" WHERE {column} = $1{extra}",
     )
@@ -64,7 +70,7 @@ _ANONYMIZE_DEVICE = (
     "DELETE FROM ping_batches WHERE device_id = $1 AND $2::uuid IS NOT NULL",
     "DELETE FROM consent_log WHERE device_id = $1 AND $2::uuid IS NOT NULL",
     "DELETE FROM devices WHERE device_id = $1 AND $2::uuid IS NOT NULL",
-    *_service_statements("device_id", " AND $2::uuid IS NOT NULL"),
+    *_service_statements("device_id", " AND $2::uuid IS NOT NULL", at="$3"),
     *ERASE_DEVICE_PREFERENCES,
 )
 
@@ -73,8 +79,10 @@ async def erase_device(conn: asyncpg.Connection, device_id: UUID) -> None:
     """Erase one device; the caller holds a transaction."""
     await conn.execute("SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
     await erase_loyalty(conn, f"d:{device_id}", device_id=device_id)
+    now = await conn.fetchval("SELECT now()")
     for statement in _ANONYMIZE_DEVICE:
-        await conn.execute(statement, device_id, ERASED_DEVICE)
+        await conn.execute(statement, device_id, ERASED_DEVICE,
+                           *((now,) if "$3" in statement else ()))
 
 
 # Loyalty rows keep points, reason, store and time (the program's totals); the subject, the
@@ -116,8 +124,10 @@ async def erase_customer(conn: asyncpg.Connection, customer_id: str) -> bool:
     transactions is still erased: the id is personal data wherever it is.
     """
     touched = 0
+    now = await conn.fetchval("SELECT now()")
     for statement in _ERASE_CUSTOMER:
-        status = await conn.execute(statement, customer_id)
+        status = await conn.execute(statement, customer_id,
+                                    *((now,) if "$2" in statement else ()))
         touched += int(status.split()[-1])
     return touched > 0
 

@@ -100,7 +100,7 @@ async def test_consent_starts_off(api: Api) -> None:
                                    "locale": "en", "timezone": "UTC"})).ok(201)
     me = (await api.call("GET", "/v1/devices/me", key=reg["device_token"])).ok(200)
     assert me["consent"] == {"location": False, "push": False, "categories": None,
-                             "leaderboard": False}
+                             "leaderboard": False, "recognition": False}
     reply = await api.call("POST", "/v1/pings", key=reg["device_token"],
                            json={"pings": [ping(datetime.now(UTC))]})
     assert reply.status == 403
