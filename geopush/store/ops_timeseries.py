@@ -36,18 +36,26 @@ _DECISIONS = """
 SELECT date_trunc('minute', decided_at) AS m, outcome AS k, count(*) AS n
 FROM decisions WHERE decided_at >= $1 GROUP BY 1, 2
 """
+# Event-to-send latency is how fast geopush answers a visit: feedback requests wait
+# `[feedback] delay_s` on purpose, and a recovery answers a rating, not the visit it names,
+# so neither is counted in it (they are still counted as sent).
+_REACTS = "trigger NOT IN ('feedback', 'recovery')"
 _SENT = """
 SELECT date_trunc('minute', sent_at) AS m, '' AS k, count(*) AS n,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - event_ts)) AS p50,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - event_ts)) AS p99
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - event_ts))
+           FILTER (WHERE {reacts}) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - event_ts))
+           FILTER (WHERE {reacts}) AS p99
 FROM deliveries WHERE sent_at >= $1 AND status = 'sent' GROUP BY 1
-"""
+""".replace("{reacts}", _REACTS)
 _SENT_WINDOW = """
 SELECT count(*) AS n,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - event_ts)) AS p50,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - event_ts)) AS p99
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - event_ts))
+           FILTER (WHERE {reacts}) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - event_ts))
+           FILTER (WHERE {reacts}) AS p99
 FROM deliveries WHERE sent_at >= $1 AND status = 'sent'
-"""
+""".replace("{reacts}", _REACTS)
 _ENDED = """
 SELECT date_trunc('minute', finished_at) AS m, status, coalesce(reason, 'unknown') AS k,
        count(*) AS n
