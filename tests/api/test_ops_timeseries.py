@@ -77,3 +77,24 @@ async def test_an_offers_days_add_up_to_its_stats(gp: Api) -> None:
     assert (await gp.as_role("ops", "GET", bad)).status == 400
     assert (await gp.as_role("app", "GET", f"/v1/offers/{shop.offer['id']}/stats/daily")
             ).status == 403
+
+
+async def test_latency_leaves_out_feedback_requests_delayed_on_purpose(
+    gp: Api, db: asyncpg.Connection
+) -> None:
+    """A feedback request waits `[feedback] delay_s` after the exit by design: it is counted
+    as sent, not in how fast geopush answers a visit."""
+    from tests.outbox_fill import queue_deliveries
+
+    quick, slow = await queue_deliveries(db, 2, unique_token("lat"))
+    now = datetime.now(UTC)
+    await db.execute("UPDATE deliveries SET status = 'sent', sent_at = $2::timestamptz,"
+                     " event_ts = $2::timestamptz - interval '2 seconds'"
+                     " WHERE delivery_id = $1", quick, now)
+    await db.execute("UPDATE deliveries SET status = 'sent', sent_at = $2::timestamptz,"
+                     " trigger = 'feedback', event_ts = $2::timestamptz - interval '10 minutes'"
+                     " WHERE delivery_id = $1", slow, now)
+    t = (await gp.as_role("ops", "GET", "/v1/ops/timeseries?minutes=5")).ok(200)
+    window = t["latency"]["window"]
+    assert window["count"] == 2
+    assert abs(window["p99"] - 2.0) < 1e-3 and abs(window["p50"] - 2.0) < 1e-3
