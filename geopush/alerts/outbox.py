@@ -19,6 +19,7 @@ from uuid import UUID
 
 import asyncpg
 
+from geopush.store.keyset import Listing
 from geopush.timefmt import format_ts
 
 # NOTIFY on this channel wakes the alert senders: an alert was queued.
@@ -127,27 +128,9 @@ async def depth(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM store_alerts WHERE status = 'queued'"))
 
 
-_LIST_COLUMNS = ("alert_id, store_id, kind, status, reason, attempts, next_attempt_at,"
-                 " last_error, last_http_status, created_at, sent_at, finished_at")
 
-
-async def list_alert_rows(pool: asyncpg.Pool, limit: int, cursor: Any, status: str | None,
-                          store_id: UUID | None) -> list[asyncpg.Record]:
-    """`GET /v1/alerts`: a page of alerts, newest first (`limit` + 1 rows: one more tells
-    that a next page exists), after the keyset `cursor` (created_at, alert_id) if given."""
-    conditions: list[str] = []
-    args: list[Any] = [limit + 1]
-    if status is not None:
-        args.append(status)
-        conditions.append(f"status = ${len(args)}")
-    if store_id is not None:
-        args.append(store_id)
-        conditions.append(f"store_id = ${len(args)}")
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(created_at, alert_id) < (${len(args) - 1}, ${len(args)})")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows: list[asyncpg.Record] = await pool.fetch(
-        f"SELECT {_LIST_COLUMNS} FROM store_alerts {where}"
-        " ORDER BY created_at DESC, alert_id DESC LIMIT $1", *args)
-    return rows
+# `GET /v1/alerts`: newest first, through the one keyset-pagination helper.
+LISTING = Listing("store_alerts",
+                  "alert_id, store_id, kind, status, reason, attempts, next_attempt_at,"
+                  " last_error, last_http_status, created_at, sent_at, finished_at",
+                  "alert_id", newest_first=True)

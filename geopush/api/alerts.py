@@ -12,11 +12,12 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
-from geopush.alerts.outbox import list_alert_rows
+from geopush.alerts.outbox import LISTING
 from geopush.api.body import field_error
 from geopush.api.openapi import BY_STATS, PAGE, STORE_ID, documented, obj, page_of, text_queries
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts_or_none
 
 _STATUSES = ("queued", "sent", "failed")
@@ -63,7 +64,8 @@ async def list_alerts(request: web.Request) -> web.Response:
             store_id = UUID(raw_store)
         except ValueError:
             raise field_error("store_id", "must be an id") from None
-    rows = await list_alert_rows(request.app[RUNTIME].pool, limit, cursor, status, store_id)
+    rows = await fetch_page(request.app[RUNTIME].pool, LISTING, limit, cursor,
+                            {"status": status, "store_id": store_id})
     return web.json_response(page([alert_json(r) for r in rows], rows, limit, "alert_id"))
 
 

@@ -31,10 +31,12 @@ from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
 from geopush.api.schema import Name, RequestBody, Text, Whole
 from geopush.service.cases import (
+    LISTING as CASES,
+)
+from geopush.service.cases import (
     STATUSES,
     case_status,
     case_times,
-    list_case_rows,
     lock_device_row,
     parse_patch,
     patch_case,
@@ -44,6 +46,7 @@ from geopush.service.cases import (
 from geopush.service.feedback import parse_answer, record_answer
 from geopush.service.gap import service_report
 from geopush.service.recovery import is_low, open_case
+from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts_or_none
 
 Score = Whole(1, 5)
@@ -173,7 +176,8 @@ async def list_cases(request: web.Request) -> web.Response:
     async with rt.pool.acquire() as conn:
         metrics.CASES.labels("recovered").inc(await refresh_recovered(
             conn, rt.config.feedback.recovery_window_days, rt.now()))
-        rows = await list_case_rows(conn, limit, cursor, status, store_id)
+        rows = await fetch_page(conn, CASES, limit, cursor,
+                                {"status": status, "store_id": store_id})
     return web.json_response(page([case_json(r) for r in rows], rows, limit, "case_id"))
 
 

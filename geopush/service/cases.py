@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from geopush.errors import Invalid, NotFound
+from geopush.store.keyset import Listing
 
 STATUSES = ("open", "contacted", "resolved")
 MAX_RESOLUTION = 1000
@@ -142,26 +143,9 @@ async def case_times(conn: asyncpg.Connection, now: datetime, days: int,
     return rows
 
 
-async def list_case_rows(conn: asyncpg.Connection, limit: int, cursor: Any,
-                         status: str | None, store_id: UUID | None) -> list[asyncpg.Record]:
-    """`GET /v1/cases`: a page of cases, newest first (`limit` + 1 rows), after the keyset
-    `cursor` (opened_at, case_id) if given."""
-    conditions: list[str] = []
-    args: list[Any] = [limit + 1]
-    if status is not None:
-        args.append(status)
-        conditions.append(f"status = ${len(args)}")
-    if store_id is not None:
-        args.append(store_id)
-        conditions.append(f"store_id = ${len(args)}")
-    if cursor:
-        args += list(cursor)
-        conditions.append(f"(opened_at, case_id) < (${len(args) - 1}, ${len(args)})")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT {COLUMNS}, opened_at AS created_at FROM service_cases {where}"
-        " ORDER BY opened_at DESC, case_id DESC LIMIT $1", *args)
-    return rows
+# `GET /v1/cases`: newest opened first, through the one keyset-pagination helper.
+LISTING = Listing("service_cases", f"{COLUMNS}, opened_at AS created_at", "case_id",
+                  newest_first=True, time_column="opened_at")
 
 
 async def case_status(conn: asyncpg.Connection, case_id: UUID) -> str | None:

@@ -9,6 +9,7 @@ has) rather than NULL.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
@@ -36,7 +37,7 @@ def _service_statements(column: str, extra: str = "", at: str = "$2") -> tuple[s
         " '{id}', coalesce(body -> 'id', 'null')), '{type}', coalesce(body -> 'type', 'null')),"
         " '{store_id}', coalesce(body -> 'store_id', 'null')),"
         " reason = CASE WHEN status = 'queued' THEN 'erased' ELSE reason END,"
-        # The time as a value (the transaction's now()): Citus refuses now() inside CASE.
+        # The time as a value: Citus refuses now() inside CASE.
         f" finished_at = CASE WHEN status = 'queued' THEN {at}::timestamptz"
         " ELSE finished_at END,"
         " status = CASE WHEN status = 'queued' THEN 'failed' ELSE status END"
@@ -79,7 +80,7 @@ async def erase_device(conn: asyncpg.Connection, device_id: UUID) -> None:
     """Erase one device; the caller holds a transaction."""
     await conn.execute("SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
     await erase_loyalty(conn, f"d:{device_id}", device_id=device_id)
-    now = await conn.fetchval("SELECT now()")
+    now = datetime.now(UTC)
     for statement in _ANONYMIZE_DEVICE:
         await conn.execute(statement, device_id, ERASED_DEVICE,
                            *((now,) if "$3" in statement else ()))
@@ -124,7 +125,7 @@ async def erase_customer(conn: asyncpg.Connection, customer_id: str) -> bool:
     transactions is still erased: the id is personal data wherever it is.
     """
     touched = 0
-    now = await conn.fetchval("SELECT now()")
+    now = datetime.now(UTC)
     for statement in _ERASE_CUSTOMER:
         status = await conn.execute(statement, customer_id,
                                     *((now,) if "$2" in statement else ()))

@@ -31,6 +31,8 @@ class Listing:
     newest_first: bool = False
     # Always applied, e.g. "deleted_at IS NULL".
     condition: str = ""
+    # The time the list is ordered by (answered as `created_at`, which the cursor reads).
+    time_column: str = "created_at"
 
 
 async def fetch_page(pool: asyncpg.Pool | asyncpg.Connection, listing: Listing, limit: int,
@@ -47,10 +49,11 @@ async def fetch_page(pool: asyncpg.Pool | asyncpg.Connection, listing: Listing, 
     if after is not None:
         args += list(after)
         beyond = "<" if listing.newest_first else ">"
-        conditions.append(
-            f"(created_at, {listing.id_column}) {beyond} (${len(args) - 1}, ${len(args)})")
+        conditions.append(f"({listing.time_column}, {listing.id_column}) {beyond}"
+                          f" (${len(args) - 1}, ${len(args)})")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    order = (f"created_at DESC, {listing.id_column} DESC" if listing.newest_first
-             else f"created_at, {listing.id_column}")
+    time = listing.time_column
+    order = (f"{time} DESC, {listing.id_column} DESC" if listing.newest_first
+             else f"{time}, {listing.id_column}")
     sql = f"SELECT {listing.columns} FROM {listing.table}{where} ORDER BY {order} LIMIT $1"
     return list(await pool.fetch(sql, *args))
