@@ -335,6 +335,8 @@ def ref_parse_ts(text: object) -> datetime | None:
     else:
         return None
     second = int(text[17:19])
+    if second > 60:  # 60 is a leap second; beyond it is no time at all
+        return None
     try:
         value = datetime(
             int(text[0:4]),
