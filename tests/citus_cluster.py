@@ -118,10 +118,22 @@ class Cluster:
         return self.url(self.coordinator, name)
 
     async def drop_database(self, url: str) -> None:
+        """Drop the test's database on every node. A worker stopped mid-commit can leave a
+        prepared transaction of the two-phase commit behind (Citus would finish it later);
+        it holds the database, so it is rolled back first: the test is over."""
         name = url.rsplit("/", 1)[1]
         for node in self.nodes:
             admin = await asyncpg.connect(self.url(node))
             try:
+                if await admin.fetchval(
+                        "SELECT count(*) FROM pg_prepared_xacts WHERE database = $1", name):
+                    db = await asyncpg.connect(self.url(node, name))
+                    try:
+                        for row in await db.fetch("SELECT gid FROM pg_prepared_xacts"
+                                                  " WHERE database = current_database()"):
+                            await db.execute(f"ROLLBACK PREPARED '{row['gid']}'")
+                    finally:
+                        await db.close()
                 await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             finally:
                 await admin.close()
