@@ -68,7 +68,9 @@ _MESSAGES = {
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+    """`a.b.0`; a mapping's key that is refused is named by its own path (pydantic adds a
+    `[key]` part to tell it from the key's value)."""
+    return ".".join(str(part) for part in loc if part != "[key]")
 
 
 def problems(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:

@@ -6,11 +6,11 @@ from uuid import UUID
 
 from aiohttp import web
 
-from geopush.api.body import path_id, read_body, read_model
+from geopush.api.body import path_id, read_model
 from geopush.api.errors import not_found
-from geopush.api.offers import OfferCreate
 from geopush.api.openapi import BY_MARKETER, documented
 from geopush.api.schema import RequestBody, Text, Whole
+from geopush.campaigns.offer_body import OfferCreate
 from geopush.foresight.draft import draft_offer
 from geopush.foresight.load import LearningRules, preview_job
 from geopush.foresight.test_push import send_test_push
@@ -31,10 +31,10 @@ class PreviewBody(RequestBody):
 @documented("What an offer would have done over the past days (nothing written or sent)",
             auth=BY_MARKETER, body=PreviewBody, errors=(422, 429))
 async def post_preview(request: web.Request) -> web.Response:
-    body = await read_body(request, PreviewBody)
+    body = await read_model(request, PreviewBody)
     rt = request.app[RUNTIME]
     now = rt.now()
-    offer = draft_offer(body["offer"], now)
+    offer = draft_offer(body.offer, now)
 
     def abandoned() -> bool:
         transport = request.transport
@@ -42,7 +42,7 @@ async def post_preview(request: web.Request) -> web.Response:
 
     config = rt.config
     result = await rt.miner.query(
-        preview_job, rt.database_url, offer, int(body.get("days", 7)), now,
+        preview_job, rt.database_url, offer, body.days, now,
         campaign_rules(config), config.campaigns.preview_max_events,
         config.segments.lookback_days, dict(config.loyalty.levels),
         LearningRules(config.campaigns.fatigue_after, config.campaigns.fatigue_days,
