@@ -84,7 +84,7 @@ CASE = obj(("id", "store_id", "opened_at", "status", "recovered"), id=_T, store_
            recovered_at=_OPT_T)
 RECOVERY = obj(("cases",), cases={"type": "integer"}, open={"type": "integer"},
                first_response_p50_s=_NUM, first_response_p90_s=_NUM,
-               resolved_within_sla=_NUM, recovered=_NUM)
+               resolved_within_sla=_NUM, recovered=_NUM, sla_s={"type": "integer"})
 SERVICE = obj(("days", "stores", "recovery"), days={"type": "integer"}, recovery=RECOVERY,
               stores={"type": "array", "items": obj(
                   ("store_id", "responses", "overall", "dimensions", "recovery"),
