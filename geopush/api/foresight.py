@@ -9,13 +9,13 @@ from aiohttp import web
 from geopush.api.body import path_id, read_model
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_MARKETER, documented
+from geopush.api.runtime import RUNTIME
 from geopush.api.schema import RequestBody, Text, Whole
 from geopush.campaigns.offer_body import OfferCreate
 from geopush.foresight.draft import draft_offer
 from geopush.foresight.load import LearningRules, preview_job
 from geopush.foresight.test_push import send_test_push
 from geopush.ingest.decisions import campaign_rules
-from geopush.runtime import RUNTIME
 
 MAX_DAYS = 30
 
