@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
 from aiohttp import web
@@ -10,7 +11,7 @@ from geopush.api.body import path_id, read_model
 from geopush.api.errors import not_found
 from geopush.api.openapi import BY_MARKETER, documented
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import RequestBody, Text, Whole
+from geopush.api.schema import Chars, RequestBody, WholeIn
 from geopush.campaigns.offer_body import OfferCreate
 from geopush.foresight.draft import draft_offer
 from geopush.foresight.load import LearningRules, preview_job
@@ -25,7 +26,7 @@ class PreviewBody(RequestBody):
     it in its place) and how many days back to replay."""
 
     offer: OfferCreate
-    days: Whole(1, MAX_DAYS) = 7  # type: ignore[valid-type]
+    days: Annotated[int, WholeIn(1, MAX_DAYS)] = 7
 
 
 @documented("What an offer would have done over the past days (nothing written or sent)",
@@ -53,7 +54,7 @@ async def post_preview(request: web.Request) -> web.Response:
 class TestPushBody(RequestBody):
     """The device the test push goes to (a marketer's own phone, typically)."""
 
-    device_id: Text(100)  # type: ignore[valid-type]
+    device_id: Annotated[str, Chars(100)]
 
 
 @documented("Send an offer's message to one device now, as a test (counted nowhere)",

@@ -16,7 +16,7 @@ from geopush.api.auth import require_device
 from geopush.api.body import field_error, read_model
 from geopush.api.openapi import BY_DEVICE, documented, obj
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import Name, RequestBody, Whole
+from geopush.api.schema import NonBlank, RequestBody, WholeIn
 from geopush.store.preferences import (
     Preferences,
     device_customer,
@@ -37,8 +37,8 @@ class QuietHours(RequestBody):
 
 
 class PreferencesBody(RequestBody):
-    interests: list[Name(100)] | None = None  # type: ignore[valid-type]
-    max_per_week: Whole(0, 21) | None = None  # type: ignore[valid-type]
+    interests: list[Annotated[str, NonBlank(100)]] | None = None
+    max_per_week: Annotated[int, WholeIn(0, 21)] | None = None
     quiet_hours: QuietHours | None = None
 
 
