@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from geopush.campaigns.errors import OfferError
-from geopush.campaigns.opening_hours import parse_hhmm
+from geopush.campaigns.opening_hours import ClockEnd, ClockTime, parse_hhmm
 from geopush.codes import OfferStatus, Segment, Trigger
 from geopush.fields import (
     INT4_MAX,
@@ -123,16 +123,6 @@ def _absolute_uri(value: str) -> str:
     return value
 
 
-def _hhmm(allow_24: bool) -> AfterValidator:
-    def check(value: str) -> str:
-        try:
-            parse_hhmm(value, "", allow_24=allow_24)
-        except OfferError as exc:
-            raise PydanticCustomError("hhmm", exc.reason) from None
-        return value
-    return AfterValidator(check)
-
-
 def _at(key: str, kind: str, message: str, value: Any) -> ValidationError:
     """A problem of one entry of a mapping, reported at that entry's path."""
     return ValidationError.from_exception_data("translations", [InitErrorDetails(
@@ -212,8 +202,8 @@ class DailyWindowBody(RequestBody):
     """`HH:MM` to `HH:MM` in the store's time zone; an end not after the start wraps past
     midnight, and `24:00` is midnight as an end."""
 
-    start: Annotated[str, Chars(5), _hhmm(allow_24=False)]
-    end: Annotated[str, Chars(5), _hhmm(allow_24=True)]
+    start: ClockTime
+    end: ClockEnd
 
     @model_validator(mode="after")
     def _not_empty(self) -> DailyWindowBody:
