@@ -12,7 +12,7 @@ offer on a PATCH and are checked on the merged value in `geopush.campaigns.offer
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -132,10 +132,7 @@ def _at(key: str, kind: str, message: str, value: Any) -> ValidationError:
 Locale = Annotated[str, Chars(35, min_length=2), AfterValidator(_locale)]
 LocaleKey = Annotated[str, Chars(35, min_length=2), AfterValidator(_locale_key)]
 Category = Annotated[str, NonBlank(100)]
-if TYPE_CHECKING:
-    Ids = list[str]
-else:
-    Ids = list[Annotated[str, NonBlank(200)]]
+Ids = list[Annotated[str, NonBlank(200)]]
 
 
 # --- the models -----------------------------------------------------------------------------
