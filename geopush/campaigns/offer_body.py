@@ -30,6 +30,7 @@ from geopush.campaigns.errors import OfferError
 from geopush.campaigns.opening_hours import ClockEnd, ClockTime, parse_hhmm
 from geopush.codes import OfferStatus, Segment, Trigger
 from geopush.fields import (
+    ABSENT,
     INT4_MAX,
     Chars,
     InvalidBody,
@@ -244,5 +245,5 @@ class OfferCreate(RequestBody):
 class OfferPatch(OfferCreate):
     """Any of the fields; absent ones are unchanged."""
 
-    trigger: Annotated[Trigger, Field(strict=False)] = None  # type: ignore[assignment]
-    message: Message = None  # type: ignore[assignment]
+    trigger: Annotated[Trigger, Field(strict=False)] = ABSENT
+    message: Message = ABSENT
