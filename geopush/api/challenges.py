@@ -95,7 +95,7 @@ def parse_fields(given: dict[str, Any], *, partial: bool) -> dict[str, Any]:
         ids = out["store_ids"] or []
         if len(ids) > MAX_STORES:
             raise field_error("store_ids", f"at most {MAX_STORES} stores")
-        out["store_ids"] = sorted({_uuid(v, f"store_ids[{i}]", "a store")
+        out["store_ids"] = sorted({_uuid(v, f"store_ids.{i}", "a store")
                                    for i, v in enumerate(ids)})
     if out.get("offer_id") is not None:
         out["offer_id"] = _uuid(out["offer_id"], "offer_id", "an offer")

@@ -210,7 +210,7 @@ def check_deployment_rules(offer: Offer, levels: Mapping[str, int],
     use one of `[campaigns] deeplink_schemes`."""
     for i, name in enumerate(offer.levels):
         if name not in levels:
-            raise OfferError(f"levels[{i}]",
+            raise OfferError(f"levels.{i}",
                              f"unknown level; the levels are {', '.join(levels)}")
     check_deeplink_scheme(offer.deeplink, deeplink_schemes)
 

@@ -52,7 +52,7 @@ def _uuids(values: tuple[str, ...], field: str) -> list[UUID]:
         try:
             out.append(UUID(v))
         except ValueError:
-            raise Invalid(f"{field}[{i}]", "not an id") from None
+            raise Invalid(f"{field}.{i}", "not an id") from None
     return out
 
 
