@@ -93,7 +93,7 @@ def from_events(rows: Sequence[tuple[datetime, datetime, EventType | str, str, s
     return EventColumns(now, ts, key, list(keys), device, list(devices))
 
 
-def from_copy(data: bytes) -> EventColumns:
+def from_copy(data: bytes | bytearray) -> EventColumns:
     """Parse the binary COPY of `copy_query`."""
     if not data.startswith(_SIGNATURE):
         raise ValueError("not a binary COPY")
@@ -101,7 +101,7 @@ def from_copy(data: bytes) -> EventColumns:
     start = 19 + extension
     if len(data) < start + 2 or data[-2:] != b"\xff\xff":
         raise ValueError("binary COPY without its trailer")
-    body = data[start:-2]
+    body = memoryview(data)[start:len(data) - 2]
     if len(body) % _ROW.itemsize:
         raise ValueError("binary COPY rows of an unexpected size")
     rows = np.frombuffer(body, dtype=_ROW)
@@ -128,13 +128,21 @@ def from_copy(data: bytes) -> EventColumns:
 
 
 def _ids(column: npt.NDArray[np.void]) -> tuple[list[str | None], npt.NDArray[np.int64]]:
-    """Distinct uuids (as text; the nil uuid as None) and each row's index among them."""
-    pairs = np.ascontiguousarray(column).view(">u8").reshape(-1, 2)
+    """Distinct uuids (as text; the nil uuid as None) and each row's index among them.
+
+    Sorted as two native 64-bit halves (`np.unique(axis=0)` on the 16 bytes took seconds)."""
+    pairs = np.ascontiguousarray(column).view(">u8").reshape(-1, 2).astype(np.uint64)
     if not len(pairs):
         return [], np.zeros(0, np.int64)
-    unique, index = np.unique(pairs, axis=0, return_inverse=True)
+    high, low = pairs[:, 0], pairs[:, 1]
+    order = np.lexsort((low, high))
+    high, low = high[order], low[order]
+    first = np.ones(len(order), np.bool_)
+    first[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
+    index = np.empty(len(order), np.int64)
+    index[order] = np.cumsum(first) - 1
     names: list[str | None] = []
-    for high, low in unique.tolist():
-        raw = int(high).to_bytes(8, "big") + int(low).to_bytes(8, "big")
+    for h, lo in zip(high[first].tolist(), low[first].tolist(), strict=True):
+        raw = int(h).to_bytes(8, "big") + int(lo).to_bytes(8, "big")
         names.append(None if raw == _NIL else str(UUID(bytes=raw)))
-    return names, index.astype(np.int64).reshape(-1)
+    return names, index

@@ -122,18 +122,18 @@ async def preview_offer(
     offers = [offer, *competitors]
     by_fence = sorted({(str(o.trigger), g) for o in offers for g in o.geofence_ids})
     by_store = sorted({(str(o.trigger), s) for o in offers for s in o.store_ids})
-    chunks: list[bytes] = []
+    data = bytearray()
 
     async def keep(chunk: bytes) -> None:
-        chunks.append(bytes(chunk))
+        data.extend(chunk)
 
     await conn.copy_from_query(
         _EVENTS, now - timedelta(days=days), now,
         [t for t, _ in by_fence], [g for _, g in by_fence],
         [t for t, _ in by_store], [s for _, s in by_store], max_events + 1, output=keep,
         format="binary")
-    events = from_copy(b"".join(chunks))
-    chunks.clear()
+    events = from_copy(data)
+    data.clear()  # the columns are copies: free the rows now
     if len(events) > max_events:
         raise Unprocessable(
             f"more than {max_events} visit events of the last {days} days concern this offer"
