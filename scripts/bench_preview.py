@@ -42,6 +42,7 @@ from scripts.bench_report import command, machine, table, write_section
 
 STORES, FENCES_PER_STORE, DEVICES, OFFERS = 200, 5, 20_000, 20
 DEFAULT_BOUND = 1_000_000  # [campaigns] preview_max_events
+PREVIOUS_WIDE_S = 51.4  # the wide job, previous design, 2026-12-03 07:24 UTC, load 16.9
 MESSAGE = {"default_locale": "en", "translations": {"en": {"title": "Hi", "body": "Coffee"}}}
 
 _SEED = """
@@ -160,8 +161,22 @@ async def peer(url: str, target: Offer, now: datetime, rules: CampaignRules) -> 
         result = fast_replay(target.id, offers, events, subjects, stores, rules,
                              {o.id: o.created_at for o in competitors})
         done = time.perf_counter()
+        # The most work a million events can give: every one of them decided, on an enter
+        # offer on every geofence with dwell and exit ones (with budgets) competing.
+        every = list(target.geofence_ids) if len(target.geofence_ids) > 25 else [
+            fence(i) for i in range(1, STORES * FENCES_PER_STORE + 1)]
+        widest = [offer("widest", Trigger.ENTER, every, [], now, cooldown_s=3600),
+                  offer("w-dwell", Trigger.DWELL, every, [], now - timedelta(days=30),
+                        max_sends=50_000),
+                  offer("w-exit", Trigger.EXIT, every, [], now - timedelta(days=30),
+                        priority=1, control_pct=10)]
+        started_all = time.perf_counter()
+        everything = fast_replay("widest", [*widest, *competitors], events, subjects, stores,
+                                 rules, {o.id: o.created_at for o in [*widest[1:],
+                                                                       *competitors]})
         return {"rows": len(events), "fetch_s": fetched - started, "total_s": done - started,
-                "answer": result.as_json()}
+                "answer": result.as_json(), "every_s": time.perf_counter() - started_all,
+                "every_triggered": everything.total.triggered}
     finally:
         await conn.close()
 
@@ -255,7 +270,8 @@ async def run(events: int) -> dict[str, Any]:
             import resource
 
             pool.shutdown()
-            # The jobs alone ran in this process (which holds no events itself).
+            out["peer"] = await peer(url, narrow, now, rules)
+            # The jobs alone and the peer ran in this process (which holds no events itself).
             out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             for name, target in (("narrow", narrow), ("wide", wide)):
                 before = await previous(url, target, now, rules)
@@ -272,11 +288,10 @@ async def run(events: int) -> dict[str, Any]:
             out["bound_s"] = time.perf_counter() - started
         finally:
             pool.shutdown()
-        p = await peer(url, narrow, now, rules)
+        p = out["peer"]
         same = {k: v for k, v in p["answer"].items() if k != "events"}
         mine = {k: v for k, v in out["narrow_answer"].items() if k != "events"}
         assert same == mine, "the peer must count the same"
-        out["peer"] = p
         return out
     finally:
         server.cleanup()
@@ -304,6 +319,9 @@ def main() -> None:
          w["triggered"], r["wide_previous_s"]],
         ["peer: narrow offer, every event fetched and replayed (no SQL prefilter)",
          p["rows"], n["triggered"], p["total_s"]],
+        ["every event decided (enter offer on every geofence; dwell and exit ones on every"
+         " geofence competing), the replay alone over the peer's events", p["rows"],
+         p["every_triggered"], p["every_s"]],
         [f"wide offer with the default bound ({DEFAULT_BOUND:,}): {r['bound']}",
          w["events"] if r["bound"] == "answered" else "–", "–", r["bound_s"]],
     ]
@@ -325,7 +343,17 @@ def main() -> None:
         f"{r['narrow_previous_s'] / max(r['narrow_job_s'], 1e-9):.1f}x, with equal answers "
         f"(asserted), in the same go. The peer fetched {p['rows']:,} rows in "
         f"{p['fetch_s']:.1f} s and counts the same as the narrow preview (asserted). This "
-        f"process peaked at {r['peak_rss_mib']:.0f} MiB resident after the jobs alone."
+        f"process peaked at {r['peak_rss_mib']:.0f} MiB resident after the jobs alone and "
+        f"the peer (a million events as columns, every one decided)."
+        + f"\n\nReading: the goal (≤ 10 s over a million stored events) is met by the "
+        f"narrow and the wide preview from submit to answer, and a million events all "
+        f"decided fit in {p['fetch_s'] + p['every_s']:.1f} s (fetch and replay), which is "
+        f"why the default bound is now {DEFAULT_BOUND:,} events. The load matters: the run "
+        f"before this change (07:24 UTC, load average 16.9) took the previous design "
+        f"{PREVIOUS_WIDE_S} s for the wide job, {r['wide_previous_s']:.1f} s here; scaled "
+        f"alike, the fast wide job would take about "
+        f"{r['wide_job_s'] * PREVIOUS_WIDE_S / max(r['wide_previous_s'], 1e-9):.0f} s "
+        f"at that load (an estimate, not a run)."
     )
     print(body)
     if args.write:

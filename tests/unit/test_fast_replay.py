@@ -9,15 +9,16 @@ groups; rivals created in the middle of the stream; devices with no row.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geopush.campaigns.decide import CampaignRules
+from geopush.campaigns.decide import CampaignRules, DecisionFacts
 from geopush.campaigns.offers import Audience, DailyWindow, Offer, StoreInfo
-from geopush.codes import EventType, Segment, Trigger
+from geopush.codes import EventType, Segment, SuppressionReason, Trigger
 from geopush.foresight.columns import from_events
 from geopush.foresight.fast_replay import fast_replay
 from geopush.foresight.replay import ReplayEvent, Subject, replay
@@ -173,3 +174,20 @@ def test_fast_replay_sees_every_reason_on_a_crafted_stream() -> None:
     seen = set(slow.as_json()["suppressed"])
     assert {"cooldown", "quiet_hours", "daily_cap", "no_push_consent", "lower_priority",
             "budget_exhausted", "no_token"} <= seen, seen
+
+
+def test_a_new_reason_or_fact_of_decide_is_noticed_here() -> None:
+    """`fast_replay` restates `check_offer`; a reason or fact it does not know of must be
+    added there (and to the generator above) before this passes again."""
+    assert [str(r) for r in SuppressionReason] == [
+        "outside_schedule", "store_closed", "segment_mismatch", "level_mismatch",
+        "audience_mismatch", "recently_bought", "no_push_consent", "category_opt_out",
+        "not_interested", "stale_event", "budget_exhausted", "cooldown", "quiet_hours",
+        "daily_cap", "weekly_preference", "fatigue", "no_token", "lower_priority",
+        "control_group", "feedback_recent"]
+    assert [f.name for f in fields(DecisionFacts)] == [
+        "device_id", "push_consent", "token_active", "customer_id", "segment",
+        "purchase_categories", "recommended_categories", "consent_categories", "timezone",
+        "offer_sends", "last_contact", "sent_today", "level", "last_feedback",
+        "recent_categories", "interests", "max_per_week", "sent_week", "quiet_hours",
+        "fatigued_categories"]
