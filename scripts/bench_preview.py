@@ -133,7 +133,7 @@ async def peer(url: str, target: Offer, now: datetime, rules: CampaignRules) -> 
     from geopush.foresight import load
     from geopush.foresight.columns import COPY_COLUMNS, from_copy
     from geopush.foresight.fast_replay import fast_replay
-    from geopush.store.offers import offer_from_row, store_from_row
+    from geopush.store.offers import store_from_row
 
     conn = await asyncpg.connect(url)
     try:
@@ -141,8 +141,8 @@ async def peer(url: str, target: Offer, now: datetime, rules: CampaignRules) -> 
 
         await _init_connection(conn)
         started = time.perf_counter()
-        competitors = [offer_from_row(r) for r in await conn.fetch(
-            load._COMPETITORS, ["enter", "dwell", "exit"], target.id)]
+        competitors, active = await load.competing_offers(conn, target.id,
+                                                          now - timedelta(days=7))
         chunks: list[bytes] = []
 
         async def keep(chunk: bytes) -> None:
@@ -159,7 +159,7 @@ async def peer(url: str, target: Offer, now: datetime, rules: CampaignRules) -> 
                                         offers, {}, load.LearningRules())
         stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(load._STORES)}
         result = fast_replay(target.id, offers, events, subjects, stores, rules,
-                             {o.id: o.created_at for o in competitors})
+                             active)
         done = time.perf_counter()
         # The most work a million events can give: every one of them decided, on an enter
         # offer on every geofence with dwell and exit ones (with budgets) competing.
@@ -172,8 +172,8 @@ async def peer(url: str, target: Offer, now: datetime, rules: CampaignRules) -> 
                         priority=1, control_pct=10)]
         started_all = time.perf_counter()
         everything = fast_replay("widest", [*widest, *competitors], events, subjects, stores,
-                                 rules, {o.id: o.created_at for o in [*widest[1:],
-                                                                       *competitors]})
+                                 rules, {**active, **{o.id: [(o.created_at, None)]
+                                                    for o in widest[1:]}})
         return {"rows": len(events), "fetch_s": fetched - started, "total_s": done - started,
                 "answer": result.as_json(), "every_s": time.perf_counter() - started_all,
                 "every_triggered": everything.total.triggered}
@@ -200,7 +200,7 @@ async def previous(url: str, target: Offer, now: datetime, rules: CampaignRules
 
     from geopush.foresight import load
     from geopush.foresight.replay import ReplayEvent, replay
-    from geopush.store.offers import offer_from_row, store_from_row
+    from geopush.store.offers import store_from_row
 
     started = time.perf_counter()
     conn = await asyncpg.connect(url)
@@ -208,8 +208,8 @@ async def previous(url: str, target: Offer, now: datetime, rules: CampaignRules
         from geopush.store.database import _init_connection
 
         await _init_connection(conn)
-        competitors = [offer_from_row(r) for r in await conn.fetch(
-            load._COMPETITORS, ["enter", "dwell", "exit"], target.id)]
+        competitors, active = await load.competing_offers(conn, target.id,
+                                                          now - timedelta(days=7))
         offers = [target, *competitors]
         by_fence = sorted({(str(o.trigger), g) for o in offers for g in o.geofence_ids})
         by_store = sorted({(str(o.trigger), s) for o in offers for s in o.store_ids})
@@ -223,7 +223,7 @@ async def previous(url: str, target: Offer, now: datetime, rules: CampaignRules
         events = [ReplayEvent(r[0], r[1], by_type[r[2]], r[3], r[4], r[5])
                   for r in load.relevant_rows(target, competitors, rows, subjects)]
         result = replay(target.id, offers, events, subjects, stores, rules,
-                        {o.id: o.created_at for o in competitors})
+                        active)
         return {"total_s": time.perf_counter() - started, "answer": result.as_json()}
     finally:
         await conn.close()

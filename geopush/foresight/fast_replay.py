@@ -50,7 +50,6 @@ CODE = {reason: i + 1 for i, reason in enumerate(REASONS)}
 _DAY_US = 86_400_000_000
 _WEEK_US = 7 * _DAY_US
 _QUARTER_US = 900_000_000
-_NEVER = np.iinfo(np.int64).min
 
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -63,15 +62,19 @@ def fast_replay(
     subjects: Mapping[str, Subject],
     stores: Mapping[str, StoreInfo],
     rules: CampaignRules,
-    created: Mapping[str, datetime] | None = None,
+    active: Mapping[str, Sequence[tuple[datetime, datetime | None]]] | None = None,
 ) -> Preview:
-    """`replay.replay(preview_id, offers, events, …)` with the events as columns."""
-    created = created or {}
+    """`replay.replay(preview_id, offers, events, …)` with the events as columns.
+
+    `active`: per competing offer, the [from, until) periods it was active (until None:
+    still is); it competes only for events decided within one. Others compete throughout.
+    """
+    active = active or {}
     result = Preview(events=len(events))
     index = {o.id: i for i, o in reversed(list(enumerate(offers)))}
     mine = index.get(preview_id, -1)
     people = _People(events.devices, subjects, rules)
-    pe, po = _pairs(offers, index, events, created)
+    pe, po = _pairs(offers, index, events, active)
     if not len(pe):
         return result
     dev = events.device[pe].astype(np.int64)
@@ -180,9 +183,10 @@ def _tail_code(offer: Offer, s: Subject) -> int:
 
 
 def _pairs(offers: Sequence[Offer], index: Mapping[str, int], events: EventColumns,
-           created: Mapping[str, datetime]) -> tuple[Ints, Ints]:
+           active: Mapping[str, Sequence[tuple[datetime, datetime | None]]]
+           ) -> tuple[Ints, Ints]:
     """Every (event, candidate offer) in decision order: events in order, each one's
-    candidates in `candidate_offers`'s order; rivals created after the event left out."""
+    candidates in `candidate_offers`'s order; rivals not active at the event left out."""
     lists = [[index[o.id] for o in candidate_offers(offers, t, f, s)]
              for t, f, s in events.keys]
     width = max((len(c) for c in lists), default=0)
@@ -195,9 +199,17 @@ def _pairs(offers: Sequence[Offer], index: Mapping[str, int], events: EventColum
     pe = np.repeat(np.arange(len(events), dtype=np.int64), count)
     starts = np.cumsum(count) - count
     po = table[events.key[pe], np.arange(len(pe), dtype=np.int64) - starts[pe]]
-    born = np.asarray([to_us(created[o.id]) if o.id in created else _NEVER for o in offers],
-                      np.int64)
-    keep = born[po] <= events.now_us[pe]
+    keep = np.ones(len(pe), np.bool_)
+    for o, offer in enumerate(offers):
+        periods = active.get(offer.id)
+        if periods is None or index[offer.id] != o:
+            continue
+        mine = np.flatnonzero(po == o)
+        now = events.now_us[pe[mine]]
+        inside = np.zeros(len(mine), np.bool_)
+        for start, end in periods:
+            inside |= (now >= to_us(start)) & (True if end is None else now < to_us(end))
+        keep[mine] = inside
     return pe[keep], po[keep]
 
 

@@ -9,6 +9,7 @@ tells that it is exceeded, without counting first), and are replayed by `fast_re
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 
 from geopush.campaigns.decide import CampaignRules
 from geopush.campaigns.offers import Offer
-from geopush.codes import Segment, Trigger
+from geopush.codes import OfferStatus, Segment, Trigger
 from geopush.errors import Invalid, Unprocessable
 from geopush.foresight.columns import COPY_COLUMNS, EventColumns, from_copy
 from geopush.foresight.fast_replay import fast_replay
@@ -36,10 +37,17 @@ log = logging.getLogger(__name__)
 
 VISIT_TRIGGERS = (Trigger.ENTER, Trigger.DWELL, Trigger.EXIT)
 
+# Every offer that may have competed in the window: what it was then comes from its status
+# log (SPEC 16: "with the offers that were active then competing"); offers written without
+# one (before the log, or straight into the table) count as active since their creation
+# while they are active now.
 _COMPETITORS = """
-SELECT * FROM offers
-WHERE deleted_at IS NULL AND status = 'active' AND trigger = ANY($1::text[])
-  AND offer_id::text <> $2
+SELECT o.*, l.statuses, l.ats FROM offers o
+LEFT JOIN (SELECT offer_id, array_agg(status ORDER BY at) AS statuses,
+                  array_agg(at ORDER BY at) AS ats
+           FROM offer_status_log GROUP BY offer_id) l ON l.offer_id = o.offer_id
+WHERE o.trigger = ANY($1::text[]) AND o.offer_id::text <> $2
+  AND (o.deleted_at IS NULL OR o.deleted_at > $3)
 """
 _EVENTS = f"""
 SELECT {COPY_COLUMNS}
@@ -101,7 +109,7 @@ def check_previewable(offer: Offer) -> None:
             try:
                 UUID(value)
             except ValueError:
-                raise Invalid(f"offer.{name}[{i}]", "not an id") from None
+                raise Invalid(f"offer.{name}.{i}", "not an id") from None
 
 
 async def preview_offer(
@@ -117,8 +125,8 @@ async def preview_offer(
 ) -> dict[str, Any]:
     """The preview of `offer` over the `days` before `now`: reads only, never writes."""
     started = time.perf_counter()
-    competitors = [offer_from_row(r) for r in await conn.fetch(
-        _COMPETITORS, [str(t) for t in VISIT_TRIGGERS], offer.id)]
+    since = now - timedelta(days=days)
+    competitors, active = await competing_offers(conn, offer.id, since)
     offers = [offer, *competitors]
     by_fence = sorted({(str(o.trigger), g) for o in offers for g in o.geofence_ids})
     by_store = sorted({(str(o.trigger), s) for o in offers for s in o.store_ids})
@@ -128,7 +136,7 @@ async def preview_offer(
         data.extend(chunk)
 
     await conn.copy_from_query(
-        _EVENTS, now - timedelta(days=days), now,
+        _EVENTS, since, now,
         [t for t, _ in by_fence], [g for _, g in by_fence],
         [t for t, _ in by_store], [s for _, s in by_store], max_events + 1, output=keep,
         format="binary")
@@ -145,11 +153,52 @@ async def preview_offer(
     stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES)}
     read = len(events)
     events = relevant_columns(offer, competitors, events, subjects)
-    created = {o.id: o.created_at for o in competitors}
-    result: Preview = fast_replay(offer.id, offers, events, subjects, stores, rules, created)
+    result: Preview = fast_replay(offer.id, offers, events, subjects, stores, rules, active)
     log.info("preview replayed %d of %d events (fetch %.2f s, replay %.2f s)", len(events),
              read, fetched - started, time.perf_counter() - fetched)
     return result.as_json()
+
+
+Periods = list[tuple[datetime, datetime | None]]
+
+
+async def competing_offers(conn: asyncpg.Connection, offer_id: str, since: datetime
+                           ) -> tuple[list[Offer], dict[str, Periods]]:
+    """The visit offers other than `offer_id` active at some time after `since`, as they
+    are now defined, and the periods each was active (`active_periods`)."""
+    competitors: list[Offer] = []
+    active: dict[str, Periods] = {}
+    for r in await conn.fetch(_COMPETITORS, [str(t) for t in VISIT_TRIGGERS], offer_id, since):
+        periods = active_periods(r["statuses"], r["ats"], r["status"], r["created_at"],
+                                 r["deleted_at"])
+        if any(end is None or end > since for _, end in periods):
+            # It competes as it is now defined, in the periods it was active.
+            rival = dataclasses.replace(offer_from_row(r), status=OfferStatus.ACTIVE)
+            competitors.append(rival)
+            active[rival.id] = periods
+    return competitors, active
+
+
+def active_periods(statuses: list[str] | None, ats: list[datetime] | None, status: str,
+                   created_at: datetime, deleted_at: datetime | None
+                   ) -> list[tuple[datetime, datetime | None]]:
+    """The [from, until) periods an offer was active, from its status log (None: still is).
+    Without a log: from its creation if it is active now, until its deletion."""
+    if not statuses or not ats:
+        if status != "active" or deleted_at is not None:
+            return []
+        return [(created_at, None)]
+    periods: list[tuple[datetime, datetime | None]] = []
+    since: datetime | None = None
+    for state, at in zip(statuses, ats, strict=True):
+        if state == "active" and since is None:
+            since = at
+        elif state != "active" and since is not None:
+            periods.append((since, at))
+            since = None
+    if since is not None:
+        periods.append((since, None))
+    return periods
 
 
 def relevant_rows(offer: Offer, competitors: list[Offer], rows: list[Any],

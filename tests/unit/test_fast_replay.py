@@ -4,7 +4,7 @@ Random event streams, offers and people, covering every rule `decide` applies to
 schedules and daily windows, opening hours, segments, levels, audiences, recent purchases,
 consents, interests, stale events, budgets, cooldowns, quiet hours (global and personal,
 across DST changes), daily caps, weekly maximums, fatigue, tokens, priorities and control
-groups; rivals created in the middle of the stream; devices with no row.
+groups; rivals active only in some periods of the stream; devices with no row.
 """
 
 from __future__ import annotations
@@ -133,8 +133,20 @@ def scenarios(draw: Any) -> dict[str, Any]:
     start, end = draw(st.sampled_from([(time(21), time(9)), off, off]) | st.tuples(clock, clock))
     rules = CampaignRules(quiet_hours_start=start, quiet_hours_end=end,
                           daily_cap=draw(st.integers(1, 6)))
+    preview = draw(st.sampled_from([o.id for o in offer_list]))
+    # Per rival, the periods it was active: throughout (not named), since its creation, or
+    # paused and resumed, often right at an event's time (the edges are half-open).
+    active: dict[str, list[tuple[datetime, datetime | None]]] = {}
+    moments = sorted({START - timedelta(hours=1), *(row[0] for row in rows)})
+    for o in offer_list:
+        if o.id == preview or not draw(st.integers(0, 2)):
+            continue
+        edges = sorted(draw(st.lists(st.sampled_from(moments), min_size=1, max_size=4,
+                                     unique=True)))
+        ends: list[datetime | None] = [*edges[1::2]]
+        active[o.id] = list(zip(edges[0::2], [*ends, None], strict=False))
     return {"offers": offer_list, "subjects": people, "rows": rows, "rules": rules,
-            "preview": draw(st.sampled_from([o.id for o in offer_list]))}
+            "preview": preview, "active": active}
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
@@ -142,7 +154,7 @@ def scenarios(draw: Any) -> dict[str, Any]:
 def test_fast_replay_counts_what_decide_counts(case: dict[str, Any]) -> None:
     offer_list: list[Offer] = case["offers"]
     preview = case["preview"]
-    created = {o.id: o.created_at for o in offer_list if o.id != preview}
+    created = case["active"]
     events = [ReplayEvent(*row) for row in case["rows"]]
     slow = replay(preview, offer_list, events, case["subjects"], STORES, case["rules"],
                   created)
@@ -165,7 +177,8 @@ def test_fast_replay_sees_every_reason_on_a_crafted_stream() -> None:
               for i in range(12)}
     rows = [(START + timedelta(minutes=17 * i), START + timedelta(minutes=17 * i, seconds=-5),
              EventType.ENTER, "f0", None, f"d{i % 13}") for i in range(600)]
-    created = {"rival": rival.created_at}
+    created = {"rival": [(rival.created_at, START + timedelta(days=5)),
+                         (START + timedelta(days=6), None)]}
     slow = replay("mine", [mine, rival], [ReplayEvent(*r) for r in rows], people, STORES,
                   CampaignRules(daily_cap=1), created)
     fast = fast_replay("mine", [mine, rival], from_events(rows), people, STORES,
