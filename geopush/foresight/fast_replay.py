@@ -308,13 +308,12 @@ def _walk(offers: Sequence[Offer], mine: int, rules: CampaignRules, people: _Peo
     lower_code, control_code = CODE[R.LOWER_PRIORITY], CODE[R.CONTROL_GROUP]
     looped: list[int] = []
     outcome: list[int] = []
-    total = len(pair_event)
-    i = 0
-    while i < total:
+    # Each event's pairs are adjacent: [i, j) bounds them.
+    bounds = (np.flatnonzero(np.diff(np.asarray(pair_event, np.int64))) + 1).tolist()
+    for i, j in zip([0, *bounds], [*bounds, len(pair_event)], strict=True):
+        if i == j:
+            continue
         event, now, who, device = pair_event[i], pair_now[i], pair_who[i], pair_device[i]
-        j = i + 1
-        while j < total and pair_event[j] == event:
-            j += 1
         mine_reason = -1
         best = -1
         seen_of = contacts.get(who)
@@ -376,7 +375,6 @@ def _walk(offers: Sequence[Offer], mine: int, rules: CampaignRules, people: _Peo
                 outcome.append(lower_code)
             else:
                 outcome.append(control_code if held else QUEUED)
-        i = j
     return looped, outcome
 
 
@@ -408,8 +406,9 @@ def _tally(result: Preview, out: Ints, events: EventColumns, people: _People,
             label * width + codes, minlength=len(labels) * width).reshape(
             len(labels), width).tolist()
         reached: dict[int, set[str]] = {}
-        pairs = np.unique(np.stack([label[queued], who[queued]], axis=1), axis=0)
-        for slot, person in pairs.tolist():
+        many = max(len(people.names), 1)
+        slots, persons = np.divmod(np.unique(label[queued] * many + who[queued]), many)
+        for slot, person in zip(slots.tolist(), persons.tolist(), strict=True):
             reached.setdefault(slot, set()).add(str(people.names[person]))
         for slot, row in enumerate(counts):
             if not any(row):
