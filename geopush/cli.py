@@ -69,6 +69,10 @@ def _serve_worker(config: Config, url: str, host: str, port: int, reuse_port: bo
 
     # Spawned workers start with fresh logging: the level must be handed over.
     setup_logging(log_level)
+    if config.server.event_loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # run_app's loop is libuv's
     try:
         web.run_app(create_app(config, database_url=url), host=host, port=port,
                     reuse_port=reuse_port, print=None, access_log=None,

@@ -52,6 +52,8 @@ class ServerConfig(_Section):
     # own). The dwell sweeper and retention run in every process whatever this says.
     run_sender: bool = True
     shutdown_timeout_s: float = Field(10.0, ge=0)
+    # The HTTP workers' event loop: "uvloop" (libuv) or Python's own "asyncio".
+    event_loop: Literal["asyncio", "uvloop"] = "uvloop"
 
 
 class DatabaseConfig(_Section):

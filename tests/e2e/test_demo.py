@@ -103,6 +103,9 @@ async def test_demo_runs_the_whole_product_for_a_minute(tmp_path: Path) -> None:
                     triggered += (await r.json())["triggered"]
             assert triggered > 0
 
+        # The learning story's fatigued shopper takes a few pushes in turn: its line in a
+        # periodic summary (every 10 s) says the story got there before Ctrl-C.
+        await _line(proc, r"fatigue: Leo left 5 matcha pushes unopened", 60)
         # Ctrl-C stops everything cleanly.
         proc.send_signal(signal.SIGINT)
         out, err = await asyncio.to_thread(proc.communicate, timeout=60)
