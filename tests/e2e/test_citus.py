@@ -36,9 +36,23 @@ from tests.api.test_decisions_pipeline import (  # noqa: F401
 from tests.api.test_geolife_http_replay import (  # noqa: F401
     test_geolife_replay_over_http_matches_reference,
 )
+from tests.api.test_learning_levers import (  # noqa: F401
+    test_levers_show_treatment_visiting_twice_as_often,
+)
+from tests.api.test_learning_relationship import (  # noqa: F401
+    test_device_erasure_takes_its_preferences_and_their_log,
+    test_ignored_category_pauses_until_an_open,
+    test_interests_weekly_maximum_and_personal_quiet_hours_decide,
+    test_no_discount_on_the_appliance_bought_at_full_price_yesterday,
+    test_preferences_are_the_customers_on_every_phone_and_logged,
+)
+from tests.api.test_learning_value import test_value_per_store_and_per_segment  # noqa: F401
 from tests.api.test_loyalty_checkins import (  # noqa: F401
     test_a_checkin_counts_once_per_store_per_local_day,
     test_badges_once_each_under_concurrent_dwells_of_one_customer,
+)
+from tests.api.test_pings_api import (  # noqa: F401
+    test_dwell_from_sweeper_when_phone_stops_sending,
 )
 from tests.api.test_privacy import (  # noqa: F401
     test_customer_erasure,
@@ -46,6 +60,10 @@ from tests.api.test_privacy import (  # noqa: F401
     test_pings_older_than_retention_are_deleted,
 )
 from tests.api.test_segments_db import test_segments_of_a_known_population  # noqa: F401
+from tests.api.test_service_recovery_e2e import (  # noqa: F401
+    receiver,
+    test_bad_visit_is_heard_recovered_and_the_customer_returns,
+)
 from tests.citus_cluster import Cluster, ClusterUnavailable
 from tests.e2e.test_sender_crash import (  # noqa: F401
     test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch,
@@ -127,8 +145,26 @@ WHERE p.shardid = get_shard_id_for_distribution_column('devices', $1::uuid)
 """
 
 
+_PLACEMENT = """
+SELECT s.shardid, n.nodeport
+FROM unnest($1::uuid[]) AS d(device_id)
+JOIN pg_dist_shard s ON s.shardid = get_shard_id_for_distribution_column('devices', d.device_id)
+JOIN pg_dist_placement p ON p.shardid = s.shardid
+JOIN pg_dist_node n ON n.groupid = p.groupid
+"""
+# A table's shard for the same hash range sits where the devices shard does (co-location).
+_COLOCATED = """
+SELECT bool_and(pd.groupid = pt.groupid)
+FROM pg_dist_shard sd JOIN pg_dist_placement pd ON pd.shardid = sd.shardid
+JOIN pg_dist_shard st ON st.logicalrelid = $1::regclass
+     AND st.shardminvalue = sd.shardminvalue
+JOIN pg_dist_placement pt ON pt.shardid = st.shardid
+WHERE sd.shardid = $2
+"""
+
+
 async def test_one_customers_phones_on_two_workers_share_cooldown_and_cap(
-    api, db: asyncpg.Connection
+    cluster: Cluster, api, db: asyncpg.Connection
 ) -> None:
     """The customer lock holds across workers: the customer's phones are placed on
     different workers on purpose, enter the same store at once, and one push goes."""
@@ -144,6 +180,13 @@ async def test_one_customers_phones_on_two_workers_share_cooldown_and_cap(
         if len(phones) == 2:
             break
     assert len(phones) == 2, "no two phones on different workers"
+    # From Citus' own catalog: the phones' device rows (and, co-located, their visits,
+    # events, decisions and deliveries) are in two shards placed on the two workers.
+    placed = await db.fetch(_PLACEMENT, [p.device_id for p in phones.values()])
+    assert len({r["shardid"] for r in placed}) == 2
+    assert {r["nodeport"] for r in placed} == {w.port for w in cluster.workers}
+    for table in ("visits", "events", "decisions", "deliveries"):
+        assert await db.fetchval(_COLOCATED, table, placed[0]["shardid"]), table
     await asyncio.gather(*(_walk_in(api, p) for p in phones.values()))
     rows = await db.fetch("SELECT outcome, reason FROM decisions WHERE offer_id = $1",
                           offer["id"])
