@@ -170,8 +170,9 @@ class Background:
         while True:
             if not catch_up:
                 now = datetime.now(UTC)
-                await asyncio.sleep((latest_due(now, hour) + timedelta(days=1) - now)
-                                    .total_seconds())
+                due = latest_due(now, hour) + timedelta(days=1)
+                log.info("next daily segment recompute at %s", due.isoformat())
+                await asyncio.sleep((due - now).total_seconds())
             catch_up = False
             try:
                 from geopush.crm.segments import recompute_segments

@@ -68,7 +68,9 @@ _MESSAGES = {
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+    """`a.b.0`; a mapping's key that is refused is named by its own path (pydantic adds a
+    `[key]` part to tell it from the key's value)."""
+    return ".".join(str(part) for part in loc if part != "[key]")
 
 
 def problems(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -115,7 +117,6 @@ def _not_blank(value: str) -> str:
 
 # The field rules are Annotated metadata, so a type checker sees the field's real type:
 #     title: Annotated[str, NonBlank(200)]
-# (the older factories below, `Text(200)` as a type, hide it behind `Any` and need an ignore).
 
 @dataclass(frozen=True)
 class Chars(GroupedMetadata):
@@ -139,16 +140,6 @@ class NonBlank(GroupedMetadata):
         yield from Field(min_length=1, max_length=self.max_length).metadata
         yield AfterValidator(_storable)
         yield AfterValidator(_not_blank)
-
-
-def Text(max_length: int = 1000, *, min_length: int = 0) -> Any:
-    """`Annotated[str, Chars(...)]`, for code written before `Chars`."""
-    return Annotated[str, Chars(max_length, min_length)]
-
-
-def Name(max_length: int = 200) -> Any:
-    """`Annotated[str, NonBlank(...)]`, for code written before `NonBlank`."""
-    return Annotated[str, NonBlank(max_length)]
 
 
 # --- numbers --------------------------------------------------------------------------------
@@ -181,16 +172,6 @@ class Finite(GroupedMetadata):
 
     def __iter__(self) -> Iterator[object]:
         yield from Field(ge=self.ge, le=self.le, allow_inf_nan=False).metadata
-
-
-def Whole(ge: int = -INT4_MAX - 1, le: int = INT4_MAX) -> Any:
-    """`Annotated[int, WholeIn(...)]`, for code written before `WholeIn`."""
-    return Annotated[int, WholeIn(ge, le)]
-
-
-def Number(ge: float | None = None, le: float | None = None) -> Any:
-    """`Annotated[float, Finite(...)]`, for code written before `Finite`."""
-    return Annotated[float, Finite(ge, le)]
 
 
 # --- times ----------------------------------------------------------------------------------

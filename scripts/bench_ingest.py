@@ -34,8 +34,10 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -225,6 +227,22 @@ def proc_cpu_s(pids: list[int]) -> float:
 # --- the harness -----------------------------------------------------------------------------
 
 
+CATEGORIES = ("coffee", "tea", "pastry", "beans")
+
+
+async def _customers_who_bought(conn: Any, n: int) -> None:
+    """`--learning`: every device belongs to a customer with a purchase, a quarter of them
+    within `recently_bought_days`, so SPEC 15's per-customer checks have rows to read."""
+    now = datetime.now(UTC)
+    await conn.copy_records_to_table(
+        "customers", columns=["customer_id", "first_name", "language"],
+        records=[(f"bench-c{i}", "Bench", "en") for i in range(n)])
+    await conn.copy_records_to_table(
+        "transactions", columns=["transaction_id", "customer_id", "ts", "amount", "category"],
+        records=[(f"bench-t{i}", f"bench-c{i}", now - timedelta(days=2 if i % 4 == 0 else 30),
+                  Decimal("9.50"), CATEGORIES[i % len(CATEGORIES)]) for i in range(n)])
+
+
 async def call(session: aiohttp.ClientSession, method: str, url: str, key: str,
                body: object = None) -> dict:
     async with session.request(method, url, json=body,
@@ -314,6 +332,8 @@ class Bench:
                             "status": "paused"}
                     if k < 5:
                         body["max_sends"] = 1_000_000
+                    if self.args.learning:
+                        body["category"] = CATEGORIES[k % len(CATEGORIES)]
                     self.offer_ids.append((await call(s, "POST", f"{self.base}/v1/offers",
                                                       mk, body))["id"])
                 rng = random.Random(3)
@@ -331,11 +351,14 @@ class Bench:
 
                     devices.append({"token": token, "lon": lon, "lat": lat})
                     rows.append((uuid.uuid4(), hashlib.sha256(token.encode()).digest(),
-                                 f"fcm-bench-{i}", "android", "en", "UTC", True, True))
+                                 f"fcm-bench-{i}", "android", "en", "UTC", True, True,
+                                 f"bench-c{i}" if self.args.learning else None))
+                if self.args.learning:
+                    await _customers_who_bought(conn, self.args.devices)
                 await conn.copy_records_to_table(
                     "devices", records=rows,
                     columns=["device_id", "token_hash", "fcm_token", "platform", "locale",
-                             "timezone", "consent_location", "consent_push"])
+                             "timezone", "consent_location", "consent_push", "customer_id"])
             finally:
                 await conn.close()
         return devices
@@ -492,6 +515,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--warm", action="store_true")
     ap.add_argument("--rate", type=float, help="open loop: requests per second")
+    ap.add_argument("--learning", action="store_true",
+                    help="offers carry categories, devices belong to customers who bought"
+                         " (SPEC 15's preference, fatigue and recent-purchase checks do work)")
     args = ap.parse_args()
     if args.load and args.rate:
         print(json.dumps(asyncio.run(open_load(args.load, args.tokens, args.batch, args.rate,

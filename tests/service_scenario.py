@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 
 from tests.api_client import Api, Device, walk
 from tests.delivery_scenario import STORE_LAT, STORE_LON
+from tests.eventually import eventually
 
 DWELL_S = 60
 FR_EN = {
@@ -55,12 +55,5 @@ async def visit(api: Api, shop: RatedStore, device: Device, start: datetime | No
 
 async def wait_until(check: Callable[[], Awaitable[Any]], within: float = 5.0,
                      every: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy; fail after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(every)
+    """`tests.eventually.eventually`, under the name these scenarios use."""
+    return await eventually(check, within, every)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
 from aiohttp import web
 
-from geopush.api.body import path_id, read_body, read_model
+from geopush.api.body import path_id, read_model
 from geopush.api.errors import not_found
-from geopush.api.offers import OfferCreate
 from geopush.api.openapi import BY_MARKETER, documented
-from geopush.api.schema import RequestBody, Text, Whole
+from geopush.api.runtime import RUNTIME
+from geopush.api.schema import Chars, RequestBody, WholeIn
+from geopush.campaigns.offer_body import OfferCreate
 from geopush.foresight.draft import draft_offer
 from geopush.foresight.load import LearningRules, preview_job
 from geopush.foresight.test_push import send_test_push
 from geopush.ingest.decisions import campaign_rules
-from geopush.runtime import RUNTIME
 
 MAX_DAYS = 30
 
@@ -25,16 +26,16 @@ class PreviewBody(RequestBody):
     it in its place) and how many days back to replay."""
 
     offer: OfferCreate
-    days: Whole(1, MAX_DAYS) = 7  # type: ignore[valid-type]
+    days: Annotated[int, WholeIn(1, MAX_DAYS)] = 7
 
 
 @documented("What an offer would have done over the past days (nothing written or sent)",
             auth=BY_MARKETER, body=PreviewBody, errors=(422, 429))
 async def post_preview(request: web.Request) -> web.Response:
-    body = await read_body(request, PreviewBody)
+    body = await read_model(request, PreviewBody)
     rt = request.app[RUNTIME]
     now = rt.now()
-    offer = draft_offer(body["offer"], now)
+    offer = draft_offer(body.offer, now)
 
     def abandoned() -> bool:
         transport = request.transport
@@ -42,7 +43,7 @@ async def post_preview(request: web.Request) -> web.Response:
 
     config = rt.config
     result = await rt.miner.query(
-        preview_job, rt.database_url, offer, int(body.get("days", 7)), now,
+        preview_job, rt.database_url, offer, body.days, now,
         campaign_rules(config), config.campaigns.preview_max_events,
         config.segments.lookback_days, dict(config.loyalty.levels),
         LearningRules(config.campaigns.fatigue_after, config.campaigns.fatigue_days,
@@ -53,7 +54,7 @@ async def post_preview(request: web.Request) -> web.Response:
 class TestPushBody(RequestBody):
     """The device the test push goes to (a marketer's own phone, typically)."""
 
-    device_id: Text(100)  # type: ignore[valid-type]
+    device_id: Annotated[str, Chars(100)]
 
 
 @documented("Send an offer's message to one device now, as a test (counted nowhere)",

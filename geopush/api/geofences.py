@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 from aiohttp import web
-from pydantic import Field, WithJsonSchema
 
 from geopush.api.body import body_chunks, field_error, path_id, read_model
 from geopush.api.errors import ApiError
@@ -26,10 +25,11 @@ from geopush.api.openapi import (
 )
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import NonBlank, RequestBody, WholeIn
 from geopush.places.geofence_import import import_geofence_stream
 from geopush.places.geofences import LISTING as _LISTING
 from geopush.places.geofences import (
+    GeofenceCreate,
+    GeofencePatch,
     check_room,
     check_store,
     checked_geometry,
@@ -41,38 +41,6 @@ from geopush.places.geofences import (
 from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts
 
-MAX_DWELL_S = 7 * 86400
-# The shape is checked by `checked_geometry` (a 422 saying why), so here it is any JSON value.
-Geometry = Annotated[Any, WithJsonSchema({
-    "description": "GeoJSON Polygon or MultiPolygon (lon, lat), or"
-                   ' {"type": "Circle", "center": [lon, lat], "radius_m": r} (10 to 50,000 m)',
-    "type": "object",
-    "required": ["type"],
-    "properties": {"type": {"enum": ["Polygon", "MultiPolygon", "Circle"]},
-                   "coordinates": {"type": "array"},
-                   "center": {"type": "array", "items": {"type": "number"},
-                              "minItems": 2, "maxItems": 2},
-                   "radius_m": {"type": "number"}},
-})]
-StoreRef = Annotated[UUID, Field(strict=False)]
-
-
-class GeofenceCreate(RequestBody):
-    name: Annotated[str, NonBlank(200)]
-    geometry: Geometry
-    store_id: StoreRef | None = None
-    dwell_s: Annotated[int, WholeIn(0, MAX_DWELL_S)] | None = None
-    enabled: bool = True
-
-
-class GeofencePatch(RequestBody):
-    """Any of the fields; absent ones are unchanged, `store_id: null` unlinks the store."""
-
-    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
-    geometry: Geometry = None
-    store_id: StoreRef | None = None
-    dwell_s: Annotated[int, WholeIn(0, MAX_DWELL_S)] = None  # type: ignore[assignment]
-    enabled: bool = None  # type: ignore[assignment]
 #: Geometries with more positions than this are checked in a worker thread (a 2,000-vertex
 #: polygon takes tens of milliseconds of GEOS and Python), smaller ones inline.
 _INLINE_CHECK_POSITIONS = 200

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 from aiohttp import web
-from pydantic import Field
 
-from geopush.api.body import path_id, read_body
+from geopush.api.body import path_id, read_json
 from geopush.api.errors import ApiError
 from geopush.api.openapi import (
     BY_MARKETER,
@@ -24,23 +23,14 @@ from geopush.api.openapi import (
 )
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import INT4_MAX, Chars, NonBlank, RequestBody, Time, WholeIn
+from geopush.campaigns.offer_body import OfferCreate, OfferPatch
 from geopush.campaigns.offers import (
-    DEFAULT_COOLDOWN_S,
-    DEFAULT_TTL_S,
-    MAX_BODY_CHARS,
-    MAX_CONTROL_PCT,
-    MAX_COOLDOWN_S,
-    MAX_TITLE_CHARS,
-    MAX_TRANSLATIONS,
-    MAX_TTL_S,
     Offer,
     check_deeplink_scheme,
     offer_to_json,
     parse_offer_fields,
     validate_offer,
 )
-from geopush.codes import OfferStatus, Segment, Trigger
 from geopush.store.keyset import fetch_page
 from geopush.store.offers import (
     LISTING,
@@ -54,76 +44,6 @@ from geopush.store.offers import (
 from geopush.timefmt import format_ts
 
 _LISTING = LISTING
-
-
-class Translation(RequestBody):
-    title: Annotated[str, NonBlank(MAX_TITLE_CHARS)]
-    body: Annotated[str, NonBlank(MAX_BODY_CHARS)]
-
-
-class Message(RequestBody):
-    """Localized templates; `{first_name}` and `{store_name}` are filled in."""
-
-    default_locale: Annotated[str, Chars(35, min_length=2)]
-    translations: Annotated[dict[Annotated[str, Chars(35, min_length=2)], Translation],
-                            Field(min_length=1, max_length=MAX_TRANSLATIONS)]
-
-
-class AudienceBody(RequestBody):
-    """Cross-selling by product type; `recommended` matches customers whose top recommended
-    categories (basket analysis) hold the offer's `category`."""
-
-    bought_any: list[Annotated[str, NonBlank(100)]] = Field(default_factory=list)
-    not_bought: list[Annotated[str, NonBlank(100)]] = Field(default_factory=list)
-    bought_all: list[Annotated[str, NonBlank(100)]] = Field(default_factory=list)
-    recommended: bool = False
-
-
-class DailyWindowBody(RequestBody):
-    start: Annotated[str, Chars(5)]
-    end: Annotated[str, Chars(5)]
-
-
-if TYPE_CHECKING:
-    Ids = list[str]
-else:
-    Ids = list[Annotated[str, NonBlank(200)]]
-
-
-class OfferCreate(RequestBody):
-    """SPEC section 4. `id`, `created_at` and `updated_at` are accepted and ignored, so a
-    client can send back what it got."""
-
-    trigger: Annotated[Trigger, Field(strict=False)]
-    message: Message
-    name: Annotated[str, Chars(200)] | None = None
-    geofence_ids: Ids = Field(default_factory=list)
-    store_ids: Ids = Field(default_factory=list)
-    segments: list[Annotated[Segment, Field(strict=False)]] = Field(default_factory=list)
-    category: Annotated[str, NonBlank(100)] | None = None
-    audience: AudienceBody | None = None
-    starts_at: Time | None = None
-    ends_at: Time | None = None
-    daily_window: DailyWindowBody | None = None
-    cooldown_s: Annotated[int, WholeIn(0, MAX_COOLDOWN_S)] = DEFAULT_COOLDOWN_S
-    max_sends: Annotated[int, WholeIn(1)] | None = None
-    priority: Annotated[int, WholeIn(-INT4_MAX)] = 0
-    control_pct: Annotated[int, WholeIn(0, MAX_CONTROL_PCT)] = 0
-    ttl_s: Annotated[int, WholeIn(1, MAX_TTL_S)] = DEFAULT_TTL_S
-    deeplink: Annotated[str, Chars(2048)] | None = None
-    status: Annotated[OfferStatus, Field(strict=False)] = OfferStatus.ACTIVE
-    levels: list[Annotated[str, NonBlank(50)]] = Field(default_factory=list)
-    allow_recent_buyers: bool = False
-    id: Annotated[str, Chars(100)] | None = None
-    created_at: Annotated[str, Chars(100)] | None = None
-    updated_at: Annotated[str, Chars(100)] | None = None
-
-
-class OfferPatch(OfferCreate):
-    """Any of the fields; absent ones are unchanged."""
-
-    trigger: Annotated[Trigger, Field(strict=False)] = None  # type: ignore[assignment]
-    message: Message = None  # type: ignore[assignment]
 
 
 def offer_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -179,8 +99,7 @@ def _definition(offer: Offer) -> dict[str, Any]:
 @documented("Create an offer", auth=BY_MARKETER, body=OfferCreate, status=201, errors=(422,),
             response=OFFER)
 async def post_offer(request: web.Request) -> web.Response:
-    body = await read_body(request, OfferCreate)
-    fields = parse_offer_fields(body, partial=False)
+    fields = parse_offer_fields(await read_json(request), partial=False)
     offer_id = str(uuid.uuid4())
     rt = request.app[RUNTIME]
     offer = Offer(id=offer_id, created_at=rt.now(), **fields)
@@ -215,9 +134,8 @@ async def get_offer(request: web.Request) -> web.Response:
             response=OFFER)
 async def patch_offer(request: web.Request) -> web.Response:
     offer_id = path_id(request, "offer_id", "offer")
-    body = await read_body(request, OfferPatch)
+    changes = parse_offer_fields(await read_json(request), partial=True)
     rt = request.app[RUNTIME]
-    changes = parse_offer_fields(body, partial=True)
     async with rt.pool.acquire() as conn, conn.transaction():
         row = await offer_row(conn, offer_id, lock=True)
         offer = dataclasses.replace(offer_from_row(row), **changes)

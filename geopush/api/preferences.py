@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from aiohttp import web
-from pydantic import Field
 
 from geopush.api.auth import require_device
 from geopush.api.body import field_error, read_model
 from geopush.api.openapi import BY_DEVICE, documented, obj
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import Name, RequestBody, Whole
+from geopush.api.schema import NonBlank, RequestBody, WholeIn
+from geopush.campaigns.opening_hours import ClockTime
 from geopush.store.preferences import (
     Preferences,
     device_customer,
@@ -25,20 +25,17 @@ from geopush.store.preferences import (
     subject_of,
 )
 
-HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
-                            json_schema_extra={"examples": ["22:00"]})]
-
 
 class QuietHours(RequestBody):
     """Local time on the device's clock; may wrap midnight; start == end turns them off."""
 
-    start: HHMM
-    end: HHMM
+    start: ClockTime
+    end: ClockTime
 
 
 class PreferencesBody(RequestBody):
-    interests: list[Name(100)] | None = None  # type: ignore[valid-type]
-    max_per_week: Whole(0, 21) | None = None  # type: ignore[valid-type]
+    interests: list[Annotated[str, NonBlank(100)]] | None = None
+    max_per_week: Annotated[int, WholeIn(0, 21)] | None = None
     quiet_hours: QuietHours | None = None
 
 

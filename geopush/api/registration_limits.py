@@ -25,8 +25,6 @@ from geopush.api.runtime import RUNTIME
 from geopush.api.token_buckets import retry_after
 from geopush.store.rate_windows import Limit, hit
 
-WINDOW_S = 60.0
-
 
 async def check_registration_rate(request: web.Request, principal: Principal) -> None:
     """Count this registration; 429 with Retry-After when the key or the address is over."""
@@ -41,7 +39,7 @@ async def check_registration_rate(request: web.Request, principal: Principal) ->
         budgets.append(Limit(f"register:key:{principal.key_id}",
                              limits.register_key_rate_per_min))
     at = rt.limits_clock() if rt.limits_clock else None
-    wait = await hit(rt.pool, budgets, WINDOW_S, at)
+    wait = await hit(rt.pool, budgets, limits.register_window_s, at)
     if wait > 0:
         raise ApiError(429, "rate_limited", "too many device registrations, try again later",
                        headers={"Retry-After": retry_after(wait)})

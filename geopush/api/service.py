@@ -7,7 +7,7 @@ identity, only the store, the scores' case and its timeline.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
@@ -29,7 +29,7 @@ from geopush.api.openapi import (
 )
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import Name, RequestBody, Text, Whole
+from geopush.api.schema import Chars, NonBlank, RequestBody, WholeIn
 from geopush.service.cases import (
     LISTING as CASES,
 )
@@ -49,29 +49,29 @@ from geopush.service.recovery import is_low, open_case
 from geopush.store.keyset import fetch_page
 from geopush.timefmt import format_ts_or_none
 
-Score = Whole(1, 5)
+Score = Annotated[int, WholeIn(1, 5)]
 
 
 class Scores(RequestBody):
-    reliability: Score | None = None  # type: ignore[valid-type]
-    assurance: Score | None = None  # type: ignore[valid-type]
-    tangibles: Score | None = None  # type: ignore[valid-type]
-    empathy: Score | None = None  # type: ignore[valid-type]
-    responsiveness: Score | None = None  # type: ignore[valid-type]
+    reliability: Score | None = None
+    assurance: Score | None = None
+    tangibles: Score | None = None
+    empathy: Score | None = None
+    responsiveness: Score | None = None
 
 
 class FeedbackBody(RequestBody):
-    store_id: Name(64)  # type: ignore[valid-type]
-    overall: Score  # type: ignore[valid-type]
-    delivery_id: Name(64) | None = None  # type: ignore[valid-type]
+    store_id: Annotated[str, NonBlank(64)]
+    overall: Score
+    delivery_id: Annotated[str, NonBlank(64)] | None = None
     dimensions: Scores | None = None
     expectations: Scores | None = None
-    comment: Text(1000) | None = None  # type: ignore[valid-type]
+    comment: Annotated[str, Chars(1000)] | None = None
 
 
 class CasePatch(RequestBody):
-    status: Name(20) = None  # type: ignore[valid-type]
-    resolution: Text(1000) | None = None  # type: ignore[valid-type]
+    status: Annotated[str, NonBlank(20)] = None  # type: ignore[assignment]
+    resolution: Annotated[str, Chars(1000)] | None = None
 
 
 _T = {"type": "string"}
@@ -84,7 +84,7 @@ CASE = obj(("id", "store_id", "opened_at", "status", "recovered"), id=_T, store_
            recovered_at=_OPT_T)
 RECOVERY = obj(("cases",), cases={"type": "integer"}, open={"type": "integer"},
                first_response_p50_s=_NUM, first_response_p90_s=_NUM,
-               resolved_within_sla=_NUM, recovered=_NUM)
+               resolved_within_sla=_NUM, recovered=_NUM, sla_s={"type": "integer"})
 SERVICE = obj(("days", "stores", "recovery"), days={"type": "integer"}, recovery=RECOVERY,
               stores={"type": "array", "items": obj(
                   ("store_id", "responses", "overall", "dimensions", "recovery"),

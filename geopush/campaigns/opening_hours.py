@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime, time
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from geopush.campaigns.errors import OfferError
 
@@ -94,3 +97,25 @@ def parse_hhmm(value: object, path: str, *, allow_24: bool) -> time:
         raise OfferError(path, f'must be a time "HH:MM" ({expected})')
     hours, minutes = value.split(":")
     return time(int(hours), int(minutes))
+
+
+# The same rule as a field type, for the request models (an offer's daily window, a store's
+# opening hours, a device's quiet hours): one HH:MM rule wherever a time of day is read.
+
+def _clock(allow_24: bool) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            parse_hhmm(value, "", allow_24=allow_24)
+        except OfferError as exc:
+            raise PydanticCustomError("hhmm", exc.reason) from None
+        return value
+    return AfterValidator(check)
+
+
+#: A time of day, `HH:MM` with two digits each, 00:00 to 23:59.
+ClockTime = Annotated[str, _clock(allow_24=False), WithJsonSchema(
+    {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$", "examples": ["22:00"]})]
+#: The end of an interval: a `ClockTime`, or `24:00` (midnight, at the end of the day).
+ClockEnd = Annotated[str, _clock(allow_24=True), WithJsonSchema(
+    {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$",
+     "examples": ["21:00"]})]

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from geopush.campaigns.offers import normalize_locale
+from geopush.campaigns.offer_body import normalize_locale
 
 PLACEHOLDERS: tuple[str, ...] = ("first_name", "store_name")
 

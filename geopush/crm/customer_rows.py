@@ -6,46 +6,42 @@ and initial", SPEC 11): the rest of the name is never stored.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 import asyncpg
+from pydantic import ValidationError
 
 from geopush.crm.csv_stream import CsvKind, Row, RowParser
-from geopush.crm.csv_values import (
-    MAX_ID_LEN,
-    MAX_TEXT_LEN,
-    columns_getter,
-    date_or_time,
-    show,
-    width_error,
-)
+from geopush.crm.csv_values import columns_getter, width_error
+from geopush.crm.customers import CustomerRecord
+from geopush.fields import problems
 from geopush.loyalty.rules import initial_of
-
-_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 
 
 def customer_parser(positions: dict[str, int], width: int) -> RowParser:
+    """Each row checked by `CustomerRecord`; an empty field is an absent one."""
     get = columns_getter(positions, ("customer_id", "first_name", "language", "created_at"))
     last_at = positions.get("last_name")
+    validate = CustomerRecord.model_validate
 
     def parse(line: int, fields: list[str]) -> Row | str:
         if len(fields) != width:
             return width_error(fields, width)
-        customer_id, first_name, language, created_raw = get(fields)
-        if not customer_id:
-            return "customer_id: is empty"
-        if len(customer_id) > MAX_ID_LEN:
-            return f"customer_id: longer than {MAX_ID_LEN} characters"
-        if len(first_name) > MAX_TEXT_LEN:
-            return f"first_name: longer than {MAX_TEXT_LEN} characters"
-        if language and not _LANGUAGE.fullmatch(language):
-            return f"language: not a language tag such as fr or fr-CA: {show(language)}"
-        created_at = date_or_time(created_raw, "created_at")
-        if isinstance(created_at, str):
-            return created_at
+        customer_id, first_name, language, created_at = get(fields)
+        body = {"customer_id": customer_id}
+        if first_name:
+            body["first_name"] = first_name
+        if language:
+            body["language"] = language
+        if created_at:
+            body["created_at"] = created_at
+        try:
+            customer = validate(body)
+        except ValidationError as exc:
+            return problems(exc)[0]
         initial = None if last_at is None else initial_of(fields[last_at])
-        return (line, customer_id, first_name or None, language or None, created_at, initial)
+        return (line, customer.customer_id, customer.first_name, customer.language,
+                customer.created_at, initial)
 
     return parse
 

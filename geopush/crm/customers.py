@@ -6,7 +6,20 @@ from typing import Any
 
 import asyncpg
 
+from geopush.crm.csv_values import CrmId, DateOrTime, Language, LongText
 from geopush.errors import NotFound
+from geopush.fields import RequestBody
+
+
+class CustomerRecord(RequestBody):
+    """A customer as the CRM sends one (SPEC section 7), the one check of one: each row of
+    `POST /v1/customers/import` is this model. Absent is unknown; a customers import
+    replaces the name and language it has with what the file says."""
+
+    customer_id: CrmId
+    first_name: LongText | None = None
+    language: Language | None = None
+    created_at: DateOrTime | None = None
 
 _PROFILE = """
 SELECT c.customer_id, c.first_name, c.language, c.created_at, c.imported_at, c.segment,

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import asyncpg
 
-from geopush.campaigns.offers import DEFAULT_TTL_S
+from geopush.campaigns.offer_body import DEFAULT_TTL_S
 from geopush.codes import DeliveryStatus
 from geopush.delivery.outbox import OUTBOX_CHANNEL
 from geopush.errors import Conflict, NotFound

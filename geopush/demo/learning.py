@@ -1,6 +1,8 @@
 """The demo's learning story (SPEC section 15): one shopper tells the app what interests
-her, and a gold customer who consented to recognition walks in: the store's system gets a
-signed `vip_arrival` alert with her first name, so staff can greet her.
+her, a gold customer who consented to recognition walks in (the store's system gets a
+signed `vip_arrival` alert with her first name, so staff can greet her), and a tea drinker
+who never opens the store's matcha offer stops getting it: after `[campaigns]
+fatigue_after` unopened pushes, his next visit is held back with reason `fatigue`.
 
 Uses the service story's `AlertInbox` (the store's system on loopback); the summary shows
 what the inbox received.
@@ -9,11 +11,13 @@ what the inbox received.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from geopush.demo.service import AlertInbox, _visit
+from geopush.demo.service import AlertInbox, _point, _visit
 from geopush.demo.world import Client, World
 from geopush.identity import issue_customer_proof
 
@@ -22,13 +26,22 @@ SHOPPERS = [
     ("Ana", "en-GB", {"interests": ["bakery"], "max_per_week": 3}, False, 0),
     ("Mei", "zh-CN", None, True, 2500),
 ]
+# The shopper who tires of an offer; the offer is his alone (its audience bought matcha,
+# and only he did), so the story does not depend on the other phones' paths.
+FATIGUED = "Leo"
+MATCHA = {"default_locale": "en", "translations": {
+    "en": {"title": "Matcha is back, {first_name}", "body": "Fresh tins at {store_name}"},
+    "fr": {"title": "Le matcha est de retour, {first_name}",
+           "body": "Nouvelles boîtes chez {store_name}"},
+    "zh": {"title": "{first_name}，抹茶到货了", "body": "{store_name}新到抹茶"}}}
 
 
 class LearningStory:
     def __init__(self, client: Client, world: World, inbox: AlertInbox,
-                 link_secret: str) -> None:
+                 link_secret: str, fatigue_after: int = 5) -> None:
         self.client, self.world, self.inbox = client, world, inbox
         self.link_secret = link_secret
+        self.fatigue_after = fatigue_after
         self.status: dict[str, Any] = {}
 
     async def run(self) -> None:
@@ -68,11 +81,75 @@ class LearningStory:
         self.status["vip arrival"] = (
             f"{alert['first_name']} ({alert['level']}, {alert['segment']}) entered"
             f" {store['name']}: staff alerted, signature verified" if alert else "not yet")
+        await self._fatigue(store)
+
+    async def _fatigue(self, store: dict[str, Any]) -> None:
+        """Leo passes the store again and again and never opens the matcha push: once
+        `fatigue_after` have gone unopened, the next pass is held back (`fatigue`)."""
+        w, c = self.world, self.client
+        marketer = w.keys["marketer"]
+        customer_id = f"{w.run}-learn-fatigue"
+        month_ago = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+        await c.call("POST", "/v1/customers/import", marketer,
+                     csv="customer_id,first_name,language,created_at\n"
+                         f"{customer_id},{FATIGUED},en,2020-01-01\n")
+        await c.call("POST", "/v1/transactions/import", marketer,
+                     csv="transaction_id,customer_id,store_external_id,ts,amount,category\n"
+                         f"{w.run}-matcha-1,{customer_id},{store['external_id']},"
+                         f"{month_ago},12.50,matcha\n")
+        offer = await c.call("POST", "/v1/offers", marketer, {
+            "name": "Matcha is back", "trigger": "enter", "message": MATCHA,
+            "store_ids": [store["id"]], "category": "matcha", "priority": 20,
+            "audience": {"bought_any": ["matcha"]}, "cooldown_s": 0, "ttl_s": 3600})
+        reg = await c.call("POST", "/v1/devices", w.keys["app"], {
+            "fcm_token": f"demo-{w.run}-learn-fatigue", "platform": "ios",
+            "locale": "en-GB", "timezone": "Asia/Shanghai", "customer_id": customer_id,
+            "customer_proof": issue_customer_proof(customer_id, self.link_secret)})
+        await c.call("PUT", "/v1/devices/me/consent", reg["device_token"],
+                     {"location": True, "push": True})
+        lat, lon = store["location"]["lat"], store["location"]["lon"]
+        start = datetime.now(UTC) - timedelta(minutes=4)
+        for i in range(self.fatigue_after + 1):
+            walk_in, walk_out = _pass_by(lat, lon, start + timedelta(seconds=40 * i))
+            await c.call("POST", "/v1/pings", reg["device_token"], {"pings": walk_in})
+            if i < self.fatigue_after:  # each push is sent (and left unopened) before he
+                sent = await self._wait(  # walks out, which would cancel it
+                    functools.partial(self._stats_reach, offer["id"], i + 1))
+                if not sent:
+                    self.status["fatigue"] = "not yet"
+                    return
+            await c.call("POST", "/v1/pings", reg["device_token"], {"pings": walk_out})
+        held = await self._wait(lambda: self._held(offer["id"]))
+        self.status["fatigue"] = (
+            f"{FATIGUED} left {self.fatigue_after} matcha pushes unopened; his next visit"
+            f" was held back ({held})" if held else "not yet")
+
+    async def _stats_reach(self, offer_id: str, sent: int) -> bool:
+        stats = await self.client.call("GET", f"/v1/offers/{offer_id}/stats",
+                                       self.world.keys["marketer"])
+        return bool(stats["sent"] >= sent)
+
+    async def _held(self, offer_id: str) -> str | None:
+        stats = await self.client.call("GET", f"/v1/offers/{offer_id}/stats",
+                                       self.world.keys["marketer"])
+        return "fatigue" if stats["suppressed"].get("fatigue") else None
 
     async def _wait(self, probe: Callable[[], Any], within_s: float = 20.0) -> Any:
         for _ in range(int(within_s / 0.25)):
             found = probe()
+            if inspect.isawaitable(found):
+                found = await found
             if found:
                 return found
             await asyncio.sleep(0.25)
         return None
+
+
+def _pass_by(lat: float, lon: float, start: datetime
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Walk in from 300 m south, then straight out north, 4 s a fix: an enter and an exit,
+    too short for a dwell (so no feedback request either)."""
+    pings = [{"lat": _point(lat, lon, n)[0], "lon": lon, "accuracy_m": 8,
+              "ts": (start + timedelta(seconds=4 * i)).isoformat()}
+             for i, n in enumerate([-300, -200, -100, -40, 0, 150, 300])]
+    return pings[:5], pings[5:]

@@ -251,7 +251,8 @@ async def _main(port: int, duration: float, data_dir: Path, speedup: float,
                     story = ServiceStory(client, world, inbox, link_secret,
                                          emu.state.messages)
                     told = asyncio.create_task(story.run(), name="demo-service")
-                    learning = LearningStory(client, world, inbox, link_secret)
+                    learning = LearningStory(client, world, inbox, link_secret,
+                                             config.campaigns.fatigue_after)
                     learned = asyncio.create_task(learning.run(), name="demo-learning")
                     try:
                         await _summary_loop(session, base, world, replay, screen, app, ends,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from geopush.campaigns.offers import Offer, parse_offer_fields
+from geopush.campaigns.offer_body import OfferCreate
+from geopush.campaigns.offers import Offer, offer_fields
 from geopush.codes import OfferStatus
 from geopush.errors import Invalid
 from geopush.foresight.load import check_previewable
@@ -16,17 +16,18 @@ from geopush.timefmt import parse_rfc3339
 UNSAVED_ID = "preview"
 
 
-def draft_offer(body: dict[str, Any], now: datetime) -> Offer:
+def draft_offer(body: OfferCreate, now: datetime) -> Offer:
     """The `Offer` to preview, active whatever its status (a paused draft is what one
     previews). `id`/`created_at` are kept when sent, so an edit of a saved offer replaces
-    it in the replay and keeps its control group and seniority."""
-    raw = dict(body)
-    fields = parse_offer_fields(raw, partial=False)
-    given_id = raw.get("id")
-    offer_id = given_id if isinstance(given_id, str) and given_id else UNSAVED_ID
+    it in the replay and keeps its control group and seniority.
+
+    `body` is checked by the same model as `POST /v1/offers`; the cross-field rules of a
+    create are checked here."""
+    fields = offer_fields(body)
+    offer_id = body.id or UNSAVED_ID
     created_at = now
-    if isinstance(raw.get("created_at"), str):
-        parsed = parse_rfc3339(raw["created_at"])
+    if body.created_at is not None:
+        parsed = parse_rfc3339(body.created_at)
         if parsed is None:
             raise Invalid("created_at", "not an RFC 3339 time")
         created_at = parsed

@@ -9,6 +9,7 @@ exceeded, without counting first).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import asyncpg
 
 from geopush.campaigns.decide import CampaignRules
 from geopush.campaigns.offers import Offer
-from geopush.codes import EventType, Segment, Trigger
+from geopush.codes import EventType, OfferStatus, Segment, Trigger
 from geopush.errors import Invalid, Unprocessable
 from geopush.foresight.replay import Preview, ReplayEvent, Subject, replay
 from geopush.loyalty.levels import subject_totals
@@ -33,10 +34,17 @@ log = logging.getLogger(__name__)
 
 VISIT_TRIGGERS = (Trigger.ENTER, Trigger.DWELL, Trigger.EXIT)
 
+# Every offer that may have competed in the window: what it was then comes from its status
+# log (SPEC 16: "with the offers that were active then competing"); offers written without
+# one (before the log, or straight into the table) count as active since their creation
+# while they are active now.
 _COMPETITORS = """
-SELECT * FROM offers
-WHERE deleted_at IS NULL AND status = 'active' AND trigger = ANY($1::text[])
-  AND offer_id::text <> $2
+SELECT o.*, l.statuses, l.ats FROM offers o
+LEFT JOIN (SELECT offer_id, array_agg(status ORDER BY at) AS statuses,
+                  array_agg(at ORDER BY at) AS ats
+           FROM offer_status_log GROUP BY offer_id) l ON l.offer_id = o.offer_id
+WHERE o.trigger = ANY($1::text[]) AND o.offer_id::text <> $2
+  AND (o.deleted_at IS NULL OR o.deleted_at > $3)
 """
 _EVENTS = """
 SELECT created_at, ts, type, geofence_id::text, store_id::text, device_id::text
@@ -114,12 +122,20 @@ async def preview_offer(
 ) -> dict[str, Any]:
     """The preview of `offer` over the `days` before `now`: reads only, never writes."""
     started = time.perf_counter()
-    competitors = [offer_from_row(r) for r in await conn.fetch(
-        _COMPETITORS, [str(t) for t in VISIT_TRIGGERS], offer.id)]
+    since = now - timedelta(days=days)
+    competitors, active = [], {}
+    for r in await conn.fetch(_COMPETITORS, [str(t) for t in VISIT_TRIGGERS], offer.id, since):
+        periods = active_periods(r["statuses"], r["ats"], r["status"], r["created_at"],
+                                 r["deleted_at"])
+        if any(end is None or end > since for _, end in periods):
+            # It competes as it is now defined, in the periods it was active.
+            rival = dataclasses.replace(offer_from_row(r), status=OfferStatus.ACTIVE)
+            competitors.append(rival)
+            active[rival.id] = periods
     offers = [offer, *competitors]
     by_fence = sorted({(str(o.trigger), g) for o in offers for g in o.geofence_ids})
     by_store = sorted({(str(o.trigger), s) for o in offers for s in o.store_ids})
-    rows = await conn.fetch(_EVENTS, now - timedelta(days=days), now,
+    rows = await conn.fetch(_EVENTS, since, now,
                             [t for t, _ in by_fence], [g for _, g in by_fence],
                             [t for t, _ in by_store], [s for _, s in by_store], max_events + 1)
     if len(rows) > max_events:
@@ -134,11 +150,32 @@ async def preview_offer(
     by_type = {str(t): t for t in EventType}
     events = [ReplayEvent(r[0], r[1], by_type[r[2]], r[3], r[4], r[5])
               for r in relevant_rows(offer, competitors, rows, subjects)]
-    created = {o.id: o.created_at for o in competitors}
-    result: Preview = replay(offer.id, offers, events, subjects, stores, rules, created)
+    result: Preview = replay(offer.id, offers, events, subjects, stores, rules, active)
     log.info("preview replayed %d events (fetch %.2f s, replay %.2f s)", len(rows),
              fetched - started, time.perf_counter() - fetched)
     return result.as_json()
+
+
+def active_periods(statuses: list[str] | None, ats: list[datetime] | None, status: str,
+                   created_at: datetime, deleted_at: datetime | None
+                   ) -> list[tuple[datetime, datetime | None]]:
+    """The [from, until) periods an offer was active, from its status log (None: still is).
+    Without a log: from its creation if it is active now, until its deletion."""
+    if not statuses or not ats:
+        if status != "active" or deleted_at is not None:
+            return []
+        return [(created_at, None)]
+    periods: list[tuple[datetime, datetime | None]] = []
+    since: datetime | None = None
+    for state, at in zip(statuses, ats, strict=True):
+        if state == "active" and since is None:
+            since = at
+        elif state != "active" and since is not None:
+            periods.append((since, at))
+            since = None
+    if since is not None:
+        periods.append((since, None))
+    return periods
 
 
 def relevant_rows(offer: Offer, competitors: list[Offer], rows: list[Any],

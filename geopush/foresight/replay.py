@@ -129,13 +129,14 @@ def replay(
     subjects: Mapping[str, Subject],
     stores: Mapping[str, StoreInfo],
     rules: CampaignRules,
-    created: Mapping[str, datetime] | None = None,
+    active: Mapping[str, Sequence[tuple[datetime, datetime | None]]] | None = None,
 ) -> Preview:
     """Decide every event in the given (decision) order; count the fate of `preview_id`.
 
-    `created`: per competing offer, when it was created; it competes only for events
-    decided after that (live, it did not exist before)."""
-    created = created or {}
+    `active`: per competing offer, the [from, until) periods it was active (until None:
+    still is); it competes only for events decided within one, as it did live. An offer
+    not named here competes throughout."""
+    active = active or {}
     result = Preview()
     # candidate_offers itself, once per (trigger, geofence, store): events repeat them.
     candidates_of: dict[tuple[EventType, str, str | None], list[Offer]] = {}
@@ -152,9 +153,9 @@ def replay(
         if candidates is None:
             candidates = candidates_of[key] = candidate_offers(
                 offers, event.type, event.geofence_id, event.store_id)
-        if created:
+        if active:
             candidates = [o for o in candidates
-                          if o.id not in created or created[o.id] <= event.now]
+                          if o.id not in active or _active_at(active[o.id], event.now)]
         if not candidates:
             continue
         subject = subjects.get(event.device_id) or unknown
@@ -203,3 +204,7 @@ def replay(
                               result.by_day[event.now.date()]):
                     tally.add(d.outcome, reason, who)
     return result
+
+
+def _active_at(periods: Sequence[tuple[datetime, datetime | None]], at: datetime) -> bool:
+    return any(start <= at and (end is None or at < end) for start, end in periods)

@@ -77,6 +77,11 @@ class MiningPool:
         self._queries = 0
         self._query_executor: ProcessPoolExecutor | None = None
 
+    @property
+    def queries(self) -> int:
+        """Marketers' queries running or waiting in the lane now (at most `queries`)."""
+        return self._queries
+
     def _get(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:

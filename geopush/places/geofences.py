@@ -1,14 +1,22 @@
-"""Geofences: checking shapes and import features (the streamed import is geofence_import)."""
+"""Geofences: their fields, checking shapes and import features (the streamed import is
+geofence_import).
+
+`GeofenceFields` is the one definition of what a geofence takes: `POST` and `PATCH
+/v1/geofences` (and the OpenAPI document) and each feature of an import are checked by
+models built on it, so a feature imported is a geofence the API would accept.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
+from pydantic import ConfigDict, Field, WithJsonSchema
 
 from geopush.errors import Conflict, NotFound, Unprocessable
+from geopush.fields import InvalidBody, NonBlank, RequestBody, WholeIn, check_body
 from geopush.geo.geometry import area_m2, parse_geometry
 from geopush.store.geofence_index import notify_changed
 from geopush.store.keyset import Listing
@@ -19,6 +27,57 @@ COLUMNS = ("geofence_id, name, store_id, geometry, dwell_s, enabled, area_m2,"
 # Its list (GET /v1/geofences): oldest first, by keyset.
 LISTING = Listing("geofences", COLUMNS, "geofence_id")
 MAX_IMPORT_FEATURES = 50_000
+MAX_DWELL_S = 7 * 86400
+
+# The shape is checked by `checked_geometry` (a 422 saying why), so here it is any JSON value.
+Geometry = Annotated[Any, WithJsonSchema({
+    "description": "GeoJSON Polygon or MultiPolygon (lon, lat), or"
+                   ' {"type": "Circle", "center": [lon, lat], "radius_m": r} (10 to 50,000 m)',
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"enum": ["Polygon", "MultiPolygon", "Circle"]},
+                   "coordinates": {"type": "array"},
+                   "center": {"type": "array", "items": {"type": "number"},
+                              "minItems": 2, "maxItems": 2},
+                   "radius_m": {"type": "number"}},
+})]
+StoreRef = Annotated[UUID, Field(strict=False)]
+GeofenceName = Annotated[str, NonBlank(200)]
+DwellS = Annotated[int, WholeIn(0, MAX_DWELL_S)]
+
+
+class GeofenceFields(RequestBody):
+    """What every geofence has, however it is given; `dwell_s: null` is `[geo]
+    default_dwell_s`."""
+
+    name: GeofenceName
+    geometry: Geometry
+    dwell_s: DwellS | None = None
+
+
+class GeofenceCreate(GeofenceFields):
+    store_id: StoreRef | None = None
+    enabled: bool = True
+
+
+class GeofencePatch(RequestBody):
+    """Any of the fields; absent ones are unchanged, `store_id: null` unlinks the store."""
+
+    name: GeofenceName = None  # type: ignore[assignment]
+    geometry: Geometry = None
+    store_id: StoreRef | None = None
+    dwell_s: DwellS = None  # type: ignore[assignment]
+    enabled: bool = None  # type: ignore[assignment]
+
+
+class ImportedGeofence(GeofenceFields):
+    """A feature of an import: its store is named by the CRM's external id (SPEC section 7).
+
+    Other properties (a GIS layer carries many) are left aside, not refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    store_external_id: Annotated[str, NonBlank(200)] | None = None
 
 
 def checked_geometry(obj: Any) -> tuple[Any, float]:
@@ -41,7 +100,13 @@ async def check_store(conn: asyncpg.Connection, store_id: Any) -> UUID | None:
 
 
 def feature_to_geofence(feature: Any, default_dwell_s: int) -> dict[str, Any]:
-    """One GeoJSON Feature as geofence fields; ValueError/GeometryError say why not."""
+    """One GeoJSON Feature as geofence fields, checked by `ImportedGeofence`; ValueError or
+    GeometryError say why not.
+
+    A Point with `properties.radius_m` is a circle. A missing or blank name becomes
+    "geofence <feature id>", and a number given as a name or store id is read as its text
+    (GIS layers number their features); anything else follows the API's rules.
+    """
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise ValueError("not a GeoJSON Feature")
     if has_unstorable_text(feature):
@@ -55,14 +120,26 @@ def feature_to_geofence(feature: Any, default_dwell_s: int) -> dict[str, Any]:
         if radius is None:
             raise ValueError("a Point feature needs properties.radius_m")
         geometry = {"type": "Circle", "center": geometry.get("coordinates"), "radius_m": radius}
+    body = {**props, "geometry": geometry,
+            "name": _text(props.get("name")) or f"geofence {feature.get('id', '')}".strip(),
+            "store_external_id": _text(props.get("store_external_id")) or None}
+    try:
+        checked = check_body(ImportedGeofence, body)
+    except InvalidBody as exc:
+        raise ValueError(f"properties.{exc.message}") from None
     fence = parse_geometry(geometry)
-    dwell = props.get("dwell_s", default_dwell_s)
-    if isinstance(dwell, bool) or not isinstance(dwell, int) or not 0 <= dwell <= 7 * 86400:
-        raise ValueError("properties.dwell_s must be a whole number of seconds")
-    name = props.get("name") or f"geofence {feature.get('id', '')}".strip()
-    store_ext = props.get("store_external_id")
-    return {"name": str(name)[:200], "geometry": geometry, "area_m2": area_m2(fence),
-            "dwell_s": dwell, "store_external_id": None if store_ext is None else str(store_ext)}
+    return {"name": checked.name, "geometry": geometry, "area_m2": area_m2(fence),
+            "dwell_s": default_dwell_s if checked.dwell_s is None else checked.dwell_s,
+            "store_external_id": checked.store_external_id}
+
+
+def _text(value: Any) -> Any:
+    """A number as its text, blank text as none; other values are left for the model."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
 
 
 # Creations of geofences take this lock, so concurrent creates and imports count exactly.

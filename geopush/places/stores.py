@@ -17,7 +17,7 @@ from pydantic import Field
 
 from geopush.alerts.destination import url_problem
 from geopush.campaigns.errors import OfferError
-from geopush.campaigns.opening_hours import parse_opening_hours
+from geopush.campaigns.opening_hours import ClockEnd, parse_opening_hours
 from geopush.errors import Conflict, NotFound
 from geopush.fields import Finite, NonBlank, RequestBody, TimeZone, check_body
 from geopush.store.geofence_index import notify_changed
@@ -50,10 +50,11 @@ class Location(RequestBody):
     lon: Annotated[float, Finite(-180, 180)]
 
 
-HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+# Each bound is read by the one HH:MM rule; that a start is not 24:00 is checked after, by
+# `parse_opening_hours`, which knows which bound is which.
 OpeningHours = Annotated[
     dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-         list[Annotated[list[HHMM], Field(min_length=2, max_length=2)]]],
+         list[Annotated[list[ClockEnd], Field(min_length=2, max_length=2)]]],
     Field(description='{"mon": [["08:00", "21:00"]], ...}; a day left out is closed;'
                       " an interval whose end is not after its start runs past midnight"),
 ]

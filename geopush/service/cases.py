@@ -147,6 +147,7 @@ def recovery_figures(cases: list[asyncpg.Record], sla_s: int) -> dict[str, Any]:
         "first_response_p90_s": percentile(waits, 0.9),
         "resolved_within_sla": within / n if n else None,
         "recovered": recovered / n if n else None,
+        "sla_s": sla_s,  # what "within the SLA" meant: `[feedback] recovery_sla_s`
     }
 
 

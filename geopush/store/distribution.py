@@ -42,7 +42,9 @@ REFERENCE = ("api_keys", "stores", "geofences", "offers", "challenges",
              # SPEC 15: keyed by subject (a device, then its customer), like the loyalty
              # tables; one row per subject, or per subject and category, and a log of changes.
              "preferences", "preference_log", "category_fatigue",
-             "recognition_arrivals")
+             "recognition_arrivals",
+             # SPEC 16: when each offer was active; written with every offer change.
+             "offer_status_log")
 # Tables no query joins with another, kept on the coordinator alone (every process goes
 # through it): the migrations' record, the rate limits' counters, the senders' pause, the
 # customer proofs already spent, and the offers' lock rows (locking a row of a reference

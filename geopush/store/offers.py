@@ -3,6 +3,7 @@ offers table's statements for the API's routes."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -63,6 +64,7 @@ async def insert_offer(conn: asyncpg.Connection, offer_id: UUID, trigger: str,
         "INSERT INTO offers (offer_id, trigger, geofence_ids, store_ids, status, definition)"
         f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}",
         offer_id, trigger, geofences, stores, status, definition)
+    await _log_status(conn, offer_id, status, row["created_at"])
     await notify_offers_changed(conn)
     return row
 
@@ -74,6 +76,7 @@ async def update_offer(conn: asyncpg.Connection, offer_id: UUID | str, trigger: 
         "UPDATE offers SET trigger = $2, geofence_ids = $3, store_ids = $4, status = $5,"
         f" definition = $6, updated_at = now() WHERE offer_id = $1 RETURNING {COLUMNS}",
         offer_id, trigger, geofences, stores, status, definition)
+    await _log_status(conn, offer_id, status, row["updated_at"])
     await notify_offers_changed(conn)
     return row
 
@@ -81,11 +84,23 @@ async def update_offer(conn: asyncpg.Connection, offer_id: UUID | str, trigger: 
 async def remove_offer(pool: asyncpg.Pool, offer_id: UUID | str) -> None:
     """Soft delete: the offer stops at once, its decisions and results stay readable;
     `NotFound` when there is none."""
-    if not await pool.fetchval(
+    async with pool.acquire() as conn, conn.transaction():
+        deleted_at = await conn.fetchval(
             "UPDATE offers SET deleted_at = now(), status = 'paused' WHERE offer_id = $1"
-            " AND deleted_at IS NULL RETURNING true", offer_id):
-        raise NotFound("offer")
-    await notify_offers_changed(pool)
+            " AND deleted_at IS NULL RETURNING deleted_at", offer_id)
+        if deleted_at is None:
+            raise NotFound("offer")
+        await _log_status(conn, offer_id, "deleted", deleted_at)
+        await notify_offers_changed(conn)
+
+
+async def _log_status(conn: asyncpg.Connection, offer_id: UUID | str, status: str,
+                      at: datetime) -> None:
+    """When each offer was active, for previews of the past (SPEC 16): written with every
+    change, in its transaction. The time is the row's own (a value, not a function, so the
+    statement runs alike on one PostgreSQL and on Citus)."""
+    await conn.execute("INSERT INTO offer_status_log (offer_id, status, at)"
+                       " VALUES ($1, $2, $3)", UUID(str(offer_id)), status, at)
 
 
 async def notify_offers_changed(conn: asyncpg.Connection | asyncpg.Pool) -> None:

@@ -74,6 +74,7 @@ async def hit(pool: asyncpg.Pool | asyncpg.Connection, limits: Sequence[Limit],
 
 
 async def forget_old_windows(conn: asyncpg.Connection, older_than_s: float) -> int:
-    """Delete windows that ended long ago; return how many."""
+    """Delete windows that started more than `older_than_s` ago (give it the window's
+    length plus how long a finished window is kept); return how many."""
     status = await conn.execute(_FORGET, older_than_s)
     return int(status.split()[-1])

@@ -40,7 +40,8 @@ _LOCK_KEY = 0x6765_6F72  # "geor": retention's advisory lock
 _BATCH = 50_000
 # Answers to repeated batch_ids are kept at most this long (a retry comes within minutes).
 _BATCH_ANSWER_DAYS = 7
-# Finished rate-limit windows are kept this long (a minute's window is over after 60 s).
+# Finished rate-limit windows are kept this long after they end (`forget_old_windows` is
+# given this plus `[limits] register_window_s`, the age of a window's start when it ends).
 _RATE_WINDOW_KEEP_S = 3600.0
 # Hourly partitions of `pings` are created this far ahead (the round runs every hour).
 PARTITIONS_AHEAD = timedelta(days=1)
@@ -209,7 +210,8 @@ async def retention_round(pool: asyncpg.Pool, config: Config) -> RetentionRound:
                 positions=await _chunked(conn, _FORGET_POSITIONS, days),
                 batch_answers=await _chunked(conn, _DELETE_BATCH_ANSWERS,
                                              min(days, _BATCH_ANSWER_DAYS)),
-                rate_windows=await forget_old_windows(conn, _RATE_WINDOW_KEEP_S),
+                rate_windows=await forget_old_windows(
+                    conn, _RATE_WINDOW_KEEP_S + config.limits.register_window_s),
                 link_proofs=await forget_spent_proofs(conn, now, _BATCH),
                 consent_log=await _chunked(conn, _DELETE_CONSENT_LOG,
                                            config.privacy.consent_log_retention_days),

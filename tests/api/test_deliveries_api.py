@@ -149,7 +149,7 @@ async def test_opened_and_redeemed_are_idempotent_and_device_scoped(gp: Api) -> 
     assert reply.status == 204 and reply.body is None
     first = (await get_delivery(gp, d["id"]))["opened_at"]
     assert first is not None
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # time moves on: a second stamp would differ from the first
     assert (await gp.call("POST", f"{path}/opened", key=mine.token)).status == 204
     again = await get_delivery(gp, d["id"])
     assert again["opened_at"] == first, "the first open is kept"

@@ -7,7 +7,6 @@ while phones walk into a shop, then started again on the same port with the same
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -67,8 +66,14 @@ async def test_fcm_down_for_a_while_deliveries_wait_then_go_none_lost_none_twice
 
             first.stop()  # the endpoint is down: connection refused
             during = await walk_in_phones("fcm-down", 5)
-            await asyncio.sleep(2.0)
-            waiting = [d for p in during for d in await deliveries_of(api, p)]
+
+            async def each_retried() -> list[Any]:
+                """every delivery queued while FCM is down was tried, then tried again"""
+                found = [d for p in during for d in await deliveries_of(api, p)]
+                return found if len(found) == 5 and all(d["attempts"] >= 2
+                                                        for d in found) else []
+
+            waiting = await eventually(each_retried, 20, every=0.1)
             assert [d["status"] for d in waiting] == ["queued"] * 5, waiting
             retried = sum(d["attempts"] for d in waiting)
             assert retried > 5  # they were tried, failed to connect, and wait for another go

@@ -84,6 +84,16 @@ async def test_preview_agrees_with_the_live_run_reason_by_reason(
     assert sum(d["would_send"] for d in preview["by_day"].values()) == live["would_send"]
     assert sum(s["triggered"] for s in preview["by_segment"].values()) == live["triggered"]
 
+    # The offers that were active then compete, as they did: the rival paused since, and
+    # one created after the visits (it did not exist then), change nothing.
+    (await gp.as_role("marketer", "PATCH", f"/v1/offers/{shop.offer['id']}",
+                      json={"status": "paused"})).ok(200)
+    await gp.offer(geofence_ids=[shop.fence["id"]], trigger="enter", name="Late",
+                   priority=50)
+    again = (await gp.as_role("marketer", "POST", "/v1/offers/preview",
+                              json={"offer": mine, "days": 1})).ok(200)
+    assert {k: again[k] for k in ("triggered", "would_send", "control", "suppressed")} == live
+
 
 async def test_preview_of_a_new_offer_counts_its_targets_and_refuses_bad_bodies(
         gp: Api, db: asyncpg.Connection) -> None:

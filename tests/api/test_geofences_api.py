@@ -147,6 +147,42 @@ async def test_import_feature_collection_with_per_feature_errors(api: Api) -> No
     assert {g["store_id"] for g in items if g["name"] == "a"} == {store["id"]}
 
 
+async def test_an_imported_feature_follows_the_geofence_body_rules(api: Api) -> None:
+    """A feature is checked by the model of POST /v1/geofences. Where the import's own
+    checks disagreed with it, it now holds: a name past 200 characters is refused (it was
+    cut), a dwell of 60.0 s is 60 s (it was refused), a null dwell is the default."""
+    store = await api.store(external_id="4021", timezone="Europe/Paris")
+
+    def point(i: int, **props: object) -> dict:
+        return {"type": "Feature", "id": i, "properties": {"radius_m": 50, **props},
+                "geometry": {"type": "Point", "coordinates": [LON + i * 1e-3, LAT]}}
+
+    reply = (await api.as_role("marketer", "POST", "/v1/geofences/import", json={
+        "type": "FeatureCollection", "features": [
+            point(0, name="x" * 201),
+            point(1, name="ok", dwell_s=60.0, store_external_id=4021, layer="shops"),
+            point(2, name="   ", dwell_s=None),
+            point(3, name="bad dwell", dwell_s=True),
+            point(4, name=["a"]),
+            point(5, name="long wait", dwell_s=7 * 86400 + 1),
+        ]})).ok(200)
+    assert reply["created"] == 2
+    assert [(e["index"], e["reason"], e["message"].split(":")[0]) for e in reply["errors"]] == [
+        (0, "invalid_feature", "properties.name"), (3, "invalid_feature", "properties.dwell_s"),
+        (4, "invalid_feature", "properties.name"), (5, "invalid_feature", "properties.dwell_s")]
+    items = (await api.as_role("marketer", "GET", "/v1/geofences")).ok(200)["items"]
+    made = {g["name"]: (g["dwell_s"], g["store_id"]) for g in items}
+    assert made["ok"] == (60, store["id"])
+    default_dwell = made["geofence 2"][0]
+    reply = await api.as_role("marketer", "POST", "/v1/geofences", json={
+        "name": "x" * 201, "geometry": {"type": "Circle", "center": [LON, LAT], "radius_m": 50}})
+    assert reply.status == 400 and reply.body["error"]["details"][0]["field"] == "name"
+    created = (await api.as_role("marketer", "POST", "/v1/geofences", json={
+        "name": "api", "dwell_s": None,
+        "geometry": {"type": "Circle", "center": [LON, LAT], "radius_m": 50}})).ok(201)
+    assert created["dwell_s"] == default_dwell
+
+
 async def test_cli_import_geofences(api: Api, database_url: str, tmp_path: Path, db) -> None:
     path = tmp_path / "fences.geojson"
     path.write_text(json.dumps(_collection()))

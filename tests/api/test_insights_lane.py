@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import psutil
 
+from geopush.api.runtime import RUNTIME
 from tests.api_client import Api, iso
 from tests.conftest import ADMIN_KEY
 from tests.eventually import eventually
@@ -67,7 +68,13 @@ async def test_a_full_lane_is_429_and_a_query_whose_client_left_stops(start_serv
             raise AssertionError("the heavy query finished; make it heavier")
 
         leaving = [asyncio.create_task(leave_after(4.0)) for _ in range(2)]
-        await asyncio.sleep(1.0)
+        miner = server.app[RUNTIME].miner
+
+        async def lane_full() -> bool:
+            """both heavy queries are in the lane (one running, one waiting)"""
+            return bool(miner.queries >= 2)
+
+        await eventually(lane_full, within=3)
         busy = await api.as_role("marketer", "GET", "/v1/insights/basket")
         assert busy.status == 429 and int(busy.headers["Retry-After"]) >= 1
         async def started() -> set[int] | None:

@@ -3,7 +3,6 @@ responses teach, and nothing offered on what they just bought."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +10,7 @@ import asyncpg
 
 from tests.api_client import Api, Device, iso, walk
 from tests.conftest import ADMIN_KEY, unique_token
+from tests.eventually import eventually
 
 LAT, LON = 39.93, 116.40
 CSV = {"Content-Type": "text/csv"}
@@ -95,13 +95,12 @@ async def test_interests_weekly_maximum_and_personal_quiet_hours_decide(
 
 
 async def _sent(db: asyncpg.Connection, device: Device, n: int) -> list[str]:
-    for _ in range(200):
+    async def sent() -> list[str]:
         rows = await db.fetch("SELECT delivery_id FROM deliveries WHERE device_id = $1"
                               " AND status = 'sent' ORDER BY created_at", device.device_id)
-        if len(rows) >= n:
-            return [str(r["delivery_id"]) for r in rows]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"fewer than {n} deliveries sent")
+        return [str(r["delivery_id"]) for r in rows] if len(rows) >= n else []
+
+    return await eventually(sent, what=f"{n} deliveries sent")
 
 
 async def test_ignored_category_pauses_until_an_open(start_server: Any, emulator: Any,

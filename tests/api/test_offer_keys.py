@@ -3,7 +3,6 @@ is decided (or not) by every node, and events no offer targets are still answere
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +10,7 @@ from geopush.api.runtime import RUNTIME
 from geopush.store.offer_keys import LiveOfferKeys
 from tests.api_client import Api, walk
 from tests.conftest import ADMIN_KEY, RunningServer, unique_token
+from tests.eventually import eventually
 
 LAT, LON = 45.50, -73.57
 
@@ -18,11 +18,11 @@ LAT, LON = 45.50, -73.57
 async def _until_version_passes(server: RunningServer, version: int) -> None:
     """Wait (bounded) until this server has re-read the keys after a change elsewhere."""
     keys = server.app[RUNTIME].offer_keys
-    for _ in range(200):
-        if keys.version > version:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the offer keys were not reloaded after a change on another node")
+
+    async def reloaded() -> bool:
+        return bool(keys.version > version)
+
+    await eventually(reloaded, what="the offer keys reloaded after a change on another node")
 
 
 async def test_an_offer_made_on_another_node_is_decided_here(start_server: Any,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from geopush.api.json_depth import json_depth_exceeds
-from geopush.api.offers import AudienceBody, OfferCreate
+from geopush.campaigns.offer_body import AudienceBody, OfferCreate
 from geopush.campaigns.offers import Audience, Offer
 from tests.api_client import EN_FR, Api, iso
 from tests.conftest import unique_token

@@ -67,6 +67,17 @@ async def test_old_positions_pings_and_answers_go_recent_ones_stay(
     assert reply["accepted"] == 1
 
 
+async def test_a_rate_window_still_running_is_kept(
+    db, pool, make_config: Callable[..., Any]
+) -> None:
+    # With day-long registration windows, one started two hours ago still counts.
+    await db.execute("INSERT INTO rate_windows VALUES ('\\x01', now() - interval '2 hours', 4),"
+                     " ('\\x02', now() - interval '26 hours', 4)")
+    done = await retention_round(pool, make_config(limits={"register_window_s": 86400}))
+    assert done.rate_windows == 1
+    assert await db.fetchval("SELECT hits FROM rate_windows") == 4
+
+
 async def test_a_node_skips_its_round_while_another_holds_retention(
     api: Api, db, pool, make_config: Callable[..., Any]
 ) -> None:

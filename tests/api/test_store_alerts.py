@@ -3,7 +3,6 @@ where they must not go, and listed for ops."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from uuid import UUID
@@ -16,6 +15,7 @@ from geopush.alerts.signing import sign, verify
 from tests.alert_receiver import SIGNING_SECRET, AlertReceiver
 from tests.api_client import Api
 from tests.conftest import ADMIN_KEY
+from tests.eventually import eventually
 
 ALERTS = {"signing_secret": SIGNING_SECRET, "allow_private_addresses": True,
           "poll_interval_s": 0.05, "retry_base_s": 0.05, "retry_cap_s": 0.1}
@@ -30,11 +30,7 @@ async def receiver() -> AsyncIterator[AlertReceiver]:
 
 
 async def _until(check: Callable[[], Any], within_s: float = 20) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not await check():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
+    await eventually(check, within_s)
 
 
 async def _queue(db: asyncpg.Connection, store_id: str, **payload: Any) -> UUID | None:

@@ -4,15 +4,19 @@ staff use to mark a case contacted or resolved."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+import asyncpg
 import pytest
 
 from tests.api_client import Api
 from tests.browser import artifacts_dir, chromium, watched_page
-from tests.conftest import unique_token
+from tests.conftest import ADMIN_KEY, unique_token
+from tests.delivery_scenario import sections
 from tests.service_scenario import rated_store, visit
 
 pytestmark = pytest.mark.slow
@@ -70,3 +74,40 @@ async def test_service_tab_shows_the_gap_and_works_the_cases(
     done = (await gp.as_role("ops", "GET", "/v1/cases")).ok(200)["items"][0]
     assert done["status"] == "resolved"
     print(f"\nscreenshot: {Path(shots) / 'console-service.png'}")
+
+
+async def test_cases_are_late_against_the_configured_sla(
+    start_server: Callable[..., Any], db: asyncpg.Connection, tmp_path_factory: Any,
+) -> None:
+    """The SLA line is `[feedback] recovery_sla_s` as the server reports it, not a constant:
+    with two hours, a case open for 90 minutes is on time and one open for three is late."""
+    server = await start_server(**sections(feedback={"recovery_sla_s": 7200}))
+    async with Api(server.url, ADMIN_KEY) as api:
+        shop = await rated_store(api)
+        start = datetime.now(UTC) - timedelta(minutes=30)
+        for i in range(2):
+            phone = await api.device(unique_token("sla"))
+            await visit(api, shop, phone, start + timedelta(minutes=5 * i))
+            (await api.call("POST", "/v1/feedback", key=phone.token,
+                            json={"store_id": shop.store["id"], "overall": 1})).ok(201)
+        cases = (await api.as_role("ops", "GET", "/v1/cases")).ok(200)["items"]
+        on_time, late = (c["id"] for c in cases)
+        for case_id, minutes in ((on_time, 90), (late, 180)):
+            await db.execute("UPDATE service_cases SET opened_at = now() - make_interval("
+                             "mins => $2) WHERE case_id = $1", UUID(case_id), minutes)
+        marketer = await api.key("marketer")
+        async with chromium() as browser, watched_page(browser) as w:
+            page = w.page
+            await page.goto(server.url + "/console")
+            await page.fill("#key", marketer)
+            await page.press("#key", "Enter")
+            await page.wait_for_selector("body[data-loaded='1']")
+            await page.click("#tab-btn-service")
+            await page.wait_for_selector(f"[data-case='{late}']")
+            rows = {c: await page.locator(f"tr:has([data-case='{c}'])").inner_text()
+                    for c in (on_time, late)}
+            assert "past SLA" not in rows[on_time], rows
+            assert "past SLA" in rows[late], rows
+            shots = artifacts_dir(tmp_path_factory.getbasetemp())
+            await page.screenshot(path=str(shots / "console-service-sla.png"), full_page=True)
+            assert w.errors == []

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from geopush.alerts.outbox import enqueue_alert
 from tests.alert_receiver import SIGNING_SECRET, AlertReceiver
+from tests.eventually import eventually
 
 BATCH = 20
 
@@ -50,11 +51,7 @@ async def _sent(db: asyncpg.Connection) -> int:
 
 
 async def _wait(check, within_s: float) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not await check():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.1)
+    await eventually(check, within_s, every=0.1)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -110,13 +111,23 @@ async def test_the_daily_recompute_catches_up_at_start(
 
 
 async def test_the_daily_recompute_waits_for_its_hour(
-    start_server: Any, db: asyncpg.Connection
+    start_server: Any, db: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Ran an hour ago: nothing is due until tomorrow's hour.
+    # Ran a minute ago: nothing is due until tomorrow's hour.
+    caplog.set_level(logging.INFO, logger="geopush.background")
     await db.execute("INSERT INTO segment_runs (computed_at, counts) VALUES ($1, '{}')",
                      datetime.now(UTC) - timedelta(minutes=1))
-    await start_server(segments={"daily_recompute_hour_utc": datetime.now(UTC).hour})
-    await asyncio.sleep(1.0)
+    hour = datetime.now(UTC).hour
+    await start_server(segments={"daily_recompute_hour_utc": hour})
+
+    async def scheduled() -> list[str]:
+        """the daily job chose when it runs next"""
+        return [r.getMessage() for r in caplog.records
+                if r.getMessage().startswith("next daily segment recompute at ")]
+
+    [message] = await eventually(scheduled)
+    due = datetime.fromisoformat(message.rsplit(" ", 1)[1])
+    assert due.hour == hour and due > datetime.now(UTC) + timedelta(hours=22)
     assert await db.fetchval("SELECT count(*) FROM segment_runs") == 1
 
 

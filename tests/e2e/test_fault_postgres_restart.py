@@ -26,6 +26,7 @@ from geopush.config import Config
 from geopush.store.database import ensure_database
 from tests.api_client import Api, Device
 from tests.conftest import ADMIN_KEY
+from tests.eventually import eventually
 
 PHONES = 4
 
@@ -111,10 +112,15 @@ async def test_postgres_stopped_mid_ingest_503s_then_recovers_and_loses_no_ackno
                         recovered.set()  # by itself: geopush was not restarted
 
             senders = [asyncio.create_task(send(p)) for p in phones]
-            await asyncio.sleep(1.5)
+
+            async def under_way() -> bool:
+                """pings are being acknowledged before the outage"""
+                return answers["before: 202"] >= 20
+
+            await eventually(under_way, within=30)
             phase = "down"
             await asyncio.to_thread(own_postgres.stop)
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(3.0)  # the outage itself: the point of the test
             phase = "restarting"
             await asyncio.to_thread(own_postgres.start)
             phase = "after"

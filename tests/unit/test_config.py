@@ -121,3 +121,37 @@ def test_config_defaults_are_the_domain_defaults() -> None:
                            (RuleParams(), c.insights)):
         for name, value in vars(rules).items():
             assert getattr(section, name) == value, name
+
+
+@pytest.mark.parametrize(("value", "time_ok", "end_ok"), [
+    ("09:00", True, True), ("00:00", True, True), ("23:59", True, True),
+    ("24:00", False, True), ("9:00", False, False), ("9:0", False, False),
+    ("23:60", False, False), ("24:01", False, False), (" 09:00", False, False),
+    ("0900", False, False),
+])
+def test_every_time_of_day_in_a_body_is_read_by_the_one_hhmm_rule(
+        value: str, time_ok: bool, end_ok: bool) -> None:
+    # A store's hours and a device's quiet hours had patterns of their own beside an offer's
+    # daily window; the request models now share the rule the config uses.
+    from geopush.api.preferences import QuietHours
+    from geopush.campaigns.offer_body import DailyWindowBody
+    from geopush.fields import InvalidBody, check_body
+    from geopush.places.stores import StorePatch
+
+    def accepted(model: type, body: dict) -> bool:
+        try:
+            check_body(model, body)
+        except InvalidBody:
+            return False
+        return True
+
+    assert accepted(QuietHours, {"start": value, "end": "07:00"}) is time_ok
+    assert accepted(DailyWindowBody, {"start": value, "end": "23:00"}) is time_ok
+    assert accepted(DailyWindowBody, {"start": "06:00", "end": value}) is end_ok
+    assert accepted(StorePatch, {"opening_hours": {"mon": [["06:00", value]]}}) is end_ok
+    try:
+        load_config(path=None, environ={"GEOPUSH_CAMPAIGNS_QUIET_HOURS_START": value})
+    except ConfigError:
+        assert not time_ok
+    else:
+        assert time_ok

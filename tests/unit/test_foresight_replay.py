@@ -11,7 +11,7 @@ import pytest
 from geopush.campaigns.decide import CampaignRules
 from geopush.campaigns.offers import Offer, StoreInfo
 from geopush.codes import EventType, Segment, Trigger
-from geopush.foresight.load import relevant_rows
+from geopush.foresight.load import active_periods, relevant_rows
 from geopush.foresight.replay import ReplayEvent, Subject, replay
 
 MESSAGE = {"default_locale": "en", "translations": {"en": {"title": "Hi", "body": "x"}}}
@@ -46,7 +46,7 @@ def test_leaving_out_people_the_offer_never_reaches_changes_nothing(budget: int 
     def run(kept: list[tuple]) -> dict:
         events = [ReplayEvent(r[0], r[1], EventType(r[2]), r[3], r[4], r[5]) for r in kept]
         answer = replay("mine", [mine, *rivals], events, subjects, stores, CampaignRules(),
-                        {r.id: r.created_at for r in rivals})
+                        {r.id: [(r.created_at, None)] for r in rivals})
         out = answer.as_json()
         out.pop("events")
         return out
@@ -56,3 +56,16 @@ def test_leaving_out_people_the_offer_never_reaches_changes_nothing(budget: int 
     full, short = run(rows), run(kept)
     assert full == short
     assert full["would_send"] and full["suppressed"].get("daily_cap")
+
+
+def test_an_offer_competes_in_the_periods_its_status_log_says_it_was_active() -> None:
+    t = [NOW - timedelta(days=d) for d in (6, 4, 3, 1)]
+    log = (["active", "paused", "active", "deleted"], t)
+    assert active_periods(*log, "paused", t[0], t[3]) == [(t[0], t[1]), (t[2], t[3])]
+    assert active_periods(["paused", "active"], t[:2], "active", t[0], None) == [(t[1], None)]
+    assert active_periods(["active", "active", "paused"], t[:3], "paused", t[0], None) == [
+        (t[0], t[2])]
+    # Without a log (written before it existed): active now means since its creation.
+    assert active_periods(None, None, "active", t[0], None) == [(t[0], None)]
+    assert active_periods(None, None, "paused", t[0], None) == []
+    assert active_periods(None, None, "active", t[0], t[1]) == []

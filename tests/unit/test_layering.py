@@ -19,10 +19,9 @@ from geopush.api.errors import DOMAIN_STATUS, domain_status
 PACKAGE = Path(__file__).resolve().parents[2] / "geopush"
 DOMAIN = ("geo", "campaigns", "crm", "ingest", "delivery", "places", "store", "insights",
           "loyalty")
-# Modules allowed to compose the HTTP layer besides the API itself: the app factory, and the
-# old name of the per-process state its handlers share (now `geopush.api.runtime`; the
-# re-export stays until code written against it is updated).
-COMPOSERS = {"app.py", "runtime.py"}
+# The one module allowed to compose the HTTP layer besides the API itself: the app factory.
+# (The per-process state its handlers share is `geopush.api.runtime`.)
+COMPOSERS = {"app.py"}
 
 
 def _package_of(path: Path) -> str:
