@@ -26,8 +26,15 @@ from geopush.store.migrations import migrate
 # fixtures (a database on the cluster), exactly as written.
 from tests.api.test_basket_pipeline import (  # noqa: F401
     test_planted_rule_audience_and_recommended_offer,
+    test_upsell_average_baskets_per_segment,
 )
 from tests.api.test_core_loop import test_walk_into_circle_sends_one_french_push  # noqa: F401
+from tests.api.test_crm_imports import (  # noqa: F401
+    test_a_customer_named_by_transactions_first_is_completed_later,
+    test_customer_profile_and_erasure,
+    test_duplicates_are_counted_within_the_file_and_against_the_database,
+    test_transactions_report_bad_rows_by_line_and_import_the_rest,
+)
 from tests.api.test_decisions_pipeline import (  # noqa: F401
     test_customer_with_two_phones_gets_one_push,
     test_daily_cap_counts_the_customers_every_phone,
@@ -51,6 +58,10 @@ from tests.api.test_loyalty_checkins import (  # noqa: F401
     test_a_checkin_counts_once_per_store_per_local_day,
     test_badges_once_each_under_concurrent_dwells_of_one_customer,
 )
+from tests.api.test_offer_stats import (  # noqa: F401
+    test_conversions_and_lift_through_the_pipeline,
+    test_conversions_count_whenever_the_store_came_to_be,
+)
 from tests.api.test_pings_api import (  # noqa: F401
     test_dwell_from_sweeper_when_phone_stops_sending,
 )
@@ -63,6 +74,10 @@ from tests.api.test_segments_db import test_segments_of_a_known_population  # no
 from tests.api.test_service_recovery_e2e import (  # noqa: F401
     receiver,
     test_bad_visit_is_heard_recovered_and_the_customer_returns,
+)
+from tests.api.test_transaction_lines import (  # noqa: F401
+    test_a_basket_split_across_files_still_counts_once,
+    test_lines_of_one_transaction_are_one_basket_and_one_visit_for_frat,
 )
 from tests.citus_cluster import Cluster, ClusterUnavailable
 from tests.e2e.test_sender_crash import (  # noqa: F401
@@ -122,6 +137,14 @@ async def test_the_tables_are_laid_out_as_section_9_says(db: asyncpg.Connection)
     # when it references a reference table: still on the coordinator alone).
     assert tables - set(layout) <= set(LOCAL) and set(LOCAL) <= tables
     assert not [t for t in LOCAL if t in layout and layout[t]["method"] == "h"]
+    # From pg_dist_colocation: one group per key, each distributed by its key's type.
+    groups = {r["colocationid"]: r for r in await db.fetch(
+        "SELECT colocationid, shardcount, distributioncolumntype::regtype::text AS type"
+        " FROM pg_dist_colocation")}
+    assert groups[layout["devices"]["colocationid"]]["type"] == "uuid"
+    assert groups[layout["customers"]["colocationid"]]["type"] == "text"
+    assert layout["devices"]["colocationid"] != layout["customers"]["colocationid"]
+    assert layout["transactions"]["colocationid"] == layout["customers"]["colocationid"]
     # Both workers hold shards of the device-keyed tables.
     nodes = await db.fetchval(
         "SELECT count(DISTINCT nodeport) FROM pg_dist_shard_placement p"
@@ -137,6 +160,43 @@ async def test_migrate_again_changes_nothing(database_url: str) -> None:
         assert set(DEVICE_KEYED) | set(CUSTOMER_KEYED) | set(REFERENCE) <= laid
     finally:
         await conn.close()
+
+
+async def test_a_cluster_migrated_before_0040_is_migrated_on_with_its_rows(
+    cluster: Cluster,
+) -> None:
+    """A cluster migrated by the last release (every migration but 0040) holds transactions
+    as a reference table; the next `geopush migrate` applies 0040, distributes them by
+    customer_id with their rows, and records every migration's checksum, as on one
+    PostgreSQL."""
+    from geopush.store.migrations import available
+
+    steps = available()
+    url = await cluster.new_database()
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn, [m for m in steps if m.version != 40], distributed=True)
+        assert await conn.fetchval(
+            "SELECT partmethod::text FROM pg_dist_partition"
+            " WHERE logicalrelid = 'transactions'::regclass") == "n"
+        await conn.execute(
+            "INSERT INTO transactions (transaction_id, customer_id, ts, amount)"
+            " VALUES ('T1', 'C1', now(), 5), ('T2', 'C2', now(), 7)")
+        assert await migrate(conn, distributed=True) == [
+            m.name for m in steps if m.version == 40]
+        row = await conn.fetchrow(
+            "SELECT partmethod::text AS method,"
+            " column_to_column_name(logicalrelid, partkey) AS col FROM pg_dist_partition"
+            " WHERE logicalrelid = 'transactions'::regclass")
+        assert (row["method"], row["col"]) == ("h", "customer_id")
+        assert await conn.fetchval("SELECT sum(amount)::int FROM transactions") == 12
+        rows = await conn.fetch("SELECT name, checksum FROM schema_migrations")
+        assert {(r["name"], r["checksum"]) for r in rows} == {(m.name, m.checksum)
+                                                              for m in steps}
+        assert await migrate(conn, distributed=True) == []
+    finally:
+        await conn.close()
+        await cluster.drop_database(url)
 
 
 _NODE_OF_DEVICE = """
