@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -31,6 +31,7 @@ from geopush.store.database import create_pool
 if TYPE_CHECKING:
     from geopush.alerts.sender import AlertSender
     from geopush.delivery.sender import Sender
+    from geopush.insights.mining_pool import MiningPool
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def latest_due(now: datetime, hour: int) -> datetime:
 
 
 class Background:
-    def __init__(self, config: Config, dsn: str, miner: Any = None) -> None:
+    def __init__(self, config: Config, dsn: str, miner: MiningPool | None = None) -> None:
         self.config = config
         self.dsn = dsn
         # Mines the daily basket rules in a child process (a MiningPool); none: no mining.

@@ -54,6 +54,11 @@ class RequestBody(BaseModel):
 
 M = TypeVar("M", bound=BaseModel)
 
+# The default of a PATCH field: absent. It is never read unless the client sent the field
+# (`RequestBody.given()`), and a null sent is refused by the field's own type, so the field
+# keeps its real type (an `| None` would let null through) and needs no type: ignore.
+ABSENT: Any = None
+
 _MESSAGES = {
     "missing": "is required",
     "extra_forbidden": "is not a known field",

@@ -19,7 +19,7 @@ from geopush.api.body import field_error, path_id, read_model
 from geopush.api.openapi import BY_MARKETER, BY_STATS, PAGE, documented
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import Chars, NonBlank, RequestBody, Time, WholeIn
+from geopush.api.schema import ABSENT, Chars, NonBlank, RequestBody, Time, WholeIn
 from geopush.codes import ChallengeKind
 from geopush.loyalty.challenges import (
     FIELDS,
@@ -57,11 +57,11 @@ class ChallengeCreate(RequestBody):
 class ChallengePatch(ChallengeCreate):
     """Any of the fields; absent ones are unchanged."""
 
-    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
-    kind: Annotated[ChallengeKind, Field(strict=False)] = None  # type: ignore[assignment]
-    target: Annotated[int, WholeIn(1, MAX_TARGET)] = None  # type: ignore[assignment]
-    starts_at: Time = None  # type: ignore[assignment]
-    ends_at: Time = None  # type: ignore[assignment]
+    name: Annotated[str, NonBlank(200)] = ABSENT
+    kind: Annotated[ChallengeKind, Field(strict=False)] = ABSENT
+    target: Annotated[int, WholeIn(1, MAX_TARGET)] = ABSENT
+    starts_at: Time = ABSENT
+    ends_at: Time = ABSENT
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -95,7 +95,7 @@ def parse_fields(given: dict[str, Any], *, partial: bool) -> dict[str, Any]:
         ids = out["store_ids"] or []
         if len(ids) > MAX_STORES:
             raise field_error("store_ids", f"at most {MAX_STORES} stores")
-        out["store_ids"] = sorted({_uuid(v, f"store_ids[{i}]", "a store")
+        out["store_ids"] = sorted({_uuid(v, f"store_ids.{i}", "a store")
                                    for i, v in enumerate(ids)})
     if out.get("offer_id") is not None:
         out["offer_id"] = _uuid(out["offer_id"], "offer_id", "an offer")

@@ -14,7 +14,7 @@ from geopush.api.body import field_error, read_model
 from geopush.api.openapi import BY_APP, BY_DEVICE, DEVICE, DEVICE_CREATED, documented
 from geopush.api.registration_limits import check_registration_rate
 from geopush.api.runtime import RUNTIME, Runtime
-from geopush.api.schema import Chars, NonBlank, RequestBody, TimeZone
+from geopush.api.schema import ABSENT, Chars, NonBlank, RequestBody, TimeZone
 from geopush.codes import Platform
 from geopush.identity import VerifiedProof, verify_customer_proof
 from geopush.loyalty.merge import merge_device_into_customer
@@ -72,9 +72,9 @@ class DeviceRegistration(RequestBody):
 class DeviceUpdate(RequestBody):
     """`PATCH /v1/devices/me`: absent fields are unchanged; `customer_id: null` unlinks."""
 
-    fcm_token: Annotated[str, NonBlank(4096)] = None  # type: ignore[assignment]
-    locale: Locale = None  # type: ignore[assignment]
-    timezone: TimeZone = None  # type: ignore[assignment]
+    fcm_token: Annotated[str, NonBlank(4096)] = ABSENT
+    locale: Locale = ABSENT
+    timezone: TimeZone = ABSENT
     customer_id: Annotated[str, NonBlank(200)] | None = None
     customer_proof: Annotated[str, Chars(8192)] | None = None
 

@@ -11,7 +11,6 @@ import asyncpg
 from aiohttp import web
 
 from geopush.api.body import path_id, read_json
-from geopush.api.errors import ApiError
 from geopush.api.openapi import (
     BY_MARKETER,
     BY_STATS,
@@ -26,7 +25,7 @@ from geopush.api.runtime import RUNTIME
 from geopush.campaigns.offer_body import OfferCreate, OfferPatch
 from geopush.campaigns.offers import (
     Offer,
-    check_deeplink_scheme,
+    check_deployment_rules,
     offer_to_json,
     parse_offer_fields,
     validate_offer,
@@ -34,8 +33,8 @@ from geopush.campaigns.offers import (
 from geopush.store.keyset import fetch_page
 from geopush.store.offers import (
     LISTING,
+    checked_targets,
     insert_offer,
-    known_targets,
     offer_from_row,
     offer_row,
     remove_offer,
@@ -52,43 +51,6 @@ def offer_json(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-def _uuids(values: tuple[str, ...], field: str) -> list[UUID]:
-    out = []
-    for i, v in enumerate(values):
-        try:
-            out.append(UUID(v))
-        except ValueError:
-            raise ApiError(400, "invalid", f"{field}[{i}]: not an id",
-                           [{"field": f"{field}[{i}]", "message": "not an id"}]) from None
-    return out
-
-
-def _check_levels(offer: Offer, levels: dict[str, int]) -> None:
-    """`levels` must name `[loyalty] levels`: a typo would silently never match anyone."""
-    for i, name in enumerate(offer.levels):
-        if name not in levels:
-            message = f"unknown level; the levels are {', '.join(levels)}"
-            raise ApiError(400, "invalid", f"levels[{i}]: {message}",
-                           [{"field": f"levels[{i}]", "message": message}])
-
-
-def _check_deeplink(offer: Offer, schemes: tuple[str, ...]) -> None:
-    check_deeplink_scheme(offer.deeplink, schemes)
-
-
-async def _check_targets(conn: asyncpg.Connection, offer: Offer) -> tuple[list[UUID], list[UUID]]:
-    """Targets must name existing geofences and stores: a typo would silently never fire."""
-    geofences = _uuids(offer.geofence_ids, "geofence_ids")
-    stores = _uuids(offer.store_ids, "store_ids")
-    known_g, known_s = await known_targets(conn, geofences, stores)
-    missing = [{"field": "geofence_ids", "id": str(g)} for g in geofences if g not in known_g]
-    missing += [{"field": "store_ids", "id": str(s)} for s in stores if s not in known_s]
-    if missing:
-        raise ApiError(422, "unknown_target", "offer targets unknown geofences or stores",
-                       missing)
-    return geofences, stores
-
-
 def _definition(offer: Offer) -> dict[str, Any]:
     d = offer_to_json(offer)
     for key in ("id", "created_at", "status"):
@@ -103,10 +65,10 @@ async def post_offer(request: web.Request) -> web.Response:
     offer_id = str(uuid.uuid4())
     rt = request.app[RUNTIME]
     offer = Offer(id=offer_id, created_at=rt.now(), **fields)
-    _check_levels(offer, rt.config.loyalty.levels)
-    _check_deeplink(offer, rt.config.campaigns.deeplink_schemes)
+    check_deployment_rules(offer, rt.config.loyalty.levels,
+                           rt.config.campaigns.deeplink_schemes)
     async with rt.pool.acquire() as conn, conn.transaction():
-        geofences, stores = await _check_targets(conn, offer)
+        geofences, stores = await checked_targets(conn, offer)
         row = await insert_offer(conn, UUID(offer_id), str(offer.trigger), geofences, stores,
                                  str(offer.status), _definition(offer))
     await rt.offer_keys.reload(rt.pool)  # this process decides with it from now on
@@ -140,9 +102,9 @@ async def patch_offer(request: web.Request) -> web.Response:
         row = await offer_row(conn, offer_id, lock=True)
         offer = dataclasses.replace(offer_from_row(row), **changes)
         validate_offer(offer)
-        _check_levels(offer, rt.config.loyalty.levels)
-        _check_deeplink(offer, rt.config.campaigns.deeplink_schemes)
-        geofences, stores = await _check_targets(conn, offer)
+        check_deployment_rules(offer, rt.config.loyalty.levels,
+                               rt.config.campaigns.deeplink_schemes)
+        geofences, stores = await checked_targets(conn, offer)
         row = await update_offer(conn, offer_id, str(offer.trigger), geofences, stores,
                                  str(offer.status), _definition(offer))
     await rt.offer_keys.reload(rt.pool)  # this process decides with it from now on

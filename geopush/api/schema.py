@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from geopush.api.errors import ApiError, bad_request
 from geopush.fields import (  # noqa: F401  (re-exported for the handlers)
+    ABSENT,
     INT4_MAX,
     INT8_MAX,
     Chars,

@@ -29,7 +29,7 @@ from geopush.api.openapi import (
 )
 from geopush.api.pagination import page, page_params
 from geopush.api.runtime import RUNTIME
-from geopush.api.schema import Chars, NonBlank, RequestBody, WholeIn
+from geopush.api.schema import ABSENT, Chars, NonBlank, RequestBody, WholeIn
 from geopush.service.cases import (
     LISTING as CASES,
 )
@@ -70,7 +70,7 @@ class FeedbackBody(RequestBody):
 
 
 class CasePatch(RequestBody):
-    status: Annotated[str, NonBlank(20)] = None  # type: ignore[assignment]
+    status: Annotated[str, NonBlank(20)] = ABSENT
     resolution: Annotated[str, Chars(1000)] | None = None
 
 

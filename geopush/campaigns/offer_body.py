@@ -12,7 +12,7 @@ offer on a PATCH and are checked on the merged value in `geopush.campaigns.offer
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -30,6 +30,7 @@ from geopush.campaigns.errors import OfferError
 from geopush.campaigns.opening_hours import ClockEnd, ClockTime, parse_hhmm
 from geopush.codes import OfferStatus, Segment, Trigger
 from geopush.fields import (
+    ABSENT,
     INT4_MAX,
     Chars,
     InvalidBody,
@@ -132,10 +133,7 @@ def _at(key: str, kind: str, message: str, value: Any) -> ValidationError:
 Locale = Annotated[str, Chars(35, min_length=2), AfterValidator(_locale)]
 LocaleKey = Annotated[str, Chars(35, min_length=2), AfterValidator(_locale_key)]
 Category = Annotated[str, NonBlank(100)]
-if TYPE_CHECKING:
-    Ids = list[str]
-else:
-    Ids = list[Annotated[str, NonBlank(200)]]
+Ids = list[Annotated[str, NonBlank(200)]]
 
 
 # --- the models -----------------------------------------------------------------------------
@@ -247,5 +245,5 @@ class OfferCreate(RequestBody):
 class OfferPatch(OfferCreate):
     """Any of the fields; absent ones are unchanged."""
 
-    trigger: Annotated[Trigger, Field(strict=False)] = None  # type: ignore[assignment]
-    message: Message = None  # type: ignore[assignment]
+    trigger: Annotated[Trigger, Field(strict=False)] = ABSENT
+    message: Message = ABSENT

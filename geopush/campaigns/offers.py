@@ -203,6 +203,18 @@ def validate_offer(offer: Offer) -> None:
     _check_recommended(offer.audience, offer.category)
 
 
+def check_deployment_rules(offer: Offer, levels: Mapping[str, int],
+                           deeplink_schemes: Iterable[str]) -> None:
+    """What a deployment's configuration adds to an offer's rules: its `levels` must name
+    `[loyalty] levels` (a typo would silently never match anyone), and its deeplink must
+    use one of `[campaigns] deeplink_schemes`."""
+    for i, name in enumerate(offer.levels):
+        if name not in levels:
+            raise OfferError(f"levels.{i}",
+                             f"unknown level; the levels are {', '.join(levels)}")
+    check_deeplink_scheme(offer.deeplink, deeplink_schemes)
+
+
 def check_deeplink_scheme(deeplink: str | None, allowed: Iterable[str]) -> None:
     """The deeplink rides in the push's data and the app opens it: only the retailer's schemes.
 

@@ -44,12 +44,12 @@ def parse_opening_hours(obj: object, field_name: str = "opening_hours") -> dict[
             raise OfferError(path, 'must be a list of ["HH:MM", "HH:MM"] intervals')
         normalized: list[list[str]] = []
         for i, interval in enumerate(intervals):
-            ipath = f"{path}[{i}]"
+            ipath = f"{path}.{i}"
             if not (isinstance(interval, list | tuple) and len(interval) == 2):
                 raise OfferError(ipath, 'must be ["HH:MM", "HH:MM"]')
             start, end = interval
-            parse_hhmm(start, f"{ipath}[0]", allow_24=False)
-            parse_hhmm(end, f"{ipath}[1]", allow_24=True)
+            parse_hhmm(start, f"{ipath}.0", allow_24=False)
+            parse_hhmm(end, f"{ipath}.1", allow_24=True)
             normalized.append([start, end])
         result[day] = normalized
     return {day: result[day] for day in WEEKDAYS if day in result}

@@ -269,8 +269,10 @@ async def _main(port: int, duration: float, data_dir: Path, speedup: float,
                         with contextlib.suppress(Exception, asyncio.CancelledError):
                             await learned
                         await inbox.stop()
-                    if phones.done() and not phones.cancelled() and phones.exception():
-                        raise phones.exception()  # type: ignore[misc]
+                    failed = (phones.exception() if phones.done() and not phones.cancelled()
+                              else None)
+                    if failed is not None:
+                        raise failed
                     return 0 if replay.activity.pushes_seen > 0 else 1
             finally:
                 await runner.cleanup()

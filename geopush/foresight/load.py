@@ -106,7 +106,7 @@ def check_previewable(offer: Offer) -> None:
             try:
                 UUID(value)
             except ValueError:
-                raise Invalid(f"offer.{name}[{i}]", "not an id") from None
+                raise Invalid(f"offer.{name}.{i}", "not an id") from None
 
 
 async def preview_offer(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -238,7 +239,7 @@ async def _decide_with_offers(
     store_of: dict[str, str | None],
     device: asyncpg.Record,
     events: list[VisitEvent],
-    event_ids: list[UUID],
+    event_ids: Sequence[UUID | None],
     now: datetime,
     offers: list[Any],
     store_ids: list[str],
@@ -313,7 +314,7 @@ def _plan_decisions(
     store_of: dict[str, str | None],
     device: asyncpg.Record,
     events: list[VisitEvent],
-    event_ids: list[UUID],
+    event_ids: Sequence[UUID | None],
     now: datetime,
     offers: list[Any],
     facts: _Facts,
@@ -417,4 +418,4 @@ async def decide_offers(
     """Decide these offers for these events (a challenge's reward offer, for one): the same
     facts, locks and rules as a visit's offers; the device row is already locked."""
     return await _decide_with_offers(conn, config, store_of, device, events,
-                                     event_ids, now, offers, store_ids)  # type: ignore[arg-type]
+                                     event_ids, now, offers, store_ids)

@@ -16,7 +16,7 @@ import asyncpg
 from pydantic import ConfigDict, Field, WithJsonSchema
 
 from geopush.errors import Conflict, NotFound, Unprocessable
-from geopush.fields import InvalidBody, NonBlank, RequestBody, WholeIn, check_body
+from geopush.fields import ABSENT, InvalidBody, NonBlank, RequestBody, WholeIn, check_body
 from geopush.geo.geometry import area_m2, parse_geometry
 from geopush.store.geofence_index import notify_changed
 from geopush.store.keyset import Listing
@@ -63,11 +63,11 @@ class GeofenceCreate(GeofenceFields):
 class GeofencePatch(RequestBody):
     """Any of the fields; absent ones are unchanged, `store_id: null` unlinks the store."""
 
-    name: GeofenceName = None  # type: ignore[assignment]
+    name: GeofenceName = ABSENT
     geometry: Geometry = None
     store_id: StoreRef | None = None
-    dwell_s: DwellS = None  # type: ignore[assignment]
-    enabled: bool = None  # type: ignore[assignment]
+    dwell_s: DwellS = ABSENT
+    enabled: bool = ABSENT
 
 
 class ImportedGeofence(GeofenceFields):

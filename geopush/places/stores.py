@@ -19,7 +19,7 @@ from geopush.alerts.destination import url_problem
 from geopush.campaigns.errors import OfferError
 from geopush.campaigns.opening_hours import ClockEnd, parse_opening_hours
 from geopush.errors import Conflict, NotFound
-from geopush.fields import Finite, NonBlank, RequestBody, TimeZone, check_body
+from geopush.fields import ABSENT, Finite, NonBlank, RequestBody, TimeZone, check_body
 from geopush.store.geofence_index import notify_changed
 from geopush.store.keyset import Listing
 from geopush.validate import field_error
@@ -76,10 +76,10 @@ class StoreCreate(RequestBody):
 class StorePatch(RequestBody):
     """Any of the fields; absent ones are unchanged."""
 
-    external_id: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
-    name: Annotated[str, NonBlank(200)] = None  # type: ignore[assignment]
-    timezone: TimeZone = None  # type: ignore[assignment]
-    location: Location = None  # type: ignore[assignment]
+    external_id: Annotated[str, NonBlank(200)] = ABSENT
+    name: Annotated[str, NonBlank(200)] = ABSENT
+    timezone: TimeZone = ABSENT
+    location: Location = ABSENT
     opening_hours: OpeningHours | None = None
     categories: list[Annotated[str, NonBlank(100)]] | None = None
     alert_url: AlertUrl | None = None

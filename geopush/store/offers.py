@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from geopush.campaigns.offers import Offer, StoreInfo, offer_from_json
-from geopush.errors import NotFound
+from geopush.errors import Invalid, NotFound, Unprocessable
 from geopush.store.keyset import Listing
 from geopush.store.offer_keys import CHANNEL as OFFERS_CHANNEL
 from geopush.timefmt import format_ts
@@ -44,6 +44,31 @@ async def known_targets(conn: asyncpg.Connection, geofences: list[UUID], stores:
     known_s = {r[0] for r in await conn.fetch(
         "SELECT store_id FROM stores WHERE store_id = ANY($1::uuid[])", stores)}
     return known_g, known_s
+
+
+def _uuids(values: tuple[str, ...], field: str) -> list[UUID]:
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(UUID(v))
+        except ValueError:
+            raise Invalid(f"{field}.{i}", "not an id") from None
+    return out
+
+
+async def checked_targets(conn: asyncpg.Connection, offer: Offer
+                          ) -> tuple[list[UUID], list[UUID]]:
+    """The offer's geofence and store ids; they must name existing ones, since a typo would
+    silently never fire (`Unprocessable` `unknown_target` listing them, 422)."""
+    geofences = _uuids(offer.geofence_ids, "geofence_ids")
+    stores = _uuids(offer.store_ids, "store_ids")
+    known_g, known_s = await known_targets(conn, geofences, stores)
+    missing = [{"field": "geofence_ids", "id": str(g)} for g in geofences if g not in known_g]
+    missing += [{"field": "store_ids", "id": str(s)} for s in stores if s not in known_s]
+    if missing:
+        raise Unprocessable("offer targets unknown geofences or stores",
+                            code="unknown_target", details=missing)
+    return geofences, stores
 
 
 async def offer_row(conn: asyncpg.Connection | asyncpg.Pool, offer_id: UUID | str, *,

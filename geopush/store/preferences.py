@@ -71,7 +71,9 @@ async def device_customer(conn: asyncpg.Connection, device_id: UUID,
                           lock: bool = False) -> str | None:
     """The customer the device is linked to; `lock` takes the device row as consent does."""
     sql = "SELECT customer_id FROM devices WHERE device_id = $1"
-    return await conn.fetchval(sql + (" FOR UPDATE" if lock else ""), device_id)  # type: ignore[no-any-return]
+    customer: str | None = await conn.fetchval(sql + (" FOR UPDATE" if lock else ""),
+                                                device_id)
+    return customer
 
 
 async def read_preferences(conn: asyncpg.Connection | asyncpg.Pool,

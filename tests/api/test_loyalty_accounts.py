@@ -115,7 +115,7 @@ async def test_an_offer_can_target_levels(api: Api, db) -> None:
         "trigger": "dwell", "store_ids": [shop.store["id"]], "levels": ["platinum"],
         "message": {"default_locale": "en", "translations": {"en": {"title": "t",
                                                                      "body": "b"}}}})
-    assert refused.status == 400 and "levels[0]" in refused.body["error"]["message"]
+    assert refused.status == 400 and "levels.0" in refused.body["error"]["message"]
     offer = await api.offer(trigger="dwell", store_ids=[shop.store["id"]], levels=["gold"])
     assert offer["levels"] == ["gold"]
     phone = await api.device(unique_token())

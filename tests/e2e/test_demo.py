@@ -14,6 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.eventually import eventually
+
 pytestmark = pytest.mark.slow
 
 SEGMENTS = {"new", "good", "best", "at_risk", "inactive"}
@@ -72,13 +74,11 @@ async def test_demo_runs_the_whole_product_for_a_minute(tmp_path: Path) -> None:
                 segments = (await r.json())["segments"]
             assert {k for k, v in segments.items() if v > 0} >= SEGMENTS, segments
 
-            pushes: list[dict] = []
-            deadline = time.monotonic() + 50
-            while not pushes and time.monotonic() < deadline:
+            async def pushes_at_emulator() -> list[dict]:
                 async with http.get(f"{emulator.group(1)}/messages") as r:
-                    pushes = (await r.json())["messages"]
-                await asyncio.sleep(1)
-            assert pushes, "no push reached the emulator"
+                    return list((await r.json())["messages"])
+            pushes = await eventually(pushes_at_emulator, within=50, every=1,
+                                      what="a push at the emulator")
             assert all(m["message"]["notification"]["title"] for m in pushes)
             assert "{first_name}" not in str(pushes) and "{store_name}" not in str(pushes)
             async with http.get(f"http://127.0.0.1:{port}/v1/ops/summary",

@@ -5,13 +5,13 @@ Real `geopush serve` processes send through the real SDK to the FCM emulator.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -109,13 +109,14 @@ class EmulatorProcess:
         import aiohttp
 
         async with aiohttp.ClientSession() as s:
-            for _ in range(100):
+            async def answer() -> Any:
                 try:
                     async with s.get(f"{self.base_url}/messages") as r:
-                        return (await r.json())["messages"]
+                        return await r.json()
                 except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
-        raise RuntimeError("emulator not answering")
+                    return None  # still starting
+            return (await eventually(answer, within=10, every=0.1,
+                                     what="the emulator answering"))["messages"]
 
 
 @pytest.mark.slow
