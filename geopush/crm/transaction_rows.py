@@ -64,7 +64,9 @@ def transaction_parser(positions: dict[str, int], width: int) -> RowParser:
 # The (transaction_id, line) pairs of this batch already stored, under any customer: the
 # key is (customer_id, transaction_id, line), so that transactions can be distributed by
 # customer on a Citus cluster (SPEC section 9), and a line repeated under another customer
-# is found here, by the `transactions_line` index, instead of by the key.
+# is found here, by the `transactions_line` index, instead of by the key. `imported_at` is
+# this transaction's now(), read from the staging side: the purchase points find the rows
+# an import inserted by it, and a Citus worker's default would be its own transaction's.
 _STAGED_IDS = "SELECT array_agg(DISTINCT transaction_id) FROM _import_transactions"
 _STORED = """
 SELECT transaction_id, line FROM transactions WHERE transaction_id = ANY($1::text[])
@@ -72,9 +74,9 @@ SELECT transaction_id, line FROM transactions WHERE transaction_id = ANY($1::tex
 _MERGE_TRANSACTIONS = """
 WITH ins AS (
     INSERT INTO transactions (transaction_id, line, customer_id, store_external_id, store_id,
-                              ts, amount, category, product)
+                              ts, amount, category, product, imported_at)
     SELECT t.transaction_id, t.line, t.customer_id, t.store_external_id, s.store_id, t.ts,
-           t.amount::numeric, t.category, t.product
+           t.amount::numeric, t.category, t.product, now()
     FROM (SELECT DISTINCT ON (transaction_id, line) * FROM _import_transactions
           ORDER BY transaction_id, line, file_line) t
     LEFT JOIN stores s ON s.external_id = t.store_external_id

@@ -31,6 +31,7 @@ from tests.api.test_basket_pipeline import (  # noqa: F401
 from tests.api.test_core_loop import test_walk_into_circle_sends_one_french_push  # noqa: F401
 from tests.api.test_crm_imports import (  # noqa: F401
     test_a_customer_named_by_transactions_first_is_completed_later,
+    test_cli_imports_stores_geofences_customers_and_transactions,
     test_customer_profile_and_erasure,
     test_duplicates_are_counted_within_the_file_and_against_the_database,
     test_transactions_report_bad_rows_by_line_and_import_the_rest,
@@ -54,6 +55,9 @@ from tests.api.test_learning_relationship import (  # noqa: F401
     test_preferences_are_the_customers_on_every_phone_and_logged,
 )
 from tests.api.test_learning_value import test_value_per_store_and_per_segment  # noqa: F401
+from tests.api.test_loyalty_challenges import (  # noqa: F401
+    test_purchases_earn_points_at_import_and_complete_challenges,
+)
 from tests.api.test_loyalty_checkins import (  # noqa: F401
     test_a_checkin_counts_once_per_store_per_local_day,
     test_badges_once_each_under_concurrent_dwells_of_one_customer,
