@@ -110,7 +110,7 @@ class CampaignsConfig(_Section):
     # section 10): https and the retailer app's own scheme, never javascript: or data:.
     deeplink_schemes: tuple[str, ...] = ("https",)
     # Foresight (SPEC 16): the most visit events one preview replays; beyond, a 422.
-    preview_max_events: int = Field(200_000, ge=1, le=50_000_000)
+    preview_max_events: int = Field(1_000_000, ge=1, le=50_000_000)
     # SPEC section 15: a category whose last `fatigue_after` notifications went unopened
     # pauses for `fatigue_days`; a category bought within `recently_bought_days` is not
     # offered again (unless the offer sets allow_recent_buyers).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from geopush.api.errors import ApiError, bad_request, not_found
-from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds
+from geopush.api.json_depth import MAX_DEPTH, json_depth_exceeds, nested_deeper_than
 from geopush.api.runtime import RUNTIME
 from geopush.api.schema import parse_model
 from geopush.timefmt import parse_rfc3339
@@ -55,17 +56,37 @@ async def read_json(request: web.Request, limit: int | None = None) -> Any:
 
 
 def _decode_json(raw: bytes) -> Any:
-    if json_depth_exceeds(raw, MAX_DEPTH):
-        raise bad_request(f"request body is nested deeper than {MAX_DEPTH} levels")
+    """Decode, refusing JSON nested deeper than MAX_DEPTH and text PostgreSQL cannot hold.
+
+    A small body (every ping batch) is decoded first and its depth measured on the decoded
+    containers, level by level; json's own recursion guard refuses the absurdly deep.
+    A large one (an import) has its bytes scanned before decoding, in numpy, since walking
+    millions of coordinate lists in Python would cost more than the decoding. Text needs a
+    look only when the body holds a `\\u0000` or a surrogate escape: JSON allows NUL and
+    lone surrogates in no other form.
+    """
+    scanned = len(raw) > _INLINE_DECODE_BYTES
+    if scanned and json_depth_exceeds(raw, MAX_DEPTH):
+        raise _too_deep()
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
-        raise bad_request("request body is not valid JSON: nested too deeply") from None
-    if has_unstorable_text(value):
+        raise _too_deep() from None
+    if not scanned and nested_deeper_than(value, MAX_DEPTH):
+        raise _too_deep()
+    if _RISKY_ESCAPE.search(raw) and has_unstorable_text(value):
         raise bad_request("request body has a NUL character or a lone surrogate in a string")
     return value
+
+
+def _too_deep() -> ApiError:
+    return bad_request(f"request body is nested deeper than {MAX_DEPTH} levels")
+
+
+# The only ways a JSON text can carry NUL or a lone surrogate: as \u escapes.
+_RISKY_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
 async def _read_raw(request: web.Request, limit: int | None = None) -> bytes:

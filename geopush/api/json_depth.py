@@ -11,6 +11,7 @@ milliseconds, not a Python loop per byte.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 
@@ -41,4 +42,23 @@ def json_depth_exceeds(raw: bytes, limit: int = MAX_DEPTH) -> bool:
         if running.size and int(running.max()) > limit:
             return True
         depth = int(running[-1]) if running.size else depth
+    return False
+
+
+_CONTAINERS = (dict, list)
+
+
+def nested_deeper_than(value: object, limit: int = MAX_DEPTH) -> bool:
+    """The same measure on a decoded value: its containers, one level at a time (no
+    recursion, and nothing but containers is looked at twice)."""
+    level: list[Any] = [value] if type(value) in _CONTAINERS else []
+    depth = 1
+    while level:
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for item in level:
+            values = item.values() if type(item) is dict else item
+            below.extend([v for v in values if type(v) is dict or type(v) is list])
+        level, depth = below, depth + 1
     return False

@@ -2,9 +2,9 @@
 
 Only the events that can have a candidate at all are read: a trigger and a target (geofence
 or store) of the previewed offer or of a competing offer, within the window; everything else
-could not change any count. Columns are fetched as text and timestamps only, in one query
-bounded by `[campaigns] preview_max_events` (one more row than the bound tells that it is
-exceeded, without counting first).
+could not change any count. They arrive as one binary COPY parsed into integer columns
+(`columns.py`), bounded by `[campaigns] preview_max_events` (one more row than the bound
+tells that it is exceeded, without counting first), and are replayed by `fast_replay`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import numpy as np
 
 from geopush.campaigns.decide import CampaignRules
 from geopush.campaigns.offers import Offer
-from geopush.codes import EventType, OfferStatus, Segment, Trigger
+from geopush.codes import OfferStatus, Segment, Trigger
 from geopush.errors import Invalid, Unprocessable
-from geopush.foresight.replay import Preview, ReplayEvent, Subject, replay
+from geopush.foresight.columns import COPY_COLUMNS, EventColumns, from_copy
+from geopush.foresight.fast_replay import fast_replay
+from geopush.foresight.replay import Preview, Subject
 from geopush.loyalty.levels import subject_totals
 from geopush.loyalty.rules import level_for, subject_of
 from geopush.store.offers import offer_from_row, store_from_row
@@ -46,8 +49,8 @@ LEFT JOIN (SELECT offer_id, array_agg(status ORDER BY at) AS statuses,
 WHERE o.trigger = ANY($1::text[]) AND o.offer_id::text <> $2
   AND (o.deleted_at IS NULL OR o.deleted_at > $3)
 """
-_EVENTS = """
-SELECT created_at, ts, type, geofence_id::text, store_id::text, device_id::text
+_EVENTS = f"""
+SELECT {COPY_COLUMNS}
 FROM events
 WHERE created_at >= $1 AND created_at <= $2
   AND ((type, geofence_id) IN (SELECT * FROM unnest($3::text[], $4::uuid[]))
@@ -123,8 +126,49 @@ async def preview_offer(
     """The preview of `offer` over the `days` before `now`: reads only, never writes."""
     started = time.perf_counter()
     since = now - timedelta(days=days)
-    competitors, active = [], {}
-    for r in await conn.fetch(_COMPETITORS, [str(t) for t in VISIT_TRIGGERS], offer.id, since):
+    competitors, active = await competing_offers(conn, offer.id, since)
+    offers = [offer, *competitors]
+    by_fence = sorted({(str(o.trigger), g) for o in offers for g in o.geofence_ids})
+    by_store = sorted({(str(o.trigger), s) for o in offers for s in o.store_ids})
+    data = bytearray()
+
+    async def keep(chunk: bytes) -> None:
+        data.extend(chunk)
+
+    await conn.copy_from_query(
+        _EVENTS, since, now,
+        [t for t, _ in by_fence], [g for _, g in by_fence],
+        [t for t, _ in by_store], [s for _, s in by_store], max_events + 1, output=keep,
+        format="binary")
+    events = from_copy(data)
+    data.clear()  # the columns are copies: free the rows now
+    if len(events) > max_events:
+        raise Unprocessable(
+            f"more than {max_events} visit events of the last {days} days concern this offer"
+            " or the offers it competes with; preview fewer days",
+            code="preview_too_large", details=[{"field": "days", "max_events": max_events}])
+    fetched = time.perf_counter()
+    subjects = await _subjects(conn, {d for d in events.devices if d is not None}, now,
+                               lookback_days, offers, levels, learning or LearningRules())
+    stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES)}
+    read = len(events)
+    events = relevant_columns(offer, competitors, events, subjects)
+    result: Preview = fast_replay(offer.id, offers, events, subjects, stores, rules, active)
+    log.info("preview replayed %d of %d events (fetch %.2f s, replay %.2f s)", len(events),
+             read, fetched - started, time.perf_counter() - fetched)
+    return result.as_json()
+
+
+Periods = list[tuple[datetime, datetime | None]]
+
+
+async def competing_offers(conn: asyncpg.Connection, offer_id: str, since: datetime
+                           ) -> tuple[list[Offer], dict[str, Periods]]:
+    """The visit offers other than `offer_id` active at some time after `since`, as they
+    are now defined, and the periods each was active (`active_periods`)."""
+    competitors: list[Offer] = []
+    active: dict[str, Periods] = {}
+    for r in await conn.fetch(_COMPETITORS, [str(t) for t in VISIT_TRIGGERS], offer_id, since):
         periods = active_periods(r["statuses"], r["ats"], r["status"], r["created_at"],
                                  r["deleted_at"])
         if any(end is None or end > since for _, end in periods):
@@ -132,28 +176,7 @@ async def preview_offer(
             rival = dataclasses.replace(offer_from_row(r), status=OfferStatus.ACTIVE)
             competitors.append(rival)
             active[rival.id] = periods
-    offers = [offer, *competitors]
-    by_fence = sorted({(str(o.trigger), g) for o in offers for g in o.geofence_ids})
-    by_store = sorted({(str(o.trigger), s) for o in offers for s in o.store_ids})
-    rows = await conn.fetch(_EVENTS, since, now,
-                            [t for t, _ in by_fence], [g for _, g in by_fence],
-                            [t for t, _ in by_store], [s for _, s in by_store], max_events + 1)
-    if len(rows) > max_events:
-        raise Unprocessable(
-            f"more than {max_events} visit events of the last {days} days concern this offer"
-            " or the offers it competes with; preview fewer days",
-            code="preview_too_large", details=[{"field": "days", "max_events": max_events}])
-    fetched = time.perf_counter()
-    subjects = await _subjects(conn, {r[5] for r in rows}, now, lookback_days, offers, levels,
-                               learning or LearningRules())
-    stores = {str(r["store_id"]): store_from_row(r) for r in await conn.fetch(_STORES)}
-    by_type = {str(t): t for t in EventType}
-    events = [ReplayEvent(r[0], r[1], by_type[r[2]], r[3], r[4], r[5])
-              for r in relevant_rows(offer, competitors, rows, subjects)]
-    result: Preview = replay(offer.id, offers, events, subjects, stores, rules, active)
-    log.info("preview replayed %d events (fetch %.2f s, replay %.2f s)", len(rows),
-             fetched - started, time.perf_counter() - fetched)
-    return result.as_json()
+    return competitors, active
 
 
 def active_periods(statuses: list[str] | None, ats: list[datetime] | None, status: str,
@@ -201,6 +224,26 @@ def relevant_rows(offer: Offer, competitors: list[Offer], rows: list[Any],
     reached = {who(r) for r in rows
                if r[2] == trigger and (r[3] in fences or r[4] in stores)}
     return [r for r in rows if who(r) in reached]
+
+
+def relevant_columns(offer: Offer, competitors: list[Offer], events: EventColumns,
+                     subjects: dict[str, Subject]) -> EventColumns:
+    """`relevant_rows` over columns: the same events kept, for the same reason."""
+    if any(c.max_sends is not None for c in competitors):
+        return events
+    fences, stores = frozenset(offer.geofence_ids), frozenset(offer.store_ids)
+    trigger = str(offer.trigger)
+    names: dict[str | None, int] = {}
+    who = []
+    for device in events.devices:
+        subject = subjects.get(device) if device is not None else None
+        name = subject.customer_id if subject and subject.customer_id else device
+        who.append(names.setdefault(name, len(names)))
+    who_of = np.asarray(who, np.int64)[events.device]
+    hit = np.asarray([str(t) == trigger and (f in fences or s in stores)
+                      for t, f, s in events.keys], np.bool_)
+    reached = np.unique(who_of[hit[events.key]])
+    return events.take(np.isin(who_of, reached))
 
 
 async def _subjects(conn: asyncpg.Connection, device_ids: set[str], now: datetime,

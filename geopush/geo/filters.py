@@ -18,54 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from geopush.codes import PingRejection
-from geopush.geo.earth import distance_m
+from geopush.geo.ping_columns import filter_columns
+from geopush.geo.ping_types import FilterResult, LastFix, Ping, PingRules, sequential_reason
 from geopush.timefmt import parse_rfc3339
 
-
-@dataclass(frozen=True)
-class Ping:
-    """A well-formed ping; `index` is its position in the request, `ts` is UTC."""
-
-    index: int
-    lat: float
-    lon: float
-    accuracy_m: float
-    ts: datetime
-    speed_mps: float | None
-    mocked: bool
-
-
-@dataclass(frozen=True)
-class LastFix:
-    """The device's last accepted ping: what the sequential checks compare with.
-
-    Its position is None once retention has forgotten it: the order check still applies,
-    the speed check has nothing to measure from.
-    """
-
-    ts: datetime
-    lat: float | None
-    lon: float | None
-
-
-@dataclass(frozen=True)
-class PingRules:
-    """The `[geo]` settings of SPEC section 2."""
-
-    future_skew_s: float = 60
-    max_ping_age_s: float = 86_400
-    max_accuracy_m: float = 150
-    max_speed_mps: float = 70
-    min_ping_interval_s: float = 1.0
-
-
-@dataclass(frozen=True)
-class FilterResult:
-    """Accepted pings in ts order, rejections by request index, the last accepted fix after."""
-
-    accepted: list[Ping]
-    rejected: list[tuple[int, PingRejection]]
-    last: LastFix | None
+__all__ = ["PING_SCHEMA", "FilterResult", "LastFix", "Ping", "PingRules", "accepted_after",
+           "filter_each", "filter_pings", "parse_ping", "parse_rfc3339"]
 
 
 def filter_pings(
@@ -75,6 +33,14 @@ def filter_pings(
     _require_aware(now, "now")
     if last is not None:
         _require_aware(last.ts, "last.ts")
+    columns = filter_columns(raw, last, now, rules)  # a phone's batch, as arrays
+    return columns if columns is not None else filter_each(raw, last, now, rules)
+
+
+def filter_each(
+    raw: Sequence[object], last: LastFix | None, now: datetime, rules: PingRules
+) -> FilterResult:
+    """`filter_pings` ping by ping: for any batch, whatever its items hold."""
     window = _Window(
         latest=now + timedelta(seconds=rules.future_skew_s),
         earliest=now - timedelta(seconds=rules.max_ping_age_s),
@@ -93,7 +59,7 @@ def filter_pings(
     accepted: list[Ping] = []
     candidates.sort(key=lambda p: (p.ts, p.index))
     for ping in candidates:
-        reason = _sequential_reason(ping, last, rules)
+        reason = sequential_reason(ping, last, rules)
         if reason is not None:
             rejected.append((ping.index, reason))
             continue
@@ -107,7 +73,7 @@ def accepted_after(ping: Ping, last: LastFix | None, rules: PingRules) -> bool:
     """Whether `ping` passes the sequential checks after `last`. When a batch's earliest
     accepted ping (filtered with no last fix) passes them, the batch's filtering after
     `last` is the same: callers reuse it rather than filter again."""
-    return _sequential_reason(ping, last, rules) is None
+    return sequential_reason(ping, last, rules) is None
 
 
 # What a well-formed ping is, written once: `parse_ping` checks these bounds, and the API
@@ -184,21 +150,6 @@ def _stateless_reason(ping: Ping, window: _Window) -> PingRejection | None:
         return PingRejection.MOCKED
     if ping.accuracy_m > window.max_accuracy_m:
         return PingRejection.LOW_ACCURACY
-    return None
-
-
-def _sequential_reason(ping: Ping, last: LastFix | None, rules: PingRules) -> PingRejection | None:
-    if last is None:
-        return None
-    if ping.ts <= last.ts:
-        return PingRejection.OUT_OF_ORDER
-    elapsed = (ping.ts - last.ts).total_seconds()
-    if elapsed < rules.min_ping_interval_s:
-        return PingRejection.TOO_FREQUENT
-    if last.lat is None or last.lon is None:
-        return None
-    if distance_m(last.lon, last.lat, ping.lon, ping.lat) / elapsed > rules.max_speed_mps:
-        return PingRejection.IMPLAUSIBLE_SPEED
     return None
 
 

@@ -11,7 +11,9 @@ import pytest
 from geopush.campaigns.decide import CampaignRules
 from geopush.campaigns.offers import Offer, StoreInfo
 from geopush.codes import EventType, Segment, Trigger
-from geopush.foresight.load import active_periods, relevant_rows
+from geopush.foresight.columns import from_events
+from geopush.foresight.fast_replay import fast_replay
+from geopush.foresight.load import active_periods, relevant_columns, relevant_rows
 from geopush.foresight.replay import ReplayEvent, Subject, replay
 
 MESSAGE = {"default_locale": "en", "translations": {"en": {"title": "Hi", "body": "x"}}}
@@ -55,6 +57,12 @@ def test_leaving_out_people_the_offer_never_reaches_changes_nothing(budget: int 
     assert (len(kept) < len(rows)) == (budget is None)
     full, short = run(rows), run(kept)
     assert full == short
+    columns = relevant_columns(mine, rivals, from_events(rows), subjects)
+    assert len(columns) == len(kept)
+    fast = fast_replay("mine", [mine, *rivals], columns, subjects, stores, CampaignRules(),
+                       {r.id: [(r.created_at, None)] for r in rivals}).as_json()
+    assert fast.pop("events") == len(kept)
+    assert fast == short
     assert full["would_send"] and full["suppressed"].get("daily_cap")
 
 
