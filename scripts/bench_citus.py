@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -267,6 +268,7 @@ async def harness(args: argparse.Namespace) -> None:
     finally:
         for t in targets:
             t.bench.stop()
+            shutil.rmtree(t.bench.tmp, ignore_errors=True)
         if emu_proc is not None:
             emu_proc.terminate()
             emu_proc.wait(timeout=10)
