@@ -65,14 +65,19 @@ class Cluster:
     workers: list[Node]
     _user: str | None = field(default=None)
     _counter: int = 0
+    _settings: dict[str, str] = field(default_factory=dict)
+    _plain: list[Node] = field(default_factory=list)
 
     @classmethod
-    def start(cls) -> Cluster:
+    def start(cls, settings: dict[str, str] | None = None) -> Cluster:
+        """Build (if need be) and start the three nodes; `settings` are added to each
+        node's postgresql.conf (the benchmark loads pg_stat_statements beside Citus)."""
         install = citus_install()
         root = Path(tempfile.mkdtemp(prefix="gpcitus"))
         user = "embedded_postgres" if os.geteuid() == 0 else None
         nodes = [Node(name, _free_port(), root / name) for name in ("coord", "w1", "w2")]
         cluster = cls(install, root, nodes[0], nodes[1:], user)
+        cluster._settings = dict(settings or {})
         if user:
             shutil.chown(root, user, user)
         for node in nodes:
@@ -138,6 +143,16 @@ class Cluster:
             finally:
                 await admin.close()
 
+    def start_plain(self, name: str, settings: dict[str, str]) -> Node:
+        """One PostgreSQL beside the cluster, from the same binaries and settings but
+        without Citus (`settings` replace the cluster's `shared_preload_libraries`):
+        the peer of the benchmark's side-by-side runs. Stopped with the cluster."""
+        node = Node(name, _free_port(), self.root / name)
+        self._initdb(node, settings)
+        self._pg_ctl(node, "start", "-w", "-t", "60", "-l", str(node.data / "log"))
+        self._plain.append(node)
+        return node
+
     def stop_node(self, node: Node) -> None:
         self._pg_ctl(node, "stop", "-m", "fast", "-w")
 
@@ -145,7 +160,7 @@ class Cluster:
         self._pg_ctl(node, "start", "-w", "-t", "60", "-l", str(node.data / "log"))
 
     def stop(self) -> None:
-        for node in self.nodes:
+        for node in [*self.nodes, *self._plain]:
             if (node.data / "postmaster.pid").exists():
                 with contextlib.suppress(subprocess.CalledProcessError):
                     self._pg_ctl(node, "stop", "-m", "immediate", "-w")
@@ -163,7 +178,7 @@ class Cluster:
         subprocess.run(command, check=True, env=env, capture_output=True, text=True,
                        user=self._user, timeout=120)
 
-    def _initdb(self, node: Node) -> None:
+    def _initdb(self, node: Node, extra: dict[str, str] | None = None) -> None:
         self._run("initdb", "-D", str(node.data), "--auth=trust", "-U", "postgres",
                   "--encoding=utf8", "--no-sync")
         settings = {
@@ -178,6 +193,8 @@ class Cluster:
             "citus.shard_count": str(SHARD_COUNT),
             "citus.log_remote_commands": "off",
             "max_worker_processes": "32",
+            **self._settings,
+            **(extra or {}),
         }
         with (node.data / "postgresql.conf").open("a") as conf:
             for key, value in settings.items():

@@ -247,7 +247,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 citus[outcome] = citus.get(outcome, 0) + 1
                 if outcome == "skipped" and isinstance(report.longrepr, tuple):
                     reasons.add(str(report.longrepr[2]))
+    # Their time, the cluster's start and every setup and teardown included.
+    seconds = sum(getattr(r, "duration", 0.0) for reports in terminalreporter.stats.values()
+                  for r in reports if "test_citus.py" in getattr(r, "nodeid", ""))
     if citus:
         terminalreporter.write_line(
             "Citus cluster tests: " + ", ".join(f"{n} {k}" for k, n in sorted(citus.items()))
+            + f" in {seconds:.0f} s"
             + ("" if not reasons else " — NOT RUN: " + "; ".join(sorted(reasons))))

@@ -25,33 +25,41 @@ from geopush.timefmt import format_ts
 # NOTIFY on this channel wakes the alert senders: an alert was queued.
 ALERTS_CHANNEL = "geopush_alerts"
 
+# Two statements, not an INSERT … SELECT from `stores`: on a Citus cluster `store_alerts` is
+# a table of the coordinator that references a reference table, and Citus 14 fails such an
+# INSERT … SELECT ("missing FROM-clause entry"). A store deleted in between makes the
+# insert fail on its foreign key, as a deleted store's alert should.
+_ALERTS_TO = "SELECT true FROM stores WHERE store_id = $1 AND alert_url IS NOT NULL"
 _ENQUEUE = """
 INSERT INTO store_alerts (alert_id, store_id, kind, body, device_id, customer_id)
-SELECT $1, s.store_id, $3, $4::jsonb, $5, $6 FROM stores s
-WHERE s.store_id = $2 AND s.alert_url IS NOT NULL
+VALUES ($1, $2, $3, $4::jsonb, $5, $6)
 RETURNING alert_id
 """
+# Times come as values and the stores' URLs in a second statement: on a Citus cluster
+# `store_alerts` is a table of the coordinator referencing a reference table, and Citus
+# refuses now() beside its columns in an UPDATE, and such a table joined in an UPDATE.
 _CLAIM = """
 WITH due AS (
     SELECT alert_id FROM store_alerts
-    WHERE status = 'queued' AND next_attempt_at <= now()
-      AND (lease_until IS NULL OR lease_until < now())
+    WHERE status = 'queued' AND next_attempt_at <= $3
+      AND (lease_until IS NULL OR lease_until < $3)
     ORDER BY next_attempt_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
 UPDATE store_alerts a
-SET lease_until = now() + make_interval(secs => $2), attempts = a.attempts + 1
-FROM due, stores s
-WHERE a.alert_id = due.alert_id AND s.store_id = a.store_id
-RETURNING a.alert_id, a.store_id, a.body::text AS body, a.attempts, s.alert_url
+SET lease_until = $3::timestamptz + make_interval(secs => $2), attempts = a.attempts + 1
+FROM due
+WHERE a.alert_id = due.alert_id
+RETURNING a.alert_id, a.store_id, a.body::text AS body, a.attempts
 """
+_URLS = "SELECT store_id, alert_url FROM stores WHERE store_id = ANY($1::uuid[])"
 _FINISH = """
 UPDATE store_alerts a
 SET status = u.status,
     reason = u.reason,
-    sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE a.sent_at END,
-    finished_at = CASE WHEN u.status = 'queued' THEN NULL ELSE now() END,
+    sent_at = CASE WHEN u.status = 'sent' THEN $8::timestamptz ELSE a.sent_at END,
+    finished_at = CASE WHEN u.status = 'queued' THEN NULL ELSE $8::timestamptz END,
     next_attempt_at = COALESCE(u.next_at, a.next_attempt_at),
     last_error = u.error,
     last_http_status = u.http_status,
@@ -96,18 +104,21 @@ async def enqueue_alert(conn: asyncpg.Connection, store_id: UUID, kind: str,
     body = {"id": str(alert_id), "type": kind, "store_id": str(store_id),
             "created_at": format_ts(datetime.now(UTC)), **payload}
     # The pool's jsonb codec encodes the dict (geopush.store.database).
-    inserted = await conn.fetchval(_ENQUEUE, alert_id, store_id, kind, body, device_id,
-                                   customer_id)
-    if inserted is None:
+    if not await conn.fetchval(_ALERTS_TO, store_id):
         return None
+    await conn.execute(_ENQUEUE, alert_id, store_id, kind, body, device_id, customer_id)
     await conn.execute(f"NOTIFY {ALERTS_CHANNEL}")
     return alert_id
 
 
 async def claim(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[ClaimedAlert]:
-    rows = await conn.fetch(_CLAIM, limit, lease_s)
+    rows = await conn.fetch(_CLAIM, limit, lease_s, datetime.now(UTC))
+    if not rows:
+        return []
+    urls = {r["store_id"]: r["alert_url"]
+            for r in await conn.fetch(_URLS, list({r["store_id"] for r in rows}))}
     return [ClaimedAlert(r["alert_id"], r["store_id"], r["body"].encode(), r["attempts"],
-                         r["alert_url"]) for r in rows]
+                         urls.get(r["store_id"])) for r in rows]
 
 
 async def finish(conn: asyncpg.Connection, outcomes: Sequence[AlertOutcome]) -> None:
@@ -119,7 +130,7 @@ async def finish(conn: asyncpg.Connection, outcomes: Sequence[AlertOutcome]) -> 
         [o.alert_id for o in outcomes], [o.status for o in outcomes],
         [o.reason for o in outcomes], [o.next_at for o in outcomes],
         [o.error for o in outcomes], [o.http_status for o in outcomes],
-        [o.attempts for o in outcomes],
+        [o.attempts for o in outcomes], datetime.now(UTC),
     )
 
 

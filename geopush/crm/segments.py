@@ -72,7 +72,8 @@ LEFT JOIN (
                count(*) FILTER (WHERE ts >= $1) AS lines,
                count(*) FILTER (WHERE ts >= $1 AND (line = 1 OR NOT EXISTS (
                    SELECT 1 FROM transactions first_line
-                   WHERE first_line.transaction_id = t.transaction_id
+                   WHERE first_line.customer_id = t.customer_id
+                     AND first_line.transaction_id = t.transaction_id
                      AND first_line.line < t.line))) AS frequency,
                coalesce(sum(amount) FILTER (WHERE ts >= $1), 0) AS amount
         FROM transactions t

@@ -51,40 +51,49 @@ def store_parser(positions: dict[str, int], width: int) -> RowParser:
     return parse
 
 
+# Whether the file's opening hours and categories replace the stored ones is spelled into
+# the statement (true/false, from the file's header, never from its rows), and the time is
+# the new row's default: on a Citus cluster `stores` is a reference table, and Citus 14
+# drops the parameters of an ON CONFLICT … DO UPDATE fed by a temporary table, and refuses
+# now() there.
+_UPSERT_STORES = """
+INSERT INTO stores (store_id, external_id, name, timezone, lat, lon, opening_hours, categories)
+SELECT gen_random_uuid(), external_id, name, timezone, lat, lon,
+       opening_hours::jsonb, coalesce(categories, '{{}}')
+FROM (
+    SELECT DISTINCT ON (external_id) * FROM _import_stores
+    ORDER BY external_id, line DESC
+) latest ORDER BY external_id
+ON CONFLICT (external_id) DO UPDATE
+SET name = EXCLUDED.name, timezone = EXCLUDED.timezone, lat = EXCLUDED.lat,
+    lon = EXCLUDED.lon,
+    opening_hours = CASE WHEN {hours} THEN EXCLUDED.opening_hours ELSE stores.opening_hours END,
+    categories = CASE WHEN {categories} THEN EXCLUDED.categories ELSE stores.categories END,
+    updated_at = EXCLUDED.updated_at
+RETURNING (xmax = 0) AS created, external_id, store_id
+"""
+_LINK_TRANSACTIONS = """
+UPDATE transactions t SET store_id = up.store_id
+FROM unnest($1::text[], $2::uuid[]) AS up(external_id, store_id)
+WHERE t.store_external_id = up.external_id AND t.store_id IS DISTINCT FROM up.store_id
+"""
+
+
 async def merge_stores(conn: asyncpg.Connection, columns: frozenset[str]) -> dict[str, int]:
-    # Upsert by external_id (the last line wins); a column the file lacks keeps its value.
-    # Transactions imported before their store existed are linked to it now, so they count
-    # for conversions from here on.
-    row = await conn.fetchrow("""
-        WITH up AS (
-            INSERT INTO stores (store_id, external_id, name, timezone, lat, lon,
-                                opening_hours, categories)
-            SELECT gen_random_uuid(), external_id, name, timezone, lat, lon,
-                   opening_hours::jsonb, coalesce(categories, '{}')
-            FROM (
-                SELECT DISTINCT ON (external_id) * FROM _import_stores
-                ORDER BY external_id, line DESC
-            ) latest ORDER BY external_id
-            ON CONFLICT (external_id) DO UPDATE
-            SET name = EXCLUDED.name, timezone = EXCLUDED.timezone, lat = EXCLUDED.lat,
-                lon = EXCLUDED.lon,
-                opening_hours = CASE WHEN $1 THEN EXCLUDED.opening_hours
-                                     ELSE stores.opening_hours END,
-                categories = CASE WHEN $2 THEN EXCLUDED.categories ELSE stores.categories END,
-                updated_at = now()
-            RETURNING (xmax = 0) AS created, external_id, store_id
-        ), linked AS (
-            UPDATE transactions t SET store_id = up.store_id
-            FROM up WHERE t.store_external_id = up.external_id
-              AND t.store_id IS DISTINCT FROM up.store_id
-            RETURNING 1
-        )
-        SELECT count(*) FILTER (WHERE created) AS created,
-               count(*) FILTER (WHERE NOT created) AS updated,
-               (SELECT count(*) FROM linked) AS transactions_linked
-        FROM up
-    """, "opening_hours" in columns, "categories" in columns)
-    return dict(row)
+    """Upsert by external_id (the last line wins); a column the file lacks keeps its value.
+
+    Transactions imported before their store existed are linked to it now, so they count
+    for conversions from here on. Two statements: on a Citus cluster `transactions` is
+    distributed by customer, and its update cannot read a modifying CTE's rows.
+    """
+    rows = await conn.fetch(_UPSERT_STORES.format(
+        hours="true" if "opening_hours" in columns else "false",
+        categories="true" if "categories" in columns else "false"))
+    status = await conn.execute(_LINK_TRANSACTIONS, [r["external_id"] for r in rows],
+                                [r["store_id"] for r in rows])
+    created = sum(1 for r in rows if r["created"])
+    return {"created": created, "updated": len(rows) - created,
+            "transactions_linked": int(status.split()[-1])}
 
 
 STORES = CsvKind(

@@ -61,16 +61,28 @@ def transaction_parser(positions: dict[str, int], width: int) -> RowParser:
     return parse
 
 
+# The (transaction_id, line) pairs of this batch already stored, under any customer: the
+# key is (customer_id, transaction_id, line), so that transactions can be distributed by
+# customer on a Citus cluster (SPEC section 9), and a line repeated under another customer
+# is found here, by the `transactions_line` index, instead of by the key. `imported_at` is
+# this transaction's now(), read from the staging side: the purchase points find the rows
+# an import inserted by it, and a Citus worker's default would be its own transaction's.
+_STAGED_IDS = "SELECT array_agg(DISTINCT transaction_id) FROM _import_transactions"
+_STORED = """
+SELECT transaction_id, line FROM transactions WHERE transaction_id = ANY($1::text[])
+"""
 _MERGE_TRANSACTIONS = """
 WITH ins AS (
     INSERT INTO transactions (transaction_id, line, customer_id, store_external_id, store_id,
-                              ts, amount, category, product)
+                              ts, amount, category, product, imported_at)
     SELECT t.transaction_id, t.line, t.customer_id, t.store_external_id, s.store_id, t.ts,
-           t.amount::numeric, t.category, t.product
-    FROM _import_transactions t
+           t.amount::numeric, t.category, t.product, now()
+    FROM (SELECT DISTINCT ON (transaction_id, line) * FROM _import_transactions
+          ORDER BY transaction_id, line, file_line) t
     LEFT JOIN stores s ON s.external_id = t.store_external_id
+    WHERE (t.transaction_id, t.line) NOT IN (SELECT * FROM unnest($1::text[], $2::int[]))
     ORDER BY t.file_line
-    ON CONFLICT (transaction_id, line) DO NOTHING
+    ON CONFLICT (customer_id, transaction_id, line) DO NOTHING
     RETURNING customer_id
 ), new_customers AS (
     INSERT INTO customers (customer_id)
@@ -89,14 +101,20 @@ async def merge_transactions(conn: asyncpg.Connection, columns: frozenset[str]
     """Insert one staged batch; a (transaction_id, line) already stored or staged twice is
     skipped.
 
-    Batches are merged in file order and each in line order, so the first line of a
-    repeated (transaction_id, line) wins. ON CONFLICT always probes the unique index: an
-    anti-join (NOT EXISTS) saved a fifth of the merge time but was planned as a scan of the
-    whole, growing table whenever its statistics were stale (a quadratic import). A
-    customer met here for the first time gets a bare record, so FRAT covers them before a
-    customers import names them.
+    Batches are merged in file order, so the first line of a repeated (transaction_id,
+    line) wins: within a batch the first in the file, across batches and files the one
+    stored. The stored pairs are looked up by the batch's ids (an index probe each), then
+    left out of the insert; ON CONFLICT on the key still catches a concurrent import of
+    the same line for the same customer. An anti-join (NOT EXISTS) against the table was
+    planned as a scan of the whole, growing table whenever its statistics were stale (a
+    quadratic import), and a Citus cluster cannot run it. A customer met here for the
+    first time gets a bare record, so FRAT covers them before a customers import names
+    them.
     """
-    row = await conn.fetchrow(_MERGE_TRANSACTIONS)
+    ids = await conn.fetchval(_STAGED_IDS) or []
+    stored = await conn.fetch(_STORED, ids) if ids else []
+    row = await conn.fetchrow(_MERGE_TRANSACTIONS, [r["transaction_id"] for r in stored],
+                              [r["line"] for r in stored])
     return {"inserted": row["inserted"], "duplicates": row["staged"] - row["inserted"],
             "customers_created": row["customers_created"]}
 

@@ -41,11 +41,14 @@ FROM devices WHERE device_id = $1 AND consent_location
   AND last_ping_ts >= $2::timestamptz - make_interval(secs => $3)
 FOR UPDATE SKIP LOCKED
 """
+# The dwell's end as an interval compare (immutable), not `entered_at + make_interval(...)`
+# (stable): Citus refuses a stable function over a column in an UPDATE.
 _DUE_VISITS = """
 UPDATE visits v SET dwell_fired = true
 FROM geofences g
 WHERE v.device_id = $1 AND g.geofence_id = v.geofence_id AND NOT v.dwell_fired
-  AND v.last_inside AND g.enabled AND v.entered_at + make_interval(secs => g.dwell_s) <= $2
+  AND v.last_inside AND g.enabled
+  AND $2::timestamptz - v.entered_at >= g.dwell_s * interval '1 second'
 RETURNING v.geofence_id, g.store_id
 """
 

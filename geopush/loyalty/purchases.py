@@ -1,10 +1,11 @@
 """Purchase points at transactions import, and the purchase challenges they complete.
 
 Points are credited inside the import's transaction (one statement for the whole file), for
-exactly the rows it inserted: those stamped with its start time (`imported_at = now()`, an
-index lookup). One transaction (its lines are a basket) earns `floor(amount x
-[loyalty] points_per_unit)` once, its `ref` the transaction id; a refund (a negative
-amount) earns nothing and takes nothing back: a marketer adjusts by hand if need be.
+exactly the rows it inserted: those stamped with its start time (`imported_at` equal to
+the now() it reads and passes on, an index lookup). One transaction (its lines are a
+basket) earns `floor(amount x [loyalty] points_per_unit)` once, its `ref` the
+transaction id; a refund (a negative amount) earns nothing and takes nothing back: a
+marketer adjusts by hand if need be.
 
 Purchase challenges are settled after the import commits, in short transactions of their
 own, so a large import never holds a customer's phone row while it runs.
@@ -26,7 +27,7 @@ _CREDIT_PURCHASES = """
 WITH bought AS (
     SELECT transaction_id, customer_id, (array_agg(store_id))[1] AS store_id,
            min(ts) AS ts, sum(amount) AS amount
-    FROM transactions WHERE imported_at = now() AND customer_id <> ''
+    FROM transactions WHERE imported_at = $2 AND customer_id <> ''
     GROUP BY transaction_id, customer_id
 ), credited AS (
     INSERT INTO loyalty_ledger (ts, points, reason, ref, subject, customer_id, store_id)
@@ -90,7 +91,10 @@ async def credit_purchases(conn: asyncpg.Connection, config: Config) -> dict[str
     """Credit the transactions this (still open) import transaction inserted."""
     if not config.loyalty.enabled or config.loyalty.points_per_unit <= 0:
         return {"purchases": 0, "points": 0, "subjects": []}
-    row = await conn.fetchrow(_CREDIT_PURCHASES, config.loyalty.points_per_unit)
+    # This transaction's now() read here and passed on: on a Citus cluster a now() in the
+    # statement would be each worker's own transaction's, not the import's.
+    started = await conn.fetchval("SELECT now()")
+    row = await conn.fetchrow(_CREDIT_PURCHASES, config.loyalty.points_per_unit, started)
     return {"purchases": row["purchases"], "points": int(row["points"]),
             "subjects": list(row["subjects"])}
 

@@ -23,24 +23,27 @@ MAX_RESOLUTION = 1000
 COLUMNS = ("case_id, response_id, store_id, opened_at, status, first_response_at, resolved_at,"
            " resolution, recovered_at, updated_at")
 
-# Cases that may still recover: not yet recovered, opened within the window.
-_REFRESH = """
-UPDATE service_cases c SET recovered_at = v.ts
-FROM (
-    SELECT c2.case_id, (
-        SELECT min(e.ts) FROM events e
-        WHERE e.type = 'dwell' AND e.ts > c2.opened_at
-          AND e.ts <= c2.opened_at + make_interval(days => $1::int)
-          AND (e.device_id = c2.device_id
-               OR (c2.customer_id IS NOT NULL AND e.device_id IN (
-                   SELECT d.device_id FROM devices d WHERE d.customer_id = c2.customer_id)))
-    ) AS ts
-    FROM service_cases c2
-    WHERE c2.recovered_at IS NULL
-      AND c2.opened_at >= $2::timestamptz - make_interval(days => $1::int)
-      AND (c2.device_id IS NOT NULL OR c2.customer_id IS NOT NULL)
-) v
-WHERE c.case_id = v.case_id AND v.ts IS NOT NULL
+# Cases that may still recover: not yet recovered, opened within the window. Read in
+# steps rather than one UPDATE joined with `events` and `devices`: the cases live on a
+# Citus cluster's coordinator alone, and Citus cannot join such a table with distributed
+# ones; the middle steps are plain reads of the distributed tables by key.
+_OPEN = """
+SELECT case_id, device_id, customer_id, opened_at FROM service_cases
+WHERE recovered_at IS NULL
+  AND opened_at >= $2::timestamptz - make_interval(days => $1::int)
+  AND (device_id IS NOT NULL OR customer_id IS NOT NULL)
+"""
+_PHONES = """
+SELECT customer_id, device_id FROM devices WHERE customer_id = ANY($1::text[])
+"""
+_DWELLS = """
+SELECT device_id, ts FROM events
+WHERE type = 'dwell' AND device_id = ANY($1::uuid[]) AND ts > $2
+"""
+_STAMP = """
+UPDATE service_cases c SET recovered_at = u.ts
+FROM unnest($1::uuid[], $2::timestamptz[]) AS u(case_id, ts)
+WHERE c.case_id = u.case_id AND c.recovered_at IS NULL
 """
 _PATCH = f"""
 UPDATE service_cases SET
@@ -58,7 +61,30 @@ RETURNING {COLUMNS}
 
 async def refresh_recovered(conn: asyncpg.Connection, window_days: int, now: datetime) -> int:
     """Stamp the cases whose customer has come back since they were last read; how many."""
-    status = await conn.execute(_REFRESH, window_days, now)
+    cases = await conn.fetch(_OPEN, window_days, now)
+    if not cases:
+        return 0
+    phones: dict[str, list[UUID]] = {}
+    for r in await conn.fetch(_PHONES, list({c["customer_id"] for c in cases
+                                             if c["customer_id"] is not None})):
+        phones.setdefault(r["customer_id"], []).append(r["device_id"])
+    whose = {c["case_id"]: {*([c["device_id"]] if c["device_id"] else []),
+                            *phones.get(c["customer_id"], [])} for c in cases}
+    dwells: dict[UUID, list[datetime]] = {}
+    for r in await conn.fetch(_DWELLS, list(set().union(*whose.values())),
+                              min(c["opened_at"] for c in cases)):
+        dwells.setdefault(r["device_id"], []).append(r["ts"])
+    window = timedelta(days=window_days)
+    ids, stamps = [], []
+    for c in cases:
+        seen = [ts for dev in whose[c["case_id"]] for ts in dwells.get(dev, [])
+                if c["opened_at"] < ts <= c["opened_at"] + window]
+        if seen:
+            ids.append(c["case_id"])
+            stamps.append(min(seen))
+    if not ids:
+        return 0
+    status = await conn.execute(_STAMP, ids, stamps)
     return int(status.split()[-1])
 
 

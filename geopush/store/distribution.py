@@ -7,7 +7,9 @@ a later run picks up tables that new migrations add and leaves the rest alone):
 - every device-keyed table is distributed by `device_id`, co-located with `devices`, so a
   ping batch (the device row, its visits, pings, events, decisions and deliveries) is one
   shard group on one worker, and its statements are routed there whole;
-- customer-keyed tables are distributed by `customer_id`, co-located with `customers`;
+- customer-keyed tables (`customers`, their recommendations and their transactions) are
+  distributed by `customer_id`, co-located with `customers`: a decision's read of the
+  customer's purchases is routed with the customer row;
 - the small, read-mostly tables every query joins with (keys, stores, geofences, offers,
   challenges, basket rules) and the small bookkeeping tables are reference tables, a copy
   on every node;
@@ -34,10 +36,12 @@ Distributed = bool | Literal["auto"]
 
 DEVICE_KEYED = ("devices", "visits", "pings", "ping_batches", "events", "decisions",
                 "deliveries", "consent_log")
-CUSTOMER_KEYED = ("customers", "customer_recommendations")
+# `transactions` was a reference table before migration 0040 put customer_id in its key;
+# a cluster laid out then has it converted (undistributed, then distributed) by `migrate`.
+CUSTOMER_KEYED = ("customers", "customer_recommendations", "transactions")
 REFERENCE = ("api_keys", "stores", "geofences", "offers", "challenges",
              "basket_rules", "basket_runs", "segment_runs", "decisions_pruned",
-             "events_daily", "transactions", "loyalty_ledger", "loyalty_badges",
+             "events_daily", "loyalty_ledger", "loyalty_badges",
              "challenge_completions",
              # SPEC 15: keyed by subject (a device, then its customer), like the loyalty
              # tables; one row per subject, or per subject and category, and a log of changes.
@@ -57,6 +61,15 @@ LOCAL = ("schema_migrations", "rate_windows", "sender_pause", "link_proofs", "of
          "store_alerts", "feedback_responses", "service_cases")
 
 
+# Whether the table's primary key holds the column (Citus enforces a key only then).
+_KEY_HOLDS = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_index i
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+    WHERE i.indrelid = $1::regclass AND i.indisprimary AND a.attname = $2)
+"""
+
+
 async def citus_present(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval(
         "SELECT true FROM pg_extension WHERE extname = 'citus'"))
@@ -67,7 +80,7 @@ async def tables_distributed(conn: asyncpg.Connection) -> bool:
     if not await citus_present(conn):
         return False
     return bool(await conn.fetchval(
-        "SELECT true FROM pg_dist_partition WHERE logicalrelid = 'devices'::regclass"))
+        "SELECT true FROM pg_dist_partition WHERE logicalrelid = to_regclass('devices')"))
 
 
 async def distribute(conn: asyncpg.Connection, distributed: Distributed = "auto") -> list[str]:
@@ -84,9 +97,19 @@ async def distribute(conn: asyncpg.Connection, distributed: Distributed = "auto"
             raise RuntimeError("[database] distributed = true, but the citus extension is "
                                "not installed in this database (CREATE EXTENSION citus)")
         return []
-    done = {r["t"] for r in await conn.fetch(
-        "SELECT logicalrelid::regclass::text AS t FROM pg_dist_partition")}
+    methods = {r["t"]: r["m"] for r in await conn.fetch(
+        "SELECT logicalrelid::regclass::text AS t, partmethod::text AS m"
+        " FROM pg_dist_partition")}
     laid: list[str] = []
+    keyed = [(t, "device_id") for t in DEVICE_KEYED] + [(t, "customer_id")
+                                                       for t in CUSTOMER_KEYED]
+    for table, column in keyed:
+        # A reference table whose key now holds its column (transactions after migration
+        # 0040) is brought back to the coordinator, to be distributed below, rows kept.
+        if methods.get(table) == "n" and await conn.fetchval(_KEY_HOLDS, table, column):
+            await conn.execute("SELECT undistribute_table($1)", table)
+            del methods[table]
+    done = set(methods)
     for table in DEVICE_KEYED:
         if table not in done:
             colocate = "none" if table == "devices" else "devices"
@@ -94,7 +117,12 @@ async def distribute(conn: asyncpg.Connection, distributed: Distributed = "auto"
                                "colocate_with => $2)", table, colocate)
             laid.append(table)
     for table in CUSTOMER_KEYED:
-        if table not in done:
+        if table not in done and not await conn.fetchval(_KEY_HOLDS, table, "customer_id"):
+            # Its key does not hold customer_id yet (transactions before migration 0040,
+            # when a migration is applied step by step): a reference table until it does.
+            await conn.execute("SELECT create_reference_table($1)", table)
+            laid.append(table)
+        elif table not in done:
             colocate = "none" if table == "customers" else "customers"
             await conn.execute("SELECT create_distributed_table($1, 'customer_id', "
                                "colocate_with => $2)", table, colocate)

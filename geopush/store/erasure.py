@@ -135,7 +135,16 @@ async def erase_customer(conn: asyncpg.Connection, customer_id: str) -> bool:
 
 _ERASE_CUSTOMER = (
     "DELETE FROM customers WHERE customer_id = $1",
-    "UPDATE transactions SET customer_id = '' WHERE customer_id = $1",
+    # Moved under no customer ('') rather than updated: customer_id is the key a Citus
+    # cluster distributes them by, which no update may change. A line already kept under
+    # no customer with the same (transaction_id, line) is one line: the copy is dropped.
+    "WITH gone AS (DELETE FROM transactions WHERE customer_id = $1"
+    " RETURNING transaction_id, line, store_external_id, store_id, ts, amount, category,"
+    " product, imported_at)"
+    " INSERT INTO transactions (customer_id, transaction_id, line, store_external_id,"
+    " store_id, ts, amount, category, product, imported_at)"
+    " SELECT '', transaction_id, line, store_external_id, store_id, ts, amount, category,"
+    " product, imported_at FROM gone ON CONFLICT DO NOTHING",
     "DELETE FROM customer_recommendations WHERE customer_id = $1",
     "UPDATE decisions SET customer_id = NULL WHERE customer_id = $1",
     "UPDATE deliveries SET customer_id = NULL, title = NULL, body = NULL,"

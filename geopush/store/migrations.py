@@ -20,7 +20,8 @@ from importlib import resources
 
 import asyncpg
 
-from geopush.store.distribution import Distributed, distribute
+from geopush.store.distribution import Distributed, distribute, tables_distributed
+from geopush.store.sql_split import statements
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,16 @@ async def _apply(
             await conn.executemany(
                 "UPDATE schema_migrations SET checksum = $2 WHERE version = $1", backfill
             )
+        # On a cluster already laid out, Citus propagates each DDL statement to the workers
+        # by its text, and refuses a text of several: there a file runs one statement at
+        # a time (the same statements, in the same transaction).
+        one_by_one = any(m.version not in done for m in todo) and await tables_distributed(
+            conn)
         for m in todo:
             if m.version in done:
                 continue
-            await conn.execute(m.sql)
+            for statement in statements(m.sql) if one_by_one else [m.sql]:
+                await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                 m.version, m.name, m.checksum,

@@ -84,18 +84,18 @@ WITH contacts AS (
 ), grouped AS (
     SELECT DISTINCT ON (customer_id) customer_id, outcome AS grp
     FROM contacts ORDER BY customer_id, decided_at
-), judged AS (
-    SELECT g.grp, EXISTS (
-        SELECT 1 FROM contacts c
-        JOIN transactions t ON t.customer_id = c.customer_id
-        WHERE c.customer_id = g.customer_id AND c.outcome = g.grp
-          AND t.store_id = ANY($2::uuid[])
-          AND t.ts >= c.decided_at AND t.ts <= c.decided_at + make_interval(days => $3)
-    ) AS converted
+), converted AS (
+    -- Joins, not a correlated EXISTS: on a Citus cluster the contacts (from decisions, by
+    -- device) meet the transactions (by customer) only as a join on customer_id.
+    SELECT DISTINCT g.customer_id
     FROM grouped g
+    JOIN contacts c ON c.customer_id = g.customer_id AND c.outcome = g.grp
+    JOIN transactions t ON t.customer_id = c.customer_id
+    WHERE t.store_id = ANY($2::uuid[])
+      AND t.ts >= c.decided_at AND t.ts <= c.decided_at + make_interval(days => $3)
 )
-SELECT grp, count(*) AS customers, count(*) FILTER (WHERE converted) AS converted
-FROM judged GROUP BY grp
+SELECT g.grp, count(*) AS customers, count(v.customer_id) AS converted
+FROM grouped g LEFT JOIN converted v USING (customer_id) GROUP BY g.grp
 """
 
 

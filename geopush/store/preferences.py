@@ -8,7 +8,7 @@ shares them), else to the device: the row's `subject` is `c:<customer_id>` or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import time
+from datetime import UTC, datetime, time
 from typing import Any
 from uuid import UUID
 
@@ -56,10 +56,10 @@ SELECT interests, max_per_week, quiet_start, quiet_end FROM preferences WHERE su
 """
 _PUT = """
 INSERT INTO preferences (subject, interests, max_per_week, quiet_start, quiet_end, updated_at)
-VALUES ($1, $2, $3, $4, $5, now())
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (subject) DO UPDATE SET interests = EXCLUDED.interests,
     max_per_week = EXCLUDED.max_per_week, quiet_start = EXCLUDED.quiet_start,
-    quiet_end = EXCLUDED.quiet_end, updated_at = now()
+    quiet_end = EXCLUDED.quiet_end, updated_at = EXCLUDED.updated_at
 """
 _LOG = """
 INSERT INTO preference_log (subject, device_id, interests, max_per_week, quiet_start, quiet_end)
@@ -88,8 +88,9 @@ async def save_preferences(conn: asyncpg.Connection, subject: str, device_id: UU
     if await read_preferences(conn, subject) == prefs:
         return False
     interests = None if prefs.interests is None else list(prefs.interests)
+    # The time comes as a value: Citus refuses now() in the DO UPDATE of a reference table.
     await conn.execute(_PUT, subject, interests, prefs.max_per_week, prefs.quiet_start,
-                       prefs.quiet_end)
+                       prefs.quiet_end, datetime.now(UTC))
     await conn.execute(_LOG, subject, device_id, interests, prefs.max_per_week,
                        prefs.quiet_start, prefs.quiet_end)
     return True

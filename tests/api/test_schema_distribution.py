@@ -88,3 +88,20 @@ async def test_retention_drops_expired_hours_and_creates_the_next_day(
     this_hour = now.replace(minute=0, second=0, microsecond=0)
     assert {this_hour + timedelta(hours=h) for h in range(24)} <= hours
     assert await db.fetchval("SELECT count(*) FROM pings") == 1
+
+
+async def test_every_customer_keyed_table_has_customer_id_in_every_key(db) -> None:
+    """The tables distributed by customer_id on a Citus cluster (SPEC section 9) keep it
+    NOT NULL and in every unique key, on one PostgreSQL too, so the layout never fails."""
+    from geopush.store.distribution import CUSTOMER_KEYED
+
+    missing = []
+    for table in CUSTOMER_KEYED:
+        assert await db.fetchval(
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = $1::regclass"
+            " AND attname = 'customer_id'", table), table
+        keys = await db.fetch(_UNIQUE_KEYS, table)
+        assert keys, f"{table} has no primary key"
+        missing += [f"{table}.{k['name']} {k['columns']}" for k in keys
+                    if "customer_id" not in k["columns"]]
+    assert not missing, "unique keys without customer_id: " + ", ".join(missing)

@@ -26,8 +26,16 @@ from geopush.store.migrations import migrate
 # fixtures (a database on the cluster), exactly as written.
 from tests.api.test_basket_pipeline import (  # noqa: F401
     test_planted_rule_audience_and_recommended_offer,
+    test_upsell_average_baskets_per_segment,
 )
 from tests.api.test_core_loop import test_walk_into_circle_sends_one_french_push  # noqa: F401
+from tests.api.test_crm_imports import (  # noqa: F401
+    test_a_customer_named_by_transactions_first_is_completed_later,
+    test_cli_imports_stores_geofences_customers_and_transactions,
+    test_customer_profile_and_erasure,
+    test_duplicates_are_counted_within_the_file_and_against_the_database,
+    test_transactions_report_bad_rows_by_line_and_import_the_rest,
+)
 from tests.api.test_decisions_pipeline import (  # noqa: F401
     test_customer_with_two_phones_gets_one_push,
     test_daily_cap_counts_the_customers_every_phone,
@@ -36,9 +44,30 @@ from tests.api.test_decisions_pipeline import (  # noqa: F401
 from tests.api.test_geolife_http_replay import (  # noqa: F401
     test_geolife_replay_over_http_matches_reference,
 )
+from tests.api.test_learning_levers import (  # noqa: F401
+    test_levers_show_treatment_visiting_twice_as_often,
+)
+from tests.api.test_learning_relationship import (  # noqa: F401
+    test_device_erasure_takes_its_preferences_and_their_log,
+    test_ignored_category_pauses_until_an_open,
+    test_interests_weekly_maximum_and_personal_quiet_hours_decide,
+    test_no_discount_on_the_appliance_bought_at_full_price_yesterday,
+    test_preferences_are_the_customers_on_every_phone_and_logged,
+)
+from tests.api.test_learning_value import test_value_per_store_and_per_segment  # noqa: F401
+from tests.api.test_loyalty_challenges import (  # noqa: F401
+    test_purchases_earn_points_at_import_and_complete_challenges,
+)
 from tests.api.test_loyalty_checkins import (  # noqa: F401
     test_a_checkin_counts_once_per_store_per_local_day,
     test_badges_once_each_under_concurrent_dwells_of_one_customer,
+)
+from tests.api.test_offer_stats import (  # noqa: F401
+    test_conversions_and_lift_through_the_pipeline,
+    test_conversions_count_whenever_the_store_came_to_be,
+)
+from tests.api.test_pings_api import (  # noqa: F401
+    test_dwell_from_sweeper_when_phone_stops_sending,
 )
 from tests.api.test_privacy import (  # noqa: F401
     test_customer_erasure,
@@ -46,6 +75,14 @@ from tests.api.test_privacy import (  # noqa: F401
     test_pings_older_than_retention_are_deleted,
 )
 from tests.api.test_segments_db import test_segments_of_a_known_population  # noqa: F401
+from tests.api.test_service_recovery_e2e import (  # noqa: F401
+    receiver,
+    test_bad_visit_is_heard_recovered_and_the_customer_returns,
+)
+from tests.api.test_transaction_lines import (  # noqa: F401
+    test_a_basket_split_across_files_still_counts_once,
+    test_lines_of_one_transaction_are_one_basket_and_one_visit_for_frat,
+)
 from tests.citus_cluster import Cluster, ClusterUnavailable
 from tests.e2e.test_sender_crash import (  # noqa: F401
     test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch,
@@ -104,6 +141,14 @@ async def test_the_tables_are_laid_out_as_section_9_says(db: asyncpg.Connection)
     # when it references a reference table: still on the coordinator alone).
     assert tables - set(layout) <= set(LOCAL) and set(LOCAL) <= tables
     assert not [t for t in LOCAL if t in layout and layout[t]["method"] == "h"]
+    # From pg_dist_colocation: one group per key, each distributed by its key's type.
+    groups = {r["colocationid"]: r for r in await db.fetch(
+        "SELECT colocationid, shardcount, distributioncolumntype::regtype::text AS type"
+        " FROM pg_dist_colocation")}
+    assert groups[layout["devices"]["colocationid"]]["type"] == "uuid"
+    assert groups[layout["customers"]["colocationid"]]["type"] == "text"
+    assert layout["devices"]["colocationid"] != layout["customers"]["colocationid"]
+    assert layout["transactions"]["colocationid"] == layout["customers"]["colocationid"]
     # Both workers hold shards of the device-keyed tables.
     nodes = await db.fetchval(
         "SELECT count(DISTINCT nodeport) FROM pg_dist_shard_placement p"
@@ -121,14 +166,69 @@ async def test_migrate_again_changes_nothing(database_url: str) -> None:
         await conn.close()
 
 
+async def test_a_cluster_migrated_before_0040_is_migrated_on_with_its_rows(
+    cluster: Cluster,
+) -> None:
+    """A cluster migrated by the last release (every migration but 0040) holds transactions
+    as a reference table; the next `geopush migrate` applies 0040, distributes them by
+    customer_id with their rows, and records every migration's checksum, as on one
+    PostgreSQL."""
+    from geopush.store.migrations import available
+
+    steps = available()
+    url = await cluster.new_database()
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn, [m for m in steps if m.version != 40], distributed=True)
+        assert await conn.fetchval(
+            "SELECT partmethod::text FROM pg_dist_partition"
+            " WHERE logicalrelid = 'transactions'::regclass") == "n"
+        await conn.execute(
+            "INSERT INTO transactions (transaction_id, customer_id, ts, amount)"
+            " VALUES ('T1', 'C1', now(), 5), ('T2', 'C2', now(), 7)")
+        assert await migrate(conn, distributed=True) == [
+            m.name for m in steps if m.version == 40]
+        row = await conn.fetchrow(
+            "SELECT partmethod::text AS method,"
+            " column_to_column_name(logicalrelid, partkey) AS col FROM pg_dist_partition"
+            " WHERE logicalrelid = 'transactions'::regclass")
+        assert (row["method"], row["col"]) == ("h", "customer_id")
+        assert await conn.fetchval("SELECT sum(amount)::int FROM transactions") == 12
+        rows = await conn.fetch("SELECT name, checksum FROM schema_migrations")
+        assert {(r["name"], r["checksum"]) for r in rows} == {(m.name, m.checksum)
+                                                              for m in steps}
+        assert await migrate(conn, distributed=True) == []
+    finally:
+        await conn.close()
+        await cluster.drop_database(url)
+
+
 _NODE_OF_DEVICE = """
 SELECT p.nodeport FROM pg_dist_shard_placement p
 WHERE p.shardid = get_shard_id_for_distribution_column('devices', $1::uuid)
 """
 
 
+_PLACEMENT = """
+SELECT s.shardid, n.nodeport
+FROM unnest($1::uuid[]) AS d(device_id)
+JOIN pg_dist_shard s ON s.shardid = get_shard_id_for_distribution_column('devices', d.device_id)
+JOIN pg_dist_placement p ON p.shardid = s.shardid
+JOIN pg_dist_node n ON n.groupid = p.groupid
+"""
+# A table's shard for the same hash range sits where the devices shard does (co-location).
+_COLOCATED = """
+SELECT bool_and(pd.groupid = pt.groupid)
+FROM pg_dist_shard sd JOIN pg_dist_placement pd ON pd.shardid = sd.shardid
+JOIN pg_dist_shard st ON st.logicalrelid = $1::regclass
+     AND st.shardminvalue = sd.shardminvalue
+JOIN pg_dist_placement pt ON pt.shardid = st.shardid
+WHERE sd.shardid = $2
+"""
+
+
 async def test_one_customers_phones_on_two_workers_share_cooldown_and_cap(
-    api, db: asyncpg.Connection
+    cluster: Cluster, api, db: asyncpg.Connection
 ) -> None:
     """The customer lock holds across workers: the customer's phones are placed on
     different workers on purpose, enter the same store at once, and one push goes."""
@@ -144,6 +244,13 @@ async def test_one_customers_phones_on_two_workers_share_cooldown_and_cap(
         if len(phones) == 2:
             break
     assert len(phones) == 2, "no two phones on different workers"
+    # From Citus' own catalog: the phones' device rows (and, co-located, their visits,
+    # events, decisions and deliveries) are in two shards placed on the two workers.
+    placed = await db.fetch(_PLACEMENT, [p.device_id for p in phones.values()])
+    assert len({r["shardid"] for r in placed}) == 2
+    assert {r["nodeport"] for r in placed} == {w.port for w in cluster.workers}
+    for table in ("visits", "events", "decisions", "deliveries"):
+        assert await db.fetchval(_COLOCATED, table, placed[0]["shardid"]), table
     await asyncio.gather(*(_walk_in(api, p) for p in phones.values()))
     rows = await db.fetch("SELECT outcome, reason FROM decisions WHERE offer_id = $1",
                           offer["id"])
