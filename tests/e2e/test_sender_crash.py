@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,9 @@ async def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_one_batch(
     service_account: Path, tmp_path: Path,
 ) -> None:
     n = 1000
-    prefix = f"slow-400-crash{os.getpid()}-"
+    # Unique per run: the emulator lives for the session, and this test also runs on the
+    # Citus cluster in the same worker, so a pid alone would count both runs' pushes.
+    prefix = f"slow-400-crash{uuid.uuid4().hex[:12]}-"
     ids = await queue_deliveries(db, n, prefix)
     env = {"GEOPUSH_FCM_BATCH_SIZE": str(BATCH), "GEOPUSH_FCM_MAX_CONCURRENCY": "1",
            "GEOPUSH_FCM_LEASE_S": "5"}
@@ -125,7 +128,7 @@ async def test_two_senders_10000_deliveries_no_duplicate(
     database_url: str, db: asyncpg.Connection, tmp_path: Path,
 ) -> None:
     n = 10_000
-    prefix = f"pair{os.getpid()}-"
+    prefix = f"pair{uuid.uuid4().hex[:12]}-"
     ids = await queue_deliveries(db, n, prefix)
     emulator = EmulatorProcess(tmp_path)
     try:
