@@ -101,6 +101,12 @@ async def test_conversions_and_lift_through_the_pipeline(
         # The app reports one push opened and one offer redeemed.
         delivery = await db.fetchrow(
             "SELECT delivery_id, device_id FROM deliveries WHERE customer_id = $1", t0)
+
+        async def sent() -> bool:
+            """Opened and redeemed count only for a push that went out (409 before)."""
+            return await db.fetchval("SELECT status FROM deliveries WHERE delivery_id = $1",
+                                     delivery["delivery_id"]) == "sent"
+        await eventually(sent, within=30)
         token = devices[t0].token
         for what in ("opened", "redeemed"):
             assert (await api.call("POST", f"/v1/deliveries/{delivery['delivery_id']}/{what}",
