@@ -38,10 +38,12 @@ MATCHA = {"default_locale": "en", "translations": {
 
 class LearningStory:
     def __init__(self, client: Client, world: World, inbox: AlertInbox,
-                 link_secret: str, fatigue_after: int = 5) -> None:
+                 link_secret: str, fatigue_after: int = 5, max_speed_mps: float = 70.0,
+                 min_ping_interval_s: float = 1.0) -> None:
         self.client, self.world, self.inbox = client, world, inbox
         self.link_secret = link_secret
         self.fatigue_after = fatigue_after
+        self.max_speed_mps, self.min_ping_interval_s = max_speed_mps, min_ping_interval_s
         self.status: dict[str, Any] = {}
 
     async def run(self) -> None:
@@ -108,17 +110,20 @@ class LearningStory:
         await c.call("PUT", "/v1/devices/me/consent", reg["device_token"],
                      {"location": True, "push": True})
         lat, lon = store["location"]["lat"], store["location"]["lon"]
-        start = datetime.now(UTC) - timedelta(minutes=4)
+        # He walks in real time (the demo's pace), so his pushes' event-to-send latency is
+        # what any phone's is: a fix every `step` seconds, each stride within the speed rule.
+        step = max(1.5 * self.min_ping_interval_s, 2 * _STRIDE_M / self.max_speed_mps)
         for i in range(self.fatigue_after + 1):
-            walk_in, walk_out = _pass_by(lat, lon, start + timedelta(seconds=40 * i))
-            await c.call("POST", "/v1/pings", reg["device_token"], {"pings": walk_in})
+            await c.call("POST", "/v1/pings", reg["device_token"],
+                         {"pings": await _walk(lat, lon, _WALK_IN, step)})
             if i < self.fatigue_after:  # each push is sent (and left unopened) before he
                 sent = await self._wait(  # walks out, which would cancel it
                     functools.partial(self._stats_reach, offer["id"], i + 1))
                 if not sent:
                     self.status["fatigue"] = "not yet"
                     return
-            await c.call("POST", "/v1/pings", reg["device_token"], {"pings": walk_out})
+            await c.call("POST", "/v1/pings", reg["device_token"],
+                         {"pings": await _walk(lat, lon, _WALK_OUT, step)})
         held = await self._wait(lambda: self._held(offer["id"]))
         self.status["fatigue"] = (
             f"{FATIGUED} left {self.fatigue_after} matcha pushes unopened; his next visit"
@@ -145,11 +150,18 @@ class LearningStory:
         return None
 
 
-def _pass_by(lat: float, lon: float, start: datetime
-             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Walk in from 300 m south, then straight out north, 4 s a fix: an enter and an exit,
-    too short for a dwell (so no feedback request either)."""
-    pings = [{"lat": _point(lat, lon, n)[0], "lon": lon, "accuracy_m": 8,
-              "ts": (start + timedelta(seconds=4 * i)).isoformat()}
-             for i, n in enumerate([-300, -200, -100, -40, 0, 150, 300])]
-    return pings[:5], pings[5:]
+# Metres north of the store, 120 m fence: in from the south (an enter), then out to the
+# north past the exit buffer (an exit), too quick for a dwell (so no feedback request).
+_WALK_IN = (-200, -140, -60)
+_WALK_OUT = (60, 150, 220)
+_STRIDE_M = 120  # the longest step between two fixes of the walk
+
+
+async def _walk(lat: float, lon: float, norths: tuple[int, ...], step: float
+                ) -> list[dict[str, Any]]:
+    """Fixes `step` seconds apart ending now, after walking that long."""
+    await asyncio.sleep(step * len(norths))
+    now = datetime.now(UTC)
+    return [{"lat": _point(lat, lon, n)[0], "lon": lon, "accuracy_m": 8,
+             "ts": (now - timedelta(seconds=step * (len(norths) - 1 - k))).isoformat()}
+            for k, n in enumerate(norths)]

@@ -252,7 +252,9 @@ async def _main(port: int, duration: float, data_dir: Path, speedup: float,
                                          emu.state.messages)
                     told = asyncio.create_task(story.run(), name="demo-service")
                     learning = LearningStory(client, world, inbox, link_secret,
-                                             config.campaigns.fatigue_after)
+                                             config.campaigns.fatigue_after,
+                                             config.geo.max_speed_mps,
+                                             config.geo.min_ping_interval_s)
                     learned = asyncio.create_task(learning.run(), name="demo-learning")
                     try:
                         await _summary_loop(session, base, world, replay, screen, app, ends,
