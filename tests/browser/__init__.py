@@ -69,3 +69,12 @@ def artifacts_dir(base: Path) -> Path:
     if path not in ARTIFACTS:
         ARTIFACTS.append(path)
     return path
+
+
+async def sign_in(page: Any, url: str, key: str) -> None:
+    """Open a page (the console, the dashboard) and give it its key, as a user does; wait
+    until it has loaded its data."""
+    await page.goto(url)
+    await page.fill("#key", key)
+    await page.press("#key", "Enter")
+    await page.wait_for_selector("body[data-loaded='1']")

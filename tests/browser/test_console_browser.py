@@ -14,18 +14,11 @@ import pytest
 
 from geopush.campaigns.templates import fill
 from tests.api_client import Api
-from tests.browser import artifacts_dir, chromium, watched_page
+from tests.browser import artifacts_dir, chromium, sign_in, watched_page
 from tests.conftest import unique_token
 from tests.delivery_scenario import finished_delivery, open_shop, walk_in
 
 pytestmark = pytest.mark.slow
-
-
-async def _open_console(page: Any, url: str, key: str) -> None:
-    await page.goto(url + "/console")
-    await page.fill("#key", key)
-    await page.press("#key", "Enter")
-    await page.wait_for_selector("body[data-loaded='1']")
 
 
 async def _map_point(page: Any, box: dict[str, float], x: float, y: float) -> list[float]:
@@ -59,7 +52,7 @@ async def test_console_draws_geofences_and_composes_an_offer(gp: Api, tmp_path: 
     async with chromium() as browser, watched_page(browser) as w:
         page = w.page
         await page.context.clear_cookies()
-        await _open_console(page, gp.base_url, marketer)
+        await sign_in(page, gp.base_url + "/console", marketer)
         box = await page.locator("#map").bounding_box()
         assert box is not None
         # Whole pixels: the browser delivers mouse events at integer positions.
@@ -230,7 +223,7 @@ async def test_console_draws_geofences_and_composes_an_offer(gp: Api, tmp_path: 
 
     async with chromium() as browser, watched_page(browser, 768, 1024) as w:
         page = w.page
-        await _open_console(page, gp.base_url, marketer)
+        await sign_in(page, gp.base_url + "/console", marketer)
         # A tablet: nothing wider than the screen, every control labelled.
         assert await page.evaluate("document.documentElement.scrollWidth") <= 768
         unlabelled = await page.evaluate(
@@ -269,7 +262,7 @@ async def test_a_basket_rule_becomes_a_cross_selling_offer(gp: Api,
 
     async with chromium() as browser, watched_page(browser) as w:
         page = w.page
-        await _open_console(page, gp.base_url, marketer)
+        await sign_in(page, gp.base_url + "/console", marketer)
         await page.click("#tab-btn-results")
         button = page.locator("#r-basket button", has_text="Create a cross-selling offer")
         await button.first.wait_for()

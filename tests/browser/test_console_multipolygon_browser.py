@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from tests.api_client import Api
-from tests.browser import artifacts_dir, chromium, watched_page
-from tests.browser.test_console_browser import _open_console
+from tests.browser import artifacts_dir, chromium, sign_in, watched_page
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +28,7 @@ async def test_a_multipolygon_is_saved_and_reshaped_with_every_part(
     shots = artifacts_dir(tmp_path_factory.getbasetemp())
     async with chromium() as browser, watched_page(browser) as w:
         page = w.page
-        await _open_console(page, gp.base_url, marketer)
+        await sign_in(page, gp.base_url + "/console", marketer)
         await page.click(f"#fence-list li[data-id='{fence['id']}'] button.link")
         await page.wait_for_selector("#fence-form:not(.hidden)")
         assert await page.text_content("#f-shape") == "MultiPolygon of 2 parts"

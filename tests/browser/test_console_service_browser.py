@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from tests.api_client import Api
-from tests.browser import artifacts_dir, chromium, watched_page
+from tests.browser import artifacts_dir, chromium, sign_in, watched_page
 from tests.conftest import ADMIN_KEY, unique_token
 from tests.delivery_scenario import sections
 from tests.service_scenario import rated_store, visit
@@ -43,10 +43,7 @@ async def test_service_tab_shows_the_gap_and_works_the_cases(
 
     async with chromium() as browser, watched_page(browser) as w:
         page = w.page
-        await page.goto(gp.base_url + "/console")
-        await page.fill("#key", marketer)
-        await page.press("#key", "Enter")
-        await page.wait_for_selector("body[data-loaded='1']")
+        await sign_in(page, gp.base_url + "/console", marketer)
         await page.click("#tab-btn-service")
         await page.wait_for_selector(".gap-row")
         rows = await page.locator(f"[data-store='{shop.store['id']}'] .gap-row").all()
@@ -98,10 +95,7 @@ async def test_cases_are_late_against_the_configured_sla(
         marketer = await api.key("marketer")
         async with chromium() as browser, watched_page(browser) as w:
             page = w.page
-            await page.goto(server.url + "/console")
-            await page.fill("#key", marketer)
-            await page.press("#key", "Enter")
-            await page.wait_for_selector("body[data-loaded='1']")
+            await sign_in(page, server.url + "/console", marketer)
             await page.click("#tab-btn-service")
             await page.wait_for_selector(f"[data-case='{late}']")
             rows = {c: await page.locator(f"tr:has([data-case='{c}'])").inner_text()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.api_client import Api, metric_value
-from tests.browser import artifacts_dir, chromium, watched_page
+from tests.browser import artifacts_dir, chromium, sign_in, watched_page
 from tests.conftest import unique_token
 from tests.delivery_scenario import finished_delivery, open_shop, walk_in
 
@@ -26,10 +26,7 @@ async def test_dashboard_figures_agree_with_metrics_and_stats(gp: Api,
 
     async with chromium() as browser, watched_page(browser) as w:
         page = w.page
-        await page.goto(gp.base_url + "/dashboard")
-        await page.fill("#key", ops)
-        await page.press("#key", "Enter")
-        await page.wait_for_selector("body[data-loaded='1']")
+        await sign_in(page, gp.base_url + "/dashboard", ops)
         await page.wait_for_selector("#c-latency .u-wrap")
         await page.wait_for_selector("#map path.leaflet-interactive")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.api_client import Api, emulator_messages
-from tests.browser import artifacts_dir, chromium, watched_page
+from tests.browser import artifacts_dir, chromium, sign_in, watched_page
 from tests.delivery_scenario import finished_delivery, open_shop, walk_in
 
 pytestmark = pytest.mark.slow
@@ -26,10 +26,7 @@ async def test_the_composer_previews_as_the_marketer_edits_and_sends_a_test(
 
     async with chromium() as browser, watched_page(browser) as w:
         page = w.page
-        await page.goto(gp.base_url + "/console")
-        await page.fill("#key", marketer)
-        await page.press("#key", "Enter")
-        await page.wait_for_selector("body[data-loaded='1']")
+        await sign_in(page, gp.base_url + "/console", marketer)
         await page.click("#tab-btn-offers")
         await page.click("#offer-new")
         await page.fill("#o-name", "Croissant")

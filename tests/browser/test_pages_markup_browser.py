@@ -16,7 +16,7 @@ import pytest
 
 from tests.api.test_crm_imports import run_cli
 from tests.api_client import Api
-from tests.browser import artifacts_dir, chromium, watched_page
+from tests.browser import artifacts_dir, chromium, sign_in, watched_page
 
 pytestmark = pytest.mark.slow
 
@@ -75,10 +75,7 @@ async def test_names_planted_through_api_and_imports_render_as_text(
                 ("dashboard", ops, {PLANTS["api fence"], PLANTS["geojson fence"]})):
             async with watched_page(browser) as w:
                 page = w.page
-                await page.goto(f"{gp.base_url}/{page_name}")
-                await page.fill("#key", key)
-                await page.press("#key", "Enter")
-                await page.wait_for_selector("body[data-loaded='1']")
+                await sign_in(page, f"{gp.base_url}/{page_name}", key)
                 await page.wait_for_selector("#map path.leaflet-interactive")
                 shown = await _tooltips(page)
                 await page.screenshot(path=str(shots / f"markup-{page_name}.png"))
