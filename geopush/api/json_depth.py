@@ -1,11 +1,12 @@
-"""How deeply a raw JSON text nests, measured before it is parsed.
+"""How deeply JSON nests: anything deeper than a few dozen levels is no document geopush
+reads (a FeatureCollection of MultiPolygons nests 8 deep), so past MAX_DEPTH it is bad input.
 
-Python's `json` module recurses once per level: a body of 100,000 `[` would exhaust the
-stack, and anything deeper than a few dozen levels is no document geopush reads (a
-FeatureCollection of MultiPolygons nests 8 deep). The scan works on bytes without recursion:
-strings are cut out first (a bracket inside a string does not nest), then the running depth
-of the remaining brackets is a cumulative sum in numpy, so a 100 MiB import costs
-milliseconds, not a Python loop per byte.
+Two measures of the same thing, for two sizes of body (`api/body.py` picks one). A large
+body is scanned as bytes before parsing: strings are cut out first (a bracket inside a
+string does not nest), then the running depth of the remaining brackets is a cumulative sum
+in numpy, so a 100 MiB import costs milliseconds, not a Python loop per byte. A small one
+is parsed first (`json` refuses the absurd with its own recursion guard) and its decoded
+containers are measured level by level, cheaper than the byte scan for a ping batch.
 """
 
 from __future__ import annotations
